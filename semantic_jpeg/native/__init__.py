@@ -1,0 +1,37 @@
+"""Native C kernels (built by cffi at install from the ``*.c``/``*.h`` pairs in this folder).
+
+``lib`` exposes the C functions, ``ffi`` the cffi helpers. ``as_pointer`` checks an array's dtype and
+contiguity before handing its buffer to C, so a wrong array raises here instead of crashing in C.
+"""
+import numpy as np
+
+try:
+    from ._native import ffi, lib
+except ImportError as exc:  # pragma: no cover - only on a broken install
+    raise ImportError(
+        "semantic_jpeg's native module is not built. Reinstall the package (pip install -e .) "
+        "or run: python semantic_jpeg/native/build_native.py"
+    ) from exc
+
+_CTYPES = {
+    np.dtype(np.uint8): "uint8_t *",
+    np.dtype(np.int16): "int16_t *",
+    np.dtype(np.uint16): "uint16_t *",
+    np.dtype(np.int32): "int32_t *",
+    np.dtype(np.int64): "int64_t *",
+    np.dtype(np.float32): "float *",
+    np.dtype(np.float64): "double *",
+}
+
+
+def as_pointer(array: np.ndarray, dtype) -> "ffi.CData":
+    """Pointer to ``array``'s buffer; it must be C-contiguous with exactly ``dtype``."""
+    dtype = np.dtype(dtype)
+    if array.dtype != dtype:
+        raise TypeError(f"native kernel expects {dtype}, got {array.dtype}")
+    if not array.flags.c_contiguous:
+        raise ValueError("native kernel expects a C-contiguous array")
+    return ffi.cast(_CTYPES[dtype], ffi.from_buffer(array, require_writable=False))
+
+
+__all__ = ["ffi", "lib", "as_pointer"]

@@ -1,0 +1,1 @@
+int semjpeg_native_abi_version(void);
