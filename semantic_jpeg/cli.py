@@ -1,0 +1,37 @@
+"""The ``semantic-jpeg`` command. Each component contributes its subcommands through a ``cli`` module
+with ``register(subparsers)``; those modules import heavy dependencies (torch, onnxruntime) only when their
+subcommand runs, so ``semantic-jpeg --help`` stays fast and torch-free."""
+import argparse
+import importlib
+import sys
+
+# component CLI modules, in the order their subcommands are listed
+COMPONENT_CLIS = (
+    "semantic_jpeg.codec.cli",          # encode
+    "semantic_jpeg.onnx_models.cli",    # maps, predict
+    "semantic_jpeg.training.cli",       # export, train
+    "semantic_jpeg.evaluation.cli",     # evaluate
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="semantic-jpeg", description=__doc__.split(".")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMPONENT_CLIS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a real missing dependency inside the module: surface it
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
