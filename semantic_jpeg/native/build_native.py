@@ -29,6 +29,6 @@ ffibuilder.set_source(
 
 if __name__ == "__main__":  # python semantic_jpeg/native/build_native.py: rebuild in place for development
     os.chdir(ROOT)
-    for stale in HERE.glob("_native.*so"):
-        stale.unlink()
     ffibuilder.compile(verbose=True, target="_native.abi3.so")  # the name pip's build gives it
+    for stale in HERE.glob("_native.cpython-*.so"):  # would shadow the fresh build
+        stale.unlink()
