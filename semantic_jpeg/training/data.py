@@ -1,0 +1,137 @@
+"""Data for the training tools: an in-memory batch loader with reproducible per-epoch shuffling and
+augmentation, the fixed CIFAR-10 split used by the RePr benchmark, and image folders with (multi-)labels or
+without labels (distillation)."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def images_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 NHWC RGB -> float32 NCHW in [0, 1]."""
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
+        raise ValueError(f"expected uint8 images of shape (N, H, W, 3), got "
+                         f"{getattr(images, 'dtype', type(images))} {getattr(images, 'shape', '')}")
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+class ArrayLoader:
+    """Batches of (inputs, targets) from in-memory tensors. Shuffling and augmentation (random crop with
+    ``pad`` pixels of zero padding + horizontal flip, the usual CIFAR augmentation) draw from a generator
+    seeded with ``seed + epoch``; call ``set_epoch`` (as with ``DistributedSampler``) so a resumed run sees
+    the same batches as an uninterrupted one."""
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int = 128, *, shuffle: bool = True,
+                 augment: bool = False, pad: int = 4, seed: int = 0):
+        if len(inputs) == 0:
+            raise ValueError("no training examples")
+        if len(inputs) != len(targets):
+            raise ValueError(f"{len(inputs)} inputs but {len(targets)} targets")
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.inputs, self.targets = inputs, targets
+        self.batch_size, self.shuffle, self.augment, self.pad, self.seed = batch_size, shuffle, augment, pad, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return (len(self.inputs) + self.batch_size - 1) // self.batch_size
+
+    def _augment(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        n, _, h, w = x.shape
+        padded = torch.nn.functional.pad(x, (self.pad,) * 4)
+        dy = torch.randint(0, 2 * self.pad + 1, (n,), generator=gen)
+        dx = torch.randint(0, 2 * self.pad + 1, (n,), generator=gen)
+        rows = (dy[:, None] + torch.arange(h)[None])[:, None, :, None].expand(n, x.shape[1], h, w)
+        cols = (dx[:, None] + torch.arange(w)[None])[:, None, None, :].expand(n, x.shape[1], h, w)
+        batch = torch.arange(n)[:, None, None, None]
+        channel = torch.arange(x.shape[1])[None, :, None, None]
+        out = padded[batch, channel, rows, cols]
+        flip = torch.rand(n, generator=gen) < 0.5
+        out[flip] = out[flip].flip(3)
+        return out
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(len(self.inputs), generator=gen) if self.shuffle else torch.arange(len(self.inputs))
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            x = self.inputs[idx]
+            if self.augment:
+                x = self._augment(x, gen)
+            yield x, self.targets[idx]
+
+
+def cifar_split(path: str | Path, n_train: int = 8000, seed: int = 0):
+    """The fixed train/test split of an ``images``/``labels`` npz (e.g. the 10 000 CIFAR-10 test images of
+    ../shared/data/cifar10): a permutation drawn with ``seed``, first ``n_train`` for training, the rest for
+    test. Returns ``(x_train, y_train, x_test, y_test)`` as float NCHW tensors in [0,1] and int64 labels."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    with np.load(path) as data:
+        images, labels = data["images"], data["labels"]
+    if not 0 < n_train < len(images):
+        raise ValueError(f"n_train must lie in (0, {len(images)}), got {n_train}")
+    order = np.random.default_rng(seed).permutation(len(images))
+    x = images_to_tensor(images[order])
+    y = torch.from_numpy(labels[order].astype(np.int64))
+    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files under ``folder`` (recursively, sorted); a clear error when the folder is missing or empty."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"data folder not found: {folder}")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {folder}")
+    return files
+
+
+def load_image(path: Path, size: int) -> torch.Tensor:
+    """RGB float CHW tensor in [0, 1], resized to ``size`` x ``size``."""
+    from PIL import Image
+    with Image.open(path) as img:
+        img = img.convert("RGB").resize((size, size), Image.BILINEAR)
+        return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0
+
+
+def labelled_folder(folder: str | Path, size: int = 224):
+    """An image folder with labels, for the MS-ROI network: either one sub-folder per class (single label)
+    or a ``labels.csv`` with columns ``file,labels`` where ``labels`` is ``;``-separated (multi-label).
+    Returns ``(images NCHW float, multi-hot targets float (N, C), class names)``."""
+    folder = Path(folder)
+    files = list_images(folder)
+    csv_path = folder / "labels.csv"
+    if csv_path.is_file():
+        with open(csv_path, newline="") as f:
+            rows = [(r["file"], [t for t in r["labels"].split(";") if t]) for r in csv.DictReader(f)]
+        if not rows:
+            raise ValueError(f"{csv_path} lists no images")
+        files = [folder / name for name, _ in rows]
+        missing = [str(p) for p in files if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"{len(missing)} images listed in {csv_path} are missing, e.g. {missing[0]}")
+        tag_lists = [tags for _, tags in rows]
+    else:
+        tag_lists = [[p.relative_to(folder).parts[0]] if len(p.relative_to(folder).parts) > 1 else [] for p in files]
+        if any(not t for t in tag_lists):
+            raise ValueError(f"{folder}: put images in one sub-folder per class or add a labels.csv")
+    classes = sorted({t for tags in tag_lists for t in tags})
+    if len(classes) < 1:
+        raise ValueError(f"{folder}: no class labels found")
+    index = {c: i for i, c in enumerate(classes)}
+    targets = torch.zeros(len(files), len(classes))
+    for i, tags in enumerate(tag_lists):
+        targets[i, [index[t] for t in tags]] = 1.0
+    images = torch.stack([load_image(p, size) for p in files])
+    return images, targets, classes
