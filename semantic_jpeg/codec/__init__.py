@@ -1,0 +1,4 @@
+"""Semantic JPEG codec: :func:`encode`, rate control, and the Pillow "SEMJPEG" plugin."""
+from .encoder import DEFAULT_MODE, MODES, EncodeResult, RateControlWarning, encode
+
+__all__ = ["encode", "EncodeResult", "RateControlWarning", "MODES", "DEFAULT_MODE"]

@@ -1,0 +1,375 @@
+"""Semantic JPEG encoding (paper 000, sec 2.4, Algorithm 1, eq. 2.7) with rate control.
+
+Two modes give each cell (8x8 block, or MCU when chroma is subsampled) the quality of its saliency level:
+
+- ``"dct"`` (default): one Pillow encode with unit quantisation tables gives the rounded DCT of every block
+  (read with jpeglib); the native module quantises each block with its level's step, expresses it in
+  units of the frame table (quality Q_f) and entropy-codes the scan. The file carries exactly these
+  coefficients: no decode/re-encode generation loss, and rate control re-runs only the native stage.
+- ``"mosaic"``: Algorithm 1 as printed: the image is JPEG-encoded and decoded at each level's quality, each
+  cell takes its pixels from its level's decoded image, and the mosaic is encoded at Q_f.
+
+Rate control moves every quality (levels and Q_f) by one shared offset and bisects it until the file is
+within ``size_tolerance`` of the target.
+"""
+import io
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from ..native import as_pointer, ffi, lib
+from . import jpeg_stream
+from .inputs import image_to_array, saliency_to_array
+from .quality import check_quality, level_qualities, quant_tables
+
+MODES = ("dct", "mosaic")
+DEFAULT_MODE = "dct"
+SUBSAMPLING = {-1: 2, 0: 0, 1: 1, 2: 2, "4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
+CELL_SIZE = {0: (8, 8), 1: (8, 16), 2: (16, 16)}  # (height, width) of one level cell for RGB
+# Pillow JPEG save options that pass through with Pillow's meaning. Quantisation is ours ("quality",
+# "qtables"), and the DCT mode writes one interleaved baseline scan (no restart markers, no abbreviated streams).
+PILLOW_OPTIONS = {"subsampling", "progressive", "progression", "optimize", "exif", "icc_profile", "dpi", "comment",
+                  "xmp", "smooth", "keep_rgb", "restart_marker_blocks", "restart_marker_rows"}
+MOSAIC_ONLY_OPTIONS = {"restart_marker_blocks", "restart_marker_rows"}
+
+
+class RateControlWarning(UserWarning):
+    """A size target could not be met within tolerance; the message says what was achieved."""
+
+
+@dataclass
+class EncodeResult:
+    """What :func:`encode` did. ``data`` is the JPEG file."""
+    data: bytes
+    mode: str
+    width: int
+    height: int
+    final_quality: float
+    level_qualities: list
+    level_fractions: list          # share of cells at each level, least salient first
+    cell_size: tuple               # (height, width) in pixels of the unit that takes one level
+    cell_levels: np.ndarray = field(repr=False)  # level of each cell
+    saliency: np.ndarray = field(repr=False)     # the HxW map used, float32 in [0, 1]
+    target_size: int = None
+    iterations: int = 1
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def summary(self) -> str:
+        levels = ", ".join(f"Q{q:.1f}:{f:.0%}" for q, f in zip(self.level_qualities, self.level_fractions))
+        target = f", target {self.target_size} B ({self.size / self.target_size - 1:+.2%})" if self.target_size else ""
+        return (f"{self.width}x{self.height} {self.mode} mode: {self.size} B, final quality {self.final_quality:.1f}, "
+                f"levels [{levels}]{target}")
+
+
+def encode(image, fp=None, *, saliency=None, levels=5, quality_range=(30, 70), quality=None, target_size=None,
+           match_jpeg_quality=None, size_tolerance=0.01, mode=DEFAULT_MODE, color_order="RGB",
+           return_result=False, **jpeg_options):
+    """Encode ``image`` as a standard JPEG whose salient regions get higher quality (Algorithm 1).
+
+    image: PIL image, or numpy HxW / HxWx3 uint8 (or float in [0, 1]); ``color_order`` "RGB" (default) or
+        "BGR" says how 3-channel arrays are ordered. Mode rules: see :mod:`semantic_jpeg.codec.inputs`.
+    fp: None (return the bytes), a path (written atomically), or a binary file object.
+    saliency: None (the shipped MS-ROI model), an HxW array in [0, 1], a PIL "L" image, a model with
+        ``msroi_map``, or a callable taking the RGB uint8 array and returning the map.
+    levels, quality_range: k saliency levels coded at qualities from Q_l to Q_h (eq. 2.7).
+    quality: the final quality Q_f (default Q_h). In "dct" mode it is the quality of the tables written in
+        the file; levels above it are capped by it.
+    target_size: file size in bytes; match_jpeg_quality: Q, meaning the size of a plain Pillow JPEG at Q with
+        the same options. Met within ``size_tolerance`` (default 1%) by bisection; RateControlWarning when not.
+    mode: "dct" (single pass in the DCT domain, default) or "mosaic" (Algorithm 1 as printed).
+    return_result: return an :class:`EncodeResult` (levels, qualities, map, size) instead of bytes/None.
+    jpeg_options: Pillow's JPEG options (subsampling, progressive, optimize, exif, icc_profile, dpi, comment,
+        xmp, smooth, keep_rgb; restart markers in "mosaic" mode only).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    options = _check_options(jpeg_options, mode)
+    qualities = level_qualities(levels, quality_range)
+    final_quality = qualities[-1] if quality is None else check_quality(quality)
+    if target_size is not None and match_jpeg_quality is not None:
+        raise ValueError("give target_size or match_jpeg_quality, not both")
+    if not (isinstance(size_tolerance, (int, float)) and 0 < size_tolerance < 1):
+        raise ValueError(f"size_tolerance must be a fraction in (0, 1), got {size_tolerance!r}")
+    rgb = image_to_array(image, color_order)
+    if target_size is not None:
+        if isinstance(target_size, bool) or not isinstance(target_size, (int, np.integer)) or target_size <= 0:
+            raise ValueError(f"target_size must be a positive number of bytes, got {target_size!r}")
+    if match_jpeg_quality is not None:
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, "JPEG", quality=int(round(check_quality(match_jpeg_quality,
+                                                                               "match_jpeg_quality"))), **options)
+        target_size = buf.tell()
+    sal = saliency_to_array(saliency, rgb)
+
+    coder = (_DctCoder if mode == "dct" else _MosaicCoder)(rgb, sal, len(qualities), options)
+    if target_size is None:
+        data, iterations = coder.encode(qualities, final_quality), 1
+    else:
+        data, iterations = _match_size(coder, qualities, final_quality, int(target_size), size_tolerance)
+    shift = data.shift
+    result = EncodeResult(
+        data=bytes(data), mode=mode, width=rgb.shape[1], height=rgb.shape[0],
+        final_quality=float(_shifted(final_quality, shift)),
+        level_qualities=[float(q) for q in _shifted(qualities, shift)],
+        level_fractions=list(np.bincount(coder.cell_levels.ravel(), minlength=len(qualities)) / coder.cell_levels.size),
+        cell_size=coder.cell_size, cell_levels=coder.cell_levels, saliency=sal,
+        target_size=None if target_size is None else int(target_size), iterations=iterations)
+    _write(result.data, fp)
+    if return_result:
+        return result
+    return result.data if fp is None else None
+
+
+class _Encoded(bytes):
+    """JPEG bytes that remember the quality offset they were made with."""
+    shift = 0.0
+
+
+def _shifted(q, shift):
+    return np.clip(np.asarray(q, dtype=np.float64) + shift, 1.0, 100.0)
+
+
+def _check_options(jpeg_options, mode):
+    unknown = set(jpeg_options) - PILLOW_OPTIONS
+    if unknown & {"quality", "qtables"}:
+        raise TypeError("quantisation is set by semantic_jpeg: use quality=/quality_range= (qtables are not accepted)")
+    if unknown:
+        raise TypeError(f"unknown JPEG option(s): {', '.join(sorted(unknown))}")
+    if mode == "dct" and set(jpeg_options) & MOSAIC_ONLY_OPTIONS:
+        raise ValueError("restart markers are only supported in mode='mosaic'")
+    options = {k: v for k, v in jpeg_options.items() if v is not None}
+    if "subsampling" in options:
+        if options["subsampling"] not in SUBSAMPLING:
+            raise ValueError(f"subsampling must be one of {sorted(map(str, SUBSAMPLING))}, got {options['subsampling']!r}")
+        options["subsampling"] = SUBSAMPLING[options["subsampling"]]
+    else:
+        options["subsampling"] = 2
+    return options
+
+
+def _cell_size(rgb, options):
+    if rgb.ndim == 2 or options.get("keep_rgb"):
+        return (8, 8)
+    return CELL_SIZE[options["subsampling"]]
+
+
+def _cell_levels(sal, cell_size, n_levels):
+    cells = np.empty((-(-sal.shape[0] // cell_size[0]), -(-sal.shape[1] // cell_size[1])), np.uint8)
+    rc = lib.semjpeg_block_levels(as_pointer(sal, np.float32), sal.shape[0], sal.shape[1],
+                                  cell_size[0], cell_size[1], n_levels, as_pointer(cells, np.uint8))
+    if rc != 0:
+        raise RuntimeError("native block level assignment failed")
+    return cells
+
+
+def _pillow_bytes(array, tables, options):
+    """Pillow JPEG of ``array`` with the given quantisation tables (luma, chroma) and options."""
+    buf = io.BytesIO()
+    qtables = [list(map(int, t)) for t in (tables[:1] if array.ndim == 2 else tables)]
+    Image.fromarray(array).save(buf, "JPEG", qtables=qtables, **options)
+    return buf.getvalue()
+
+
+class _MosaicCoder:
+    """Algorithm 1: k encode/decode passes, a native per-cell mosaic, one final encode."""
+
+    def __init__(self, rgb, sal, n_levels, options):
+        self.rgb, self.options = rgb, options
+        self.cell_size = _cell_size(rgb, options)
+        self.cell_levels = _cell_levels(sal, self.cell_size, n_levels)
+        self.used = np.unique(self.cell_levels)
+        self.level_options = {k: options[k] for k in ("subsampling", "keep_rgb") if k in options}
+
+    def mosaic(self, qualities):
+        """The mosaic image I' of Algorithm 1 (lines 2-5) for the given level qualities."""
+        stack = np.empty((len(self.used),) + self.rgb.shape, np.uint8)
+        level_to_image = np.zeros(256, np.uint8)
+        for i, level in enumerate(self.used):
+            data = _pillow_bytes(self.rgb, quant_tables(qualities[level]), self.level_options)
+            with Image.open(io.BytesIO(data)) as decoded:
+                stack[i] = np.asarray(decoded)
+            level_to_image[level] = i
+        out = np.empty_like(self.rgb)
+        channels = 1 if self.rgb.ndim == 2 else 3
+        rc = lib.semjpeg_mosaic_select(as_pointer(stack, np.uint8), len(self.used), self.rgb.shape[0],
+                                       self.rgb.shape[1], channels, as_pointer(self.cell_levels, np.uint8),
+                                       as_pointer(level_to_image, np.uint8), self.cell_size[0], self.cell_size[1],
+                                       as_pointer(out, np.uint8))
+        if rc != 0:
+            raise RuntimeError("native mosaic selection failed")
+        return out
+
+    def encode(self, qualities, final_quality, shift=0.0):
+        data = _Encoded(_pillow_bytes(self.mosaic(_shifted(qualities, shift)),
+                                      quant_tables(_shifted(final_quality, shift)), self.options))
+        data.shift = shift
+        return data
+
+
+class _DctCoder:
+    """Single pass in the DCT domain: per-block requantisation + native baseline entropy coding."""
+
+    def __init__(self, rgb, sal, n_levels, options):
+        self.options = options
+        self.write_options = {k: options[k] for k in ("progressive", "progression", "optimize") if options.get(k)}
+        header_options = {k: v for k, v in options.items() if k not in ("progressive", "progression", "optimize")}
+        unit = _pillow_bytes(rgb, np.ones((2, 64), np.uint16), header_options)
+        self.header = jpeg_stream.parse_baseline(unit)
+        self.raw = _read_coefficients(unit)
+        comps = self.header.components
+        hmax, vmax = max(c.samp_h for c in comps), max(c.samp_v for c in comps)
+        self.cell_size = (8 * vmax, 8 * hmax) if len(comps) > 1 else (8, 8)
+        self.cell_levels = _cell_levels(sal, self.cell_size, n_levels)
+        self.huffman = []
+        for c in comps:
+            dc = jpeg_stream.huffman_code_table(*self.header.huffman[(0, c.dc_table)])
+            ac = jpeg_stream.huffman_code_table(*self.header.huffman[(1, c.ac_table)])
+            self.huffman.append(dc + ac)
+        self.capacity = 2 * sum(r.size for r in self.raw) + 4096  # worst case: 2 bytes per coefficient (stuffing)
+        self._scan_buffer = np.empty(self.capacity, np.uint8)
+
+    def coefficients(self, qualities, final_quality):
+        """Per component, the coefficients written in the file (units of the frame tables)."""
+        level_tables = np.stack([quant_tables(q) for q in qualities])  # levels x 2 x 64
+        frame = quant_tables(final_quality)
+        ch, cw = self.cell_levels.shape
+        out = []
+        for comp, raw in zip(self.header.components, self.raw):
+            table = min(comp.quant_table, 1)
+            lv = np.ascontiguousarray(level_tables[:, table, :])
+            ft = np.ascontiguousarray(frame[table])
+            coefs = np.empty_like(raw)
+            per_cell = (comp.samp_v, comp.samp_h) if len(self.raw) > 1 else (1, 1)
+            rc = lib.semjpeg_requantize(as_pointer(raw, np.int16), raw.shape[0], raw.shape[1],
+                                        as_pointer(self.cell_levels, np.uint8), ch, cw, per_cell[0], per_cell[1],
+                                        len(qualities), as_pointer(lv, np.uint16), as_pointer(ft, np.uint16),
+                                        as_pointer(coefs, np.int16))
+            if rc != 0:
+                raise RuntimeError("native requantisation failed")
+            out.append(coefs)
+        return out, frame
+
+    def encode(self, qualities, final_quality, shift=0.0):
+        coefs, frame = self.coefficients(_shifted(qualities, shift), _shifted(final_quality, shift))
+        scan = self._entropy_code(coefs)
+        data = jpeg_stream.assemble(self.header, frame[:1] if len(coefs) == 1 else frame, scan)
+        if self.write_options:
+            data = _rewrite_with_libjpeg(data, self.write_options)
+        data = _Encoded(data)
+        data.shift = shift
+        return data
+
+    def _entropy_code(self, coefs):
+        n = len(coefs)
+        keep = [ffi.from_buffer(c) for c in coefs]  # keep the buffers alive during the call
+        ptrs = ffi.new("const int16_t *[]", [ffi.cast("const int16_t *", k) for k in keep])
+        tables = [[ffi.from_buffer(t[i]) for t in self.huffman] for i in range(4)]
+        arrays = [ffi.new("const uint32_t *[]", [ffi.cast("const uint32_t *", t) for t in tables[0]]),
+                  ffi.new("const uint8_t *[]", [ffi.cast("const uint8_t *", t) for t in tables[1]]),
+                  ffi.new("const uint32_t *[]", [ffi.cast("const uint32_t *", t) for t in tables[2]]),
+                  ffi.new("const uint8_t *[]", [ffi.cast("const uint8_t *", t) for t in tables[3]])]
+        comps = self.header.components
+        mv, mh = self.header.mcus()
+        length = lib.semjpeg_encode_baseline_scan(
+            n, ptrs, ffi.new("int[]", [c.shape[0] for c in coefs]), ffi.new("int[]", [c.shape[1] for c in coefs]),
+            ffi.new("int[]", [c.samp_h for c in comps]), ffi.new("int[]", [c.samp_v for c in comps]),
+            *arrays, mv, mh, as_pointer(self._scan_buffer, np.uint8), self.capacity)
+        if length < 0:
+            raise RuntimeError(f"native entropy coder failed (code {length})")
+        return self._scan_buffer[:length].tobytes()
+
+
+def _temp_dir():
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+def _read_coefficients(data):
+    """Quantised DCT coefficients of each component, int16 (blocks_h, blocks_w, 64), read by jpeglib."""
+    import jpeglib
+    with tempfile.TemporaryDirectory(dir=_temp_dir()) as tmp:
+        path = os.path.join(tmp, "unit.jpg")
+        with open(path, "wb") as f:
+            f.write(data)
+        jpeg = jpeglib.read_dct(path)
+        jpeg.load()
+        comps = [jpeg.Y] + ([jpeg.Cb, jpeg.Cr] if jpeg.has_chrominance else [])
+    return [np.ascontiguousarray(c.reshape(c.shape[0], c.shape[1], 64), dtype=np.int16) for c in comps]
+
+
+def _rewrite_with_libjpeg(data, write_options):
+    """Losslessly rewrite a baseline stream as progressive and/or with optimised Huffman tables (jpeglib).
+    libjpeg writes its own JFIF segment and copies the saved one too, so the copy is dropped."""
+    import jpeglib
+    flags = []
+    if write_options.get("optimize"):
+        flags.append("+OPTIMIZE_CODING")
+    if write_options.get("progressive") or write_options.get("progression"):
+        flags.append("+PROGRESSIVE_MODE")
+    with tempfile.TemporaryDirectory(dir=_temp_dir()) as tmp:
+        src, dst = os.path.join(tmp, "in.jpg"), os.path.join(tmp, "out.jpg")
+        with open(src, "wb") as f:
+            f.write(data)
+        jpeg = jpeglib.read_dct(src)
+        jpeg.load()
+        jpeg.write_dct(dst, flags=flags)
+        with open(dst, "rb") as f:
+            out = f.read()
+    return jpeg_stream.drop_duplicate_segments(out)
+
+
+def _match_size(coder, qualities, final_quality, target, tolerance):
+    """Bisect the shared quality offset until the size is within ``tolerance`` of ``target``."""
+    lo = 1.0 - max(np.max(qualities), final_quality)   # every quality clipped to 1
+    hi = 100.0 - min(np.min(qualities), final_quality)  # every quality clipped to 100
+    best, iterations = None, 0
+
+    def trial(shift):
+        nonlocal best, iterations
+        iterations += 1
+        data = coder.encode(qualities, final_quality, shift)
+        if best is None or abs(len(data) - target) < abs(len(best) - target):
+            best = data
+        return len(data)
+
+    size = trial(0.0)
+    if abs(size - target) > tolerance * target:
+        a, b = (lo, 0.0) if size > target else (0.0, hi)
+        for _ in range(40):
+            mid = 0.5 * (a + b)
+            size = trial(mid)
+            if abs(size - target) <= tolerance * target or b - a < 1e-3:
+                break
+            a, b = (a, mid) if size > target else (mid, b)
+    if abs(len(best) - target) > tolerance * target:
+        warnings.warn(f"size target {target} B not met within {tolerance:.1%}: closest is {len(best)} B "
+                      f"({len(best) / target - 1:+.2%}) at quality offset {best.shift:+.2f}", RateControlWarning,
+                      stacklevel=3)
+    return best, iterations
+
+
+def _write(data, fp):
+    """Write to a path atomically (temp file + rename) or to a binary file object."""
+    if fp is None:
+        return
+    if isinstance(fp, (str, os.PathLike)):
+        path = os.fspath(fp)
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".semjpeg-", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    elif hasattr(fp, "write"):
+        fp.write(data)
+    else:
+        raise TypeError(f"fp must be None, a path or a binary file object, got {type(fp).__name__}")

@@ -1,0 +1,4 @@
+int semjpeg_block_levels(const float *saliency, int height, int width, int cell_h, int cell_w, int levels, uint8_t *out);
+int semjpeg_mosaic_select(const uint8_t *stack, int n_images, int height, int width, int channels, const uint8_t *cell_level, const uint8_t *level_to_image, int cell_h, int cell_w, uint8_t *out);
+int semjpeg_requantize(const int16_t *raw, int blocks_h, int blocks_w, const uint8_t *cell_level, int cells_h, int cells_w, int blocks_per_cell_v, int blocks_per_cell_h, int levels, const uint16_t *level_tables, const uint16_t *frame_table, int16_t *out);
+int64_t semjpeg_encode_baseline_scan(int n_components, const int16_t **coefs, const int *blocks_h, const int *blocks_w, const int *samp_h, const int *samp_v, const uint32_t **dc_code, const uint8_t **dc_size, const uint32_t **ac_code, const uint8_t **ac_size, int mcus_v, int mcus_h, uint8_t *out, int64_t capacity);
