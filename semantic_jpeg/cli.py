@@ -15,7 +15,8 @@ COMPONENT_CLIS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="semantic-jpeg", description=__doc__.split(".")[0])
+    parser = argparse.ArgumentParser(
+        prog="semantic-jpeg", description="Semantic JPEG compression, purification filters and their models.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMPONENT_CLIS:
         try:

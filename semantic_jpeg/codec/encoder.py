@@ -218,7 +218,8 @@ class _DctCoder:
 
     def __init__(self, rgb, sal, n_levels, options):
         self.options = options
-        self.write_options = {k: options[k] for k in ("progressive", "progression", "optimize") if options.get(k)}
+        self.optimize = bool(options.get("optimize"))
+        self.progressive = bool(options.get("progressive") or options.get("progression"))
         header_options = {k: v for k, v in options.items() if k not in ("progressive", "progression", "optimize")}
         unit = _pillow_bytes(rgb, np.ones((2, 64), np.uint16), header_options)
         self.header = jpeg_stream.parse_baseline(unit)
@@ -260,8 +261,10 @@ class _DctCoder:
         coefs, frame = self.coefficients(_shifted(qualities, shift), _shifted(final_quality, shift))
         scan = self._entropy_code(coefs)
         data = jpeg_stream.assemble(self.header, frame[:1] if len(coefs) == 1 else frame, scan)
-        if self.write_options:
-            data = _rewrite_with_libjpeg(data, self.write_options)
+        if self.progressive:
+            data = _reencode_progressive(data, frame, self.options)
+        elif self.optimize:
+            data = _optimize_huffman(data)
         data = _Encoded(data)
         data.shift = shift
         return data
@@ -303,25 +306,29 @@ def _read_coefficients(data):
     return [np.ascontiguousarray(c.reshape(c.shape[0], c.shape[1], 64), dtype=np.int16) for c in comps]
 
 
-def _rewrite_with_libjpeg(data, write_options):
-    """Losslessly rewrite a baseline stream as progressive and/or with optimised Huffman tables (jpeglib).
-    libjpeg writes its own JFIF segment and copies the saved one too, so the copy is dropped."""
+def _optimize_huffman(data):
+    """Losslessly rewrite a baseline stream with optimised Huffman tables (jpeglib). libjpeg writes its own
+    JFIF segment and also copies the saved one, so the copy is dropped."""
     import jpeglib
-    flags = []
-    if write_options.get("optimize"):
-        flags.append("+OPTIMIZE_CODING")
-    if write_options.get("progressive") or write_options.get("progression"):
-        flags.append("+PROGRESSIVE_MODE")
     with tempfile.TemporaryDirectory(dir=_temp_dir()) as tmp:
         src, dst = os.path.join(tmp, "in.jpg"), os.path.join(tmp, "out.jpg")
         with open(src, "wb") as f:
             f.write(data)
         jpeg = jpeglib.read_dct(src)
         jpeg.load()
-        jpeg.write_dct(dst, flags=flags)
+        jpeg.write_dct(dst, flags=["+OPTIMIZE_CODING"])
         with open(dst, "rb") as f:
             out = f.read()
     return jpeg_stream.drop_duplicate_segments(out)
+
+
+def _reencode_progressive(data, frame, options):
+    """Progressive output: jpeglib cannot write progressive scans from coefficients, so the coefficient-exact
+    baseline is decoded and re-encoded by Pillow with the same tables and options. This costs one rounding
+    step (decoded pixels -> DCT), far below the quantisation error of the levels."""
+    with Image.open(io.BytesIO(data)) as im:
+        array = np.asarray(im)
+    return _pillow_bytes(array, frame, options)
 
 
 def _match_size(coder, qualities, final_quality, target, tolerance):

@@ -1,0 +1,391 @@
+"""Semantic JPEG codec: decoders agree, saliency works, size control, Algorithm 1 oracle, options, bad input."""
+import io
+import os
+import warnings
+
+import cv2
+import jpeglib
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+import semantic_jpeg
+from semantic_jpeg.codec import RateControlWarning, encode
+from semantic_jpeg.codec.quality import level_qualities, quant_tables
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    return np.ascontiguousarray(data.astronaut())  # 512x512 RGB
+
+
+@pytest.fixture(scope="module")
+def box_map(astronaut):
+    sal = np.zeros(astronaut.shape[:2], np.float32)
+    sal[64:256, 160:352] = 1.0  # the face and helmet
+    return sal
+
+
+def decode_pil(b):
+    with Image.open(io.BytesIO(b)) as im:
+        return np.asarray(im.convert("RGB") if im.mode != "L" else im).astype(np.float64)
+
+
+def psnr(a, b):  # inf for identical arrays
+    with np.errstate(divide="ignore"):
+        return 10 * np.log10(255.0 ** 2 / np.mean((np.asarray(a, float) - np.asarray(b, float)) ** 2))
+
+
+# ---------------------------------------------------------------- numpy oracles
+
+def oracle_cell_levels(sal, cell, k):
+    h, w = sal.shape
+    ch, cw = -(-h // cell[0]), -(-w // cell[1])
+    out = np.empty((ch, cw), np.uint8)
+    for i in range(ch):
+        for j in range(cw):
+            m = sal[i * cell[0]:(i + 1) * cell[0], j * cell[1]:(j + 1) * cell[1]].astype(np.float64).mean()
+            out[i, j] = min(max(int(np.floor(m * k)), 0), k - 1)
+    return out
+
+
+def oracle_algorithm1(rgb, sal, k, qrange, qf, subsampling=2):
+    """Algorithm 1 in numpy + Pillow: encode/decode at each level's Q, pick each cell's pixels, re-encode."""
+    cell = {0: (8, 8), 1: (8, 16), 2: (16, 16)}[subsampling] if rgb.ndim == 3 else (8, 8)
+    levels = oracle_cell_levels(sal, cell, k)
+    qs = level_qualities(k, qrange)
+    mosaic = np.empty_like(rgb)
+    for n in np.unique(levels):
+        buf = io.BytesIO()
+        t = quant_tables(qs[n])
+        Image.fromarray(rgb).save(buf, "JPEG", qtables=[list(map(int, x)) for x in (t if rgb.ndim == 3 else t[:1])],
+                                  subsampling=subsampling)
+        decoded = np.asarray(Image.open(io.BytesIO(buf.getvalue())))
+        mask = np.kron(levels == n, np.ones(cell, bool))[:rgb.shape[0], :rgb.shape[1]]
+        mosaic[mask] = decoded[mask]
+    buf = io.BytesIO()
+    t = quant_tables(qf)
+    Image.fromarray(mosaic).save(buf, "JPEG", qtables=[list(map(int, x)) for x in (t if rgb.ndim == 3 else t[:1])],
+                                 subsampling=subsampling)
+    return buf.getvalue()
+
+
+def read_coefficients(b, tmp_path):
+    p = tmp_path / "c.jpg"
+    p.write_bytes(b)
+    j = jpeglib.read_dct(str(p))
+    j.load()
+    comps = [j.Y] + ([j.Cb, j.Cr] if j.has_chrominance else [])
+    return [c.reshape(c.shape[0], c.shape[1], 64).astype(np.int64) for c in comps]
+
+
+# ---------------------------------------------------------------- decoding
+
+@pytest.mark.parametrize("mode", ["dct", "mosaic"])
+@pytest.mark.parametrize("subsampling", ["4:2:0", "4:4:4", "4:2:2"])
+def test_decoders_agree(astronaut, box_map, mode, subsampling, tmp_path):
+    b = encode(astronaut, saliency=box_map, mode=mode, subsampling=subsampling)
+    ref = decode_pil(b)
+    assert ref.shape == astronaut.shape
+    cv = cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+    p = tmp_path / "x.jpg"
+    p.write_bytes(b)
+    for version in ("6b", "9e"):
+        jpeglib.version.set(version)
+        independent = jpeglib.read_spatial(str(p)).spatial
+        assert independent.shape == astronaut.shape
+        assert psnr(independent, ref) > 40, version  # IDCT/upsampling variants differ by rounding only
+    jpeglib.version.set("6b")
+    assert psnr(cv, ref) > 40
+    assert psnr(ref, astronaut) > 28
+
+
+def test_salient_region_is_better(astronaut, box_map):
+    for mode in ("dct", "mosaic"):
+        dec = decode_pil(encode(astronaut, saliency=box_map, mode=mode, match_jpeg_quality=50))
+        inside = box_map > 0
+        err = (dec - astronaut) ** 2
+        in_psnr = 10 * np.log10(255 ** 2 / err[inside].mean())
+        out_psnr = 10 * np.log10(255 ** 2 / err[~inside].mean())
+        plain = decode_pil(_plain(astronaut, 50))
+        plain_in = 10 * np.log10(255 ** 2 / ((plain - astronaut) ** 2)[inside].mean())
+        assert in_psnr > out_psnr + 3
+        assert in_psnr > plain_in + 0.75, (mode, in_psnr, plain_in)  # equal size, better where it matters
+
+
+def _plain(rgb, q, **kw):
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=q, **kw)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- oracles
+
+@pytest.mark.parametrize("subsampling", [2, 0])
+def test_mosaic_mode_equals_numpy_algorithm1(astronaut, subsampling):
+    rgb = astronaut[:200, :300]  # not a multiple of 16
+    sal = np.linspace(0, 1, rgb.shape[1], dtype=np.float32)[None, :].repeat(rgb.shape[0], 0)
+    ours = encode(rgb, saliency=sal, mode="mosaic", quality=75, subsampling=subsampling)
+    assert ours == oracle_algorithm1(rgb, sal, 5, (30, 70), 75, subsampling)
+
+
+def test_cell_levels_match_numpy(astronaut):
+    rng = np.random.default_rng(0)
+    sal = rng.random((77, 123)).astype(np.float32)
+    r = encode(astronaut[:77, :123], saliency=sal, levels=7, return_result=True)
+    assert r.cell_size == (16, 16)
+    np.testing.assert_array_equal(r.cell_levels, oracle_cell_levels(sal, (16, 16), 7))
+    assert abs(sum(r.level_fractions) - 1) < 1e-9
+
+
+@pytest.mark.parametrize("gray", [False, True])
+def test_dct_mode_coefficients_equal_numpy_requantisation(astronaut, tmp_path, gray):
+    rgb = astronaut[:136, :200]
+    if gray:
+        rgb = np.ascontiguousarray(rgb[:, :, 1])
+    rng = np.random.default_rng(1)
+    sal = rng.random(rgb.shape[:2]).astype(np.float32)
+    r = encode(rgb, saliency=sal, quality=80, return_result=True)
+    # the oracle: unit-table coefficients from Pillow, requantised per block in numpy
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", qtables=[[1] * 64] * (1 if gray else 2), subsampling=2)
+    raw = read_coefficients(buf.getvalue(), tmp_path)
+    got = read_coefficients(r.data, tmp_path)
+    qs, frame = level_qualities(5, (30, 70)), quant_tables(80)
+    samp = [(1, 1)] if gray else [(2, 2), (1, 1), (1, 1)]
+    for ci, (raw_c, got_c) in enumerate(zip(raw, got)):
+        t = min(ci, 1)
+        qf = frame[t].astype(np.float64)
+        expect = np.empty_like(raw_c)
+        for by in range(raw_c.shape[0]):
+            for bx in range(raw_c.shape[1]):
+                cy = min(by // samp[ci][0], r.cell_levels.shape[0] - 1)
+                cx = min(bx // samp[ci][1], r.cell_levels.shape[1] - 1)
+                qn = quant_tables(qs[r.cell_levels[cy, cx]])[t].astype(np.float64)
+                c = raw_c[by, bx].astype(np.float64)
+                v = np.where(qn > qf, np.round(c / qn) * qn / qf, c / qf)
+                expect[by, bx] = np.rint(v)
+        np.testing.assert_array_equal(got_c, expect)
+
+
+# ---------------------------------------------------------------- rate control
+
+@pytest.mark.parametrize("mode", ["dct", "mosaic"])
+def test_match_jpeg_quality_within_one_percent(astronaut, box_map, mode):
+    for q in (30, 50, 80):
+        r = encode(astronaut, saliency=box_map, match_jpeg_quality=q, mode=mode, return_result=True)
+        target = len(_plain(astronaut, q, subsampling=2))
+        assert r.target_size == target
+        assert abs(r.size - target) <= 0.01 * target, (q, r.size, target)
+
+
+def test_target_size_and_progressive_optimize(astronaut, box_map):
+    r = encode(astronaut, saliency=box_map, target_size=20000, optimize=True, progressive=True, return_result=True)
+    assert abs(r.size - 20000) <= 200
+    with Image.open(io.BytesIO(r.data)) as im:
+        assert im.info.get("progressive") or im.info.get("progression")
+        im.load()
+
+
+def test_unreachable_target_warns_with_what_was_achieved(astronaut, box_map):
+    with pytest.warns(RateControlWarning, match="closest is"):
+        r = encode(astronaut, saliency=box_map, target_size=500, return_result=True)
+    assert r.size > 500
+
+
+# ---------------------------------------------------------------- Pillow options and modes
+
+def test_metadata_passes_through(astronaut, box_map):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90
+    icc = bytes(range(256)) * 3
+    b = encode(astronaut, saliency=box_map, exif=exif.tobytes(), icc_profile=icc, dpi=(300, 300),
+               comment=b"semantic")
+    with Image.open(io.BytesIO(b)) as im:
+        assert im.getexif()[0x0112] == 6
+        assert im.info["icc_profile"] == icc
+        assert tuple(round(x) for x in im.info["dpi"]) == (300, 300)
+        assert im.info["comment"] == b"semantic"
+
+
+@pytest.mark.parametrize("size", [(1, 1), (17, 33), (33, 17), (8, 8), (16, 24), (200, 7)])
+@pytest.mark.parametrize("mode", ["dct", "mosaic"])
+def test_any_size(size, mode):
+    rng = np.random.default_rng(size[0] * 100 + size[1])
+    rgb = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    sal = rng.random(rgb.shape[:2]).astype(np.float32)
+    b = encode(rgb, saliency=sal, mode=mode, match_jpeg_quality=60 if min(size) > 8 else None)
+    with Image.open(io.BytesIO(b)) as im:
+        assert im.size == size
+        im.load()
+
+
+@pytest.mark.parametrize("pil_mode,expect", [("L", "L"), ("1", "L"), ("P", "RGB"), ("I;16", "L"), ("F", "L")])
+def test_mode_conversion_rules(astronaut, pil_mode, expect):
+    src = Image.fromarray(astronaut[:64, :64])
+    im = src.convert(pil_mode) if pil_mode not in ("I;16", "F") else src.convert("L").convert(pil_mode)
+    if pil_mode == "I;16":  # a real 16-bit image: full 0..65535 range
+        im = Image.fromarray(np.asarray(src.convert("L"), np.uint16) * 257)
+        assert im.mode == "I;16"
+    sal = np.ones((64, 64), np.float32)
+    b = encode(im, saliency=sal, quality=95, quality_range=(95, 95), subsampling="4:4:4")
+    with Image.open(io.BytesIO(b)) as out:
+        assert out.mode == expect
+        ref = np.asarray(src.convert(expect) if pil_mode in ("L", "I;16", "F", "P") else src.convert("1").convert("L"),
+                         dtype=float)
+        if pil_mode == "P":
+            ref = np.asarray(im.convert("RGB"), dtype=float)
+        assert psnr(np.asarray(out, float), ref) > (20 if pil_mode == "1" else 30)  # "1": binary dither
+
+
+@pytest.mark.parametrize("pil_mode", ["RGBA", "LA", "CMYK"])
+def test_unsupported_modes_refused(astronaut, pil_mode):
+    im = Image.fromarray(astronaut[:32, :32]).convert(pil_mode)
+    with pytest.raises(ValueError, match=pil_mode):
+        encode(im, saliency=np.ones((32, 32), np.float32))
+
+
+def test_bgr_arrays(astronaut, box_map):
+    rgb_bytes = encode(astronaut, saliency=box_map)
+    bgr_bytes = encode(np.ascontiguousarray(astronaut[:, :, ::-1]), saliency=box_map, color_order="BGR")
+    assert rgb_bytes == bgr_bytes
+
+
+# ---------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(levels=0), ValueError, "levels"),
+    (dict(quality_range=(70, 30)), ValueError, "increasing"),
+    (dict(quality=0), ValueError, "quality"),
+    (dict(quality=101), ValueError, "quality"),
+    (dict(target_size=-5), ValueError, "target_size"),
+    (dict(target_size=1000, match_jpeg_quality=50), ValueError, "not both"),
+    (dict(mode="fast"), ValueError, "mode"),
+    (dict(qtables=[[1] * 64]), TypeError, "qtables"),
+    (dict(qualty=50), TypeError, "unknown"),
+    (dict(subsampling="4:1:1"), ValueError, "subsampling"),
+    (dict(restart_marker_rows=1), ValueError, "restart"),
+    (dict(color_order="RGBA"), ValueError, "color_order"),
+])
+def test_bad_parameters(astronaut, box_map, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        encode(astronaut, saliency=box_map, **kwargs)
+
+
+@pytest.mark.parametrize("image,exc,match", [
+    (np.zeros((0, 10, 3), np.uint8), ValueError, "empty"),
+    (np.zeros((10, 10, 4), np.uint8), ValueError, "shape"),
+    (np.zeros((10, 10, 3), np.int32), TypeError, "uint8"),
+    (np.full((10, 10, 3), np.nan, np.float32), ValueError, "NaN"),
+    (np.full((10, 10, 3), 2.0, np.float32), ValueError, r"\[0, 1\]"),
+    ("picture.png", TypeError, "PIL"),
+])
+def test_bad_images(image, exc, match):
+    with pytest.raises(exc, match=match):
+        encode(image, saliency=np.ones((10, 10), np.float32))
+
+
+def test_huge_image_refused_before_work(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(Image.DecompressionBombError):
+        encode(np.zeros((100, 100), np.uint8), saliency=np.zeros((100, 100), np.float32))
+
+
+@pytest.mark.parametrize("sal,match", [
+    (np.full((64, 64), np.nan, np.float32), "NaN"),
+    (np.full((64, 64), 1.5, np.float32), r"\[0, 1\]"),
+    (np.zeros((64, 128), np.float32), "aspect"),
+    (np.zeros((64, 64, 3), np.float32), "HxW"),
+    (np.zeros((64, 64), np.int64), "float"),
+])
+def test_bad_saliency(astronaut, sal, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        encode(astronaut[:64, :64], saliency=sal)
+
+
+def test_saliency_forms_agree(astronaut, box_map):
+    as_array = encode(astronaut, saliency=box_map)
+    as_image = encode(astronaut, saliency=Image.fromarray((box_map * 255).astype(np.uint8)))
+    as_callable = encode(astronaut, saliency=lambda rgb: box_map)
+    half = np.asarray(Image.fromarray(box_map, "F").resize((256, 256), Image.NEAREST))
+    as_smaller = encode(astronaut, saliency=half, return_result=True)
+    assert as_array == as_image == as_callable
+    assert as_smaller.saliency.shape == box_map.shape
+
+
+def test_failed_encode_leaves_no_file(astronaut, tmp_path):
+    out = tmp_path / "x.jpg"
+    with pytest.raises(ValueError):
+        encode(astronaut, out, saliency=np.full((512, 512), 2.0, np.float32))
+    assert not out.exists()
+    out.write_bytes(b"old")
+    with pytest.raises(ValueError):
+        encode(astronaut, out, saliency=np.full((512, 512), 2.0, np.float32))
+    assert out.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["x.jpg"]
+
+
+def test_writes_paths_and_file_objects(astronaut, box_map, tmp_path):
+    expect = encode(astronaut, saliency=box_map)
+    encode(astronaut, tmp_path / "a.jpg", saliency=box_map)
+    buf = io.BytesIO()
+    assert encode(astronaut, buf, saliency=box_map) is None
+    assert (tmp_path / "a.jpg").read_bytes() == buf.getvalue() == expect
+
+
+# ---------------------------------------------------------------- Pillow plugin
+
+def test_pillow_semjpeg_format_and_semantic_option(astronaut, box_map, tmp_path):
+    im = Image.fromarray(astronaut)
+    expect = encode(astronaut, saliency=box_map, quality=60)
+    a, b = io.BytesIO(), io.BytesIO()
+    im.save(a, format="SEMJPEG", saliency=box_map, quality=60)
+    im.save(b, format="JPEG", semantic=True, saliency=box_map, quality=60)
+    assert a.getvalue() == b.getvalue() == expect
+    im.save(tmp_path / "x.jpg", semantic=True, saliency=box_map, quality=60)
+    assert (tmp_path / "x.jpg").read_bytes() == expect
+    assert Image.MIME["SEMJPEG"] == "image/jpeg"
+
+
+def test_plain_pillow_jpeg_unchanged(astronaut):
+    from PIL import JpegImagePlugin
+    im = Image.fromarray(astronaut)
+    ours, theirs = io.BytesIO(), io.BytesIO()
+    im.save(ours, format="JPEG", quality=55)
+    im.encoderinfo = {"quality": 55}
+    JpegImagePlugin._save(im, theirs, "")
+    assert ours.getvalue() == theirs.getvalue()
+    semantic_jpeg.register_pillow_plugin()  # idempotent: no double wrapping
+    assert not hasattr(Image.SAVE["JPEG"].semantic_jpeg_wraps, "semantic_jpeg_wraps")
+
+
+def test_failed_pillow_save_leaves_no_file(astronaut, tmp_path):
+    out = tmp_path / "x.jpg"
+    with pytest.raises(ValueError):
+        Image.fromarray(astronaut).convert("RGBA").save(out, format="SEMJPEG", saliency=np.ones((512, 512), np.float32))
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------- CLI
+
+def test_cli_encode_with_map_and_heatmap(astronaut, box_map, tmp_path, capsys):
+    from semantic_jpeg.cli import main
+    src, mp = tmp_path / "in.png", tmp_path / "map.png"
+    Image.fromarray(astronaut).save(src)
+    Image.fromarray((box_map * 255).astype(np.uint8)).save(mp)
+    rc = main(["encode", str(src), "-o", str(tmp_path / "out.jpg"), "--saliency-map", str(mp),
+               "--match-jpeg-quality", "50", "--heatmap"])
+    assert rc == 0
+    assert "target" in capsys.readouterr().out
+    assert Image.open(tmp_path / "out.jpg").size == (512, 512)
+    assert Image.open(tmp_path / "out.heatmap.png").size == (512, 512)
+
+
+def test_cli_reports_truncated_input(tmp_path, capsys):
+    from semantic_jpeg.cli import main
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(_plain(np.zeros((64, 64, 3), np.uint8), 90)[:100])
+    rc = main(["encode", str(bad), "-o", str(tmp_path / "o.jpg"), "--saliency-map", str(bad)])
+    assert rc == 1
+    assert not (tmp_path / "o.jpg").exists()
