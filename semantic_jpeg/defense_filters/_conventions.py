@@ -1,0 +1,108 @@
+"""OpenCV-style array conventions shared by every filter (SPEC sec 2.3).
+
+Images are numpy arrays HxW, HxWxC or NxHxWxC batches, uint8 in [0, 255] or float32 in [0, 1]; colour
+images are BGR unless ``color_order="RGB"``. A filter returns the same shape and dtype, never modifies its
+input, writes into ``dst`` when one is given, and rounds (not truncates) back to uint8.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32))
+
+
+def check_image(image, *, min_side: int = 2) -> np.ndarray:
+    """Validate ``image`` against the conventions and return it as an ndarray (no copy)."""
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"image must be a numpy array, got {type(image).__name__}")
+    if image.dtype not in _DTYPES:
+        raise TypeError(f"image dtype must be uint8 or float32 in [0, 1], got {image.dtype}")
+    if image.ndim not in (2, 3, 4):
+        raise ValueError(f"image must be HxW, HxWxC or NxHxWxC, got shape {image.shape}")
+    if image.size == 0:
+        raise ValueError(f"image is empty (shape {image.shape})")
+    height, width = spatial_shape(image)
+    if height < min_side or width < min_side:
+        raise ValueError(f"image must be at least {min_side}x{min_side} pixels, got {height}x{width}")
+    if image.ndim >= 3 and image.shape[-1] > 4:
+        raise ValueError(f"image must have 1 to 4 channels in its last axis, got shape {image.shape}")
+    if image.dtype == np.float32:
+        low, high = float(image.min()), float(image.max())
+        if not (np.isfinite(low) and np.isfinite(high)):
+            raise ValueError("image contains NaN or infinite values")
+        if low < 0.0 or high > 1.0:
+            raise ValueError(f"float32 image values must lie in [0, 1], got [{low:g}, {high:g}]")
+    return image
+
+
+def spatial_shape(image: np.ndarray) -> tuple[int, int]:
+    """(height, width) of an image or batch."""
+    return image.shape[:2] if image.ndim in (2, 3) else image.shape[1:3]
+
+
+def check_color_order(color_order: str) -> str:
+    order = str(color_order).upper()
+    if order not in ("BGR", "RGB"):
+        raise ValueError(f"color_order must be 'BGR' or 'RGB', got {color_order!r}")
+    return order
+
+
+def as_generator(rng) -> np.random.Generator:
+    """``rng`` as a numpy Generator: None (fresh entropy), an int seed, or a Generator."""
+    if rng is None or isinstance(rng, numbers.Integral):
+        return np.random.default_rng(rng)
+    if isinstance(rng, np.random.Generator):
+        return rng
+    raise TypeError(f"rng must be None, an int seed or a numpy.random.Generator, got {type(rng).__name__}")
+
+
+def to_float(image: np.ndarray) -> np.ndarray:
+    """float32 copy in [0, 1]."""
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) * np.float32(1.0 / 255.0)
+    return image.astype(np.float32, copy=True)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """uint8 view of an image: itself if uint8, else rounded from [0, 1]."""
+    if image.dtype == np.uint8:
+        return image
+    return np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def finish(result: np.ndarray, like: np.ndarray, dst) -> np.ndarray:
+    """Cast a float result in [0, 1] (or a uint8 result) to ``like``'s dtype, into ``dst`` if given."""
+    result = np.ascontiguousarray(result).reshape(like.shape)
+    if like.dtype == np.uint8 and result.dtype != np.uint8:
+        result = np.rint(np.clip(result, 0.0, 1.0, out=result) * 255.0, out=result)
+    elif like.dtype == np.float32 and result.dtype == np.uint8:
+        result = result.astype(np.float32) * np.float32(1.0 / 255.0)
+    elif like.dtype == np.float32:
+        result = np.clip(result, 0.0, 1.0, out=result if result.dtype == np.float32 else None)
+    if dst is None:
+        return result.astype(like.dtype, copy=False)
+    check_dst(dst, like)
+    np.copyto(dst, result, casting="unsafe")
+    return dst
+
+
+def check_dst(dst, like: np.ndarray) -> None:
+    if not isinstance(dst, np.ndarray):
+        raise TypeError(f"dst must be a numpy array, got {type(dst).__name__}")
+    if dst.shape != like.shape or dst.dtype != like.dtype:
+        raise ValueError(f"dst must have the input's shape {like.shape} and dtype {like.dtype}, "
+                         f"got {dst.shape} {dst.dtype}")
+
+
+def images_of(image: np.ndarray):
+    """Iterate over the single images of a batch (or the image itself)."""
+    return iter(image) if image.ndim == 4 else iter((image,))
+
+
+def per_image(func, image: np.ndarray, *args, **kwargs) -> np.ndarray:
+    """Apply ``func(single_image, ...)`` to each image of a batch and stack, or to one image."""
+    if image.ndim != 4:
+        return func(image, *args, **kwargs)
+    return np.stack([func(single, *args, **kwargs) for single in image])

@@ -1,0 +1,113 @@
+"""Filters with fixed settings, their composition, the papers' presets and the majority-vote ensemble.
+
+A *filter* is any callable ``f(image, rng=None, **overrides) -> image``. :class:`Filter` binds a function of
+this package to its settings; :class:`Compose` chains filters with one random stream; :func:`preset` returns
+the papers' configurations; :func:`majority_vote` is Ens-T (paper 000 Tables 4.1-4.5, paper 003 sec 3.2.1).
+"""
+from __future__ import annotations
+
+import inspect
+import numbers
+
+import numpy as np
+
+from ._conventions import as_generator, check_image
+from .channels import jpeg, semantic_jpeg
+from .deflection import pixel_deflection
+from .wavelet import wavelet_denoise
+
+
+class Filter:
+    """``func`` with fixed keyword settings, called as ``f(image, rng=None, **overrides)``.
+
+    Overrides that ``func`` does not take (e.g. ``saliency`` for a wavelet step inside a :class:`Compose`) are
+    ignored, so one call can pass a per-image map or ``color_order`` through a whole chain.
+    """
+
+    def __init__(self, func, **settings):
+        self.func = func
+        self.settings = settings
+        self._accepted = set(inspect.signature(func).parameters)
+        unknown = set(settings) - self._accepted
+        if unknown:
+            raise TypeError(f"{func.__name__} takes no setting(s) {sorted(unknown)}")
+
+    def __call__(self, image, rng=None, **overrides):
+        kwargs = {**self.settings, **{k: v for k, v in overrides.items() if k in self._accepted}}
+        return self.func(image, rng=rng, **kwargs)
+
+    def __repr__(self):
+        settings = ", ".join(f"{k}={v!r}" for k, v in self.settings.items())
+        return f"Filter({self.func.__name__}{', ' if settings else ''}{settings})"
+
+
+class Compose:
+    """Apply filters in order; one Generator feeds all random steps; ``dst`` receives the last step's output."""
+
+    def __init__(self, *filters):
+        if not filters or not all(callable(f) for f in filters):
+            raise TypeError("Compose needs one or more callable filters")
+        self.filters = filters
+
+    def __call__(self, image, rng=None, *, dst=None, **overrides):
+        rng = as_generator(rng)
+        for index, step in enumerate(self.filters):
+            last = index == len(self.filters) - 1
+            image = step(image, rng=rng, **overrides, **({"dst": dst} if last and dst is not None else {}))
+        return image
+
+    def __repr__(self):
+        return f"Compose({', '.join(map(repr, self.filters))})"
+
+
+# Paper 000 sec 4.8 / Table 4.1: K=100 deflections, window apothem r=10, BayesShrink soft, db1, YCbCr, sigma=0.04.
+_PD = dict(deflections=100, window=10)
+_WD = dict(sigma=0.04, method="BayesShrink", mode="soft", wavelet="db1", ycbcr=True)
+
+PRESETS = {
+    "pd": lambda: Filter(pixel_deflection, **_PD),
+    "pd+rcam": lambda: Filter(pixel_deflection, **_PD, saliency="rcam"),
+    "pd+dwt": lambda: Compose(Filter(pixel_deflection, **_PD), Filter(wavelet_denoise, **_WD)),
+    "pd+rcam+dwt": lambda: Compose(Filter(pixel_deflection, **_PD, saliency="rcam"), Filter(wavelet_denoise, **_WD)),
+    "dwt": lambda: Filter(wavelet_denoise, **_WD),
+    "jpeg": lambda: Filter(jpeg, quality=75),
+    "aug-msroi-jpeg": lambda: Filter(semantic_jpeg, saliency="aug-msroi"),
+}
+
+
+def preset(name: str):
+    """A filter with a paper's settings: one of ``PRESETS`` ("pd", "pd+rcam", "pd+rcam+dwt", "aug-msroi-jpeg",
+    and the ablation steps "pd+dwt", "dwt", "jpeg"). The "rcam"/"aug-msroi" maps come from the shipped model
+    unless a ``saliency=`` array or callable is passed at call time."""
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None
+
+
+def majority_vote(classifier, image, purifier, draws: int = 10, *, rng=None, return_votes: bool = False, **overrides):
+    """Ens-T: classify ``draws`` purified copies of ``image`` and return the most frequent label.
+
+    classifier: callable on a batch (T, H, W, C) returning T integer labels or a (T, classes) score array.
+    image: one image (HxW[xC]) or a batch (N, ...), giving one label or N labels; ties go to the smallest label.
+    ``overrides`` (e.g. ``saliency=``, ``color_order=``) are passed to every purifier call. With
+    ``return_votes`` also returns the per-draw labels, shape (T,) or (N, T).
+    """
+    if not isinstance(draws, numbers.Integral) or draws < 1:
+        raise ValueError(f"draws must be an integer >= 1, got {draws!r}")
+    image = check_image(image)
+    rng = as_generator(rng)
+    if image.ndim == 4:
+        results = [majority_vote(classifier, single, purifier, draws, rng=rng, return_votes=True, **overrides)
+                   for single in image]
+        labels = np.array([label for label, _ in results])
+        return (labels, np.stack([votes for _, votes in results])) if return_votes else labels
+    batch = np.stack([purifier(image, rng=rng, **overrides) for _ in range(draws)])
+    predictions = np.asarray(classifier(batch))
+    if predictions.ndim == 2:
+        predictions = predictions.argmax(axis=1)
+    if predictions.shape != (draws,) or not np.issubdtype(predictions.dtype, np.integer):
+        raise ValueError(f"classifier must return {draws} integer labels or a ({draws}, classes) score array, "
+                         f"got {predictions.dtype} {predictions.shape}")
+    label = int(np.bincount(predictions).argmax())
+    return (label, predictions) if return_votes else label

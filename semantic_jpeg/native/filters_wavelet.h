@@ -1,0 +1,4 @@
+void filters_haar_forward(const float *src, float *approx, float *detail_rows, float *detail_cols, float *detail_diag, int32_t planes, int32_t height, int32_t width);
+void filters_haar_inverse(const float *approx, const float *detail_rows, const float *detail_cols, const float *detail_diag, float *dst, int32_t planes, int32_t height, int32_t width);
+void filters_to_planes(const uint8_t *src, int32_t src_is_float, float *planes, int64_t pixels, int32_t channels, const float *matrix, float scale);
+void filters_from_planes(const float *planes, uint8_t *dst, int32_t dst_is_float, int64_t pixels, int32_t channels, const float *matrix);
