@@ -404,3 +404,12 @@ def test_majority_vote():
         df.majority_vote(lambda batch: np.zeros(3, int), image, noisy, draws=4)
     with pytest.raises(ValueError):
         df.majority_vote(classify, image, noisy, draws=0)
+
+
+def test_import_does_not_load_torch_or_onnxruntime():
+    import subprocess
+    import sys
+
+    code = ("import sys, semantic_jpeg.defense_filters, semantic_jpeg.defense_filters.adapters; "
+            "assert not {'torch', 'onnxruntime', 'albumentations', 'art'} & set(sys.modules), sys.modules.keys()")
+    subprocess.run([sys.executable, "-c", code], check=True)

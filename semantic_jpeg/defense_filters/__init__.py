@@ -13,7 +13,7 @@ Adapters for albumentations, PyTorch (BPDA) and ART live in :mod:`semantic_jpeg.
 """
 from .channels import (color_depth, fft_lowpass, gaussian_noise, jpeg, laplace_noise, median_smoothing,
                        non_local_means, random_resize_pad, semantic_jpeg, svd_truncate, uniform_noise)
-from .compose import PRESETS, Compose, Filter, majority_vote, preset
+from .compose import PRESETS, Compose, Filter, apply_filter, majority_vote, preset
 from .deflection import pixel_deflection
 from .wavelet import wavelet_denoise
 
@@ -21,5 +21,5 @@ __all__ = [
     "pixel_deflection", "wavelet_denoise",
     "jpeg", "semantic_jpeg", "fft_lowpass", "color_depth", "svd_truncate",
     "gaussian_noise", "uniform_noise", "laplace_noise", "median_smoothing", "non_local_means", "random_resize_pad",
-    "Filter", "Compose", "PRESETS", "preset", "majority_vote",
+    "Filter", "Compose", "apply_filter", "PRESETS", "preset", "majority_vote",
 ]

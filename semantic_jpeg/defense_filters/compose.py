@@ -41,6 +41,15 @@ class Filter:
         return f"Filter({self.func.__name__}{', ' if settings else ''}{settings})"
 
 
+def apply_filter(purifier, image, *, rng=None, **overrides):
+    """Call any filter with ``overrides``, dropping those a plain function does not take."""
+    if not isinstance(purifier, (Filter, Compose)):
+        parameters = inspect.signature(purifier).parameters
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
+            overrides = {k: v for k, v in overrides.items() if k in parameters}
+    return purifier(image, rng=rng, **overrides)
+
+
 class Compose:
     """Apply filters in order; one Generator feeds all random steps; ``dst`` receives the last step's output."""
 
@@ -53,7 +62,7 @@ class Compose:
         rng = as_generator(rng)
         for index, step in enumerate(self.filters):
             last = index == len(self.filters) - 1
-            image = step(image, rng=rng, **overrides, **({"dst": dst} if last and dst is not None else {}))
+            image = apply_filter(step, image, rng=rng, **overrides, **({"dst": dst} if last and dst is not None else {}))
         return image
 
     def __repr__(self):
@@ -102,7 +111,7 @@ def majority_vote(classifier, image, purifier, draws: int = 10, *, rng=None, ret
                    for single in image]
         labels = np.array([label for label, _ in results])
         return (labels, np.stack([votes for _, votes in results])) if return_votes else labels
-    batch = np.stack([purifier(image, rng=rng, **overrides) for _ in range(draws)])
+    batch = np.stack([apply_filter(purifier, image, rng=rng, **overrides) for _ in range(draws)])
     predictions = np.asarray(classifier(batch))
     if predictions.ndim == 2:
         predictions = predictions.argmax(axis=1)

@@ -1,0 +1,55 @@
+"""Adapters of the purification filters: albumentations, torch (BPDA) and ART round trips."""
+import numpy as np
+import pytest
+
+from semantic_jpeg import defense_filters as df
+from semantic_jpeg.defense_filters import adapters
+
+
+@pytest.fixture
+def rgb():
+    return np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+
+
+def test_albumentations_transform(rgb):
+    A = pytest.importorskip("albumentations")
+    purify = df.Filter(df.pixel_deflection, deflections=200, window=3)
+    pipeline = A.Compose([adapters.PurifyTransform(purify)], seed=5)
+    first = pipeline(image=rgb)["image"]
+    assert first.shape == rgb.shape and first.dtype == np.uint8 and (first != rgb).any()
+    np.testing.assert_array_equal(first, A.Compose([adapters.PurifyTransform(purify)], seed=5)(image=rgb)["image"])
+    wavelet = A.Compose([adapters.PurifyTransform(df.wavelet_denoise)])(image=rgb)["image"]
+    np.testing.assert_array_equal(wavelet, df.wavelet_denoise(rgb, color_order="RGB"))
+    assert A.Compose([adapters.PurifyTransform(purify, p=0.0)])(image=rgb)["image"] is not None
+
+
+def test_torch_module_forward_and_straight_through_backward(rgb):
+    torch = pytest.importorskip("torch")
+    images = torch.from_numpy(np.stack([rgb, rgb[::-1].copy()]).astype(np.float32) / 255).permute(0, 3, 1, 2)
+    images.requires_grad_(True)
+    module = adapters.PurifyModule(df.wavelet_denoise)
+    out = module(images)
+    expected = df.wavelet_denoise(np.stack([rgb, rgb[::-1]]).astype(np.float32) / 255, color_order="RGB")
+    np.testing.assert_allclose(out.detach().permute(0, 2, 3, 1).numpy(), expected)
+    weights = torch.randn_like(out)
+    (out * weights).sum().backward()
+    torch.testing.assert_close(images.grad, weights)  # identity backward (BPDA)
+    noisy = adapters.PurifyModule(df.preset("pd"), rng=1)
+    assert not torch.equal(noisy(images), noisy(images))  # fresh draws per call
+    with pytest.raises(ValueError):
+        module(images[0])
+
+
+def test_art_preprocessor(rgb):
+    pytest.importorskip("art")
+    x = np.stack([rgb, rgb]).astype(np.float32) / 255
+    pre = adapters.PurifyPreprocessor(df.Filter(df.jpeg, quality=30))
+    out, y = pre(x, np.array([1, 2]))
+    np.testing.assert_allclose(out, df.jpeg(x, 30, color_order="RGB"))
+    np.testing.assert_array_equal(y, [1, 2])
+    first = adapters.PurifyPreprocessor(df.median_smoothing, channels_first=True)
+    out_cf, _ = first(np.moveaxis(x, -1, 1))
+    np.testing.assert_allclose(np.moveaxis(out_cf, 1, -1), df.median_smoothing(x))
+    grad = np.random.default_rng(1).normal(size=x.shape).astype(np.float32)
+    np.testing.assert_array_equal(pre.estimate_gradient(x, grad), grad)
+    assert pre.apply_predict and not pre.apply_fit
