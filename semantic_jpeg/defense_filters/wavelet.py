@@ -1,9 +1,10 @@
 """Wavelet denoising (paper 000 sec 4.7-4.8): YCbCr, DWT, adaptive thresholding, inverse DWT, back to RGB.
 
 Same result as ``skimage.restoration.denoise_wavelet(image, sigma, wavelet, mode, method,
-convert2ycbcr=True, channel_axis=-1)`` (tested within float32 tolerance) but several times faster: the
-three YCbCr planes go through one float32 ``pywt.wavedec2`` call, thresholds are computed for all channels at
-once and applied in place, and the YCbCr offsets (which only move the approximation band) are skipped.
+convert2ycbcr=True, channel_axis=-1)`` (tested within float32 tolerance) but several times faster: all
+channels are transformed together in float32, the YCbCr offsets (which only move the approximation band) are
+skipped, and for db1/haar native kernels fuse the colour conversion with the first Haar level and its band
+energies, and the first level's thresholding with the inverse and the conversion back (one pass each way).
 """
 from __future__ import annotations
 
@@ -27,10 +28,13 @@ YCBCR_FROM_RGB = np.array([[65.481, 128.553, 24.966],
 RGB_FROM_YCBCR = np.linalg.inv(YCBCR_FROM_RGB)
 
 
-def bayes_threshold(details: np.ndarray, variance: np.ndarray) -> np.ndarray:
-    """BayesShrink threshold sigma^2 / sigma_x per channel (eq. 4.6, [CYV00]); ``details`` is (C, h, w)."""
-    flat = details.reshape(details.shape[0], -1)
-    signal_variance = np.einsum("ij,ij->i", flat, flat, dtype=np.float64) / flat.shape[1]
+def bayes_threshold(details: np.ndarray, variance: np.ndarray, mean_square=None) -> np.ndarray:
+    """BayesShrink threshold sigma^2 / sigma_x per channel (eq. 4.6, [CYV00]); ``details`` is (C, h, w), its
+    per-channel mean square (the zero-mean band's variance) is computed unless given."""
+    if mean_square is None:
+        flat = details.reshape(details.shape[0], -1)
+        mean_square = np.einsum("ij,ij->i", flat, flat, dtype=np.float64) / flat.shape[1]
+    signal_variance = mean_square
     eps = np.finfo(details.dtype).eps
     return variance / np.sqrt(np.maximum(signal_variance - variance, eps))
 
@@ -93,50 +97,72 @@ def _denoise_one(image, *, sigma, wavelet, method, mode, levels, ycbcr, sigma_mo
     height, width = image.shape[:2]
     channels = image.shape[2] if image.ndim == 3 else 1
     source = np.ascontiguousarray(image)
+    source_bytes = as_pointer(source.reshape(-1).view(np.uint8), np.uint8)
     is_float = int(image.dtype == np.float32)
-    planes = np.empty((channels, height, width), np.float32)
-    to_ycbcr = _matrix(YCBCR_FROM_RGB[:, ::-1] if bgr else YCBCR_FROM_RGB) if ycbcr else ffi.NULL
-    lib.filters_to_planes(as_pointer(source.reshape(-1).view(np.uint8), np.uint8), is_float,
-                          as_pointer(planes, np.float32), height * width, channels, to_ycbcr,
-                          1.0 if is_float else 1.0 / 255.0)
+    scale = 1.0 if is_float else 1.0 / 255.0
+    # the matrices stay referenced here while C reads them (a cffi pointer does not keep its array alive)
+    forward = np.ascontiguousarray(YCBCR_FROM_RGB[:, ::-1] if bgr else YCBCR_FROM_RGB, dtype=np.float32)
+    backward = np.ascontiguousarray(RGB_FROM_YCBCR[::-1] if bgr else RGB_FROM_YCBCR, dtype=np.float32)
+    to_ycbcr = as_pointer(forward, np.float32) if ycbcr else ffi.NULL
+    to_rgb = as_pointer(backward, np.float32) if ycbcr else ffi.NULL
     wavelet = pywt.Wavelet(wavelet)
     if levels is None:
         levels = max(pywt.dwtn_max_level((height, width), wavelet) - 3, 1)
     haar = wavelet.name in ("db1", "haar")
-    coeffs = _haar_decompose(planes, levels) if haar else pywt.wavedec2(planes, wavelet, level=levels, axes=(-2, -1))
+    planes = None
+    if haar:  # first level fused with the colour conversion; its band energies come out of the same pass
+        first = np.empty((4, channels, (height + 1) // 2, (width + 1) // 2), np.float32)
+        energy = np.empty((3, channels), np.float64)
+        lib.filters_pixels_to_haar(source_bytes, is_float, height, width, channels, to_ycbcr, scale,
+                                   as_pointer(first, np.float32), as_pointer(energy, np.float64))
+        coeffs = _haar_decompose(first[0], levels - 1) + [tuple(first[1:])]
+    else:
+        planes = np.empty((channels, height, width), np.float32)
+        lib.filters_to_planes(source_bytes, is_float, as_pointer(planes, np.float32), height * width, channels,
+                              to_ycbcr, scale)
+        coeffs = pywt.wavedec2(planes, wavelet, level=levels, axes=(-2, -1))
     if sigma is None:
         sigmas = estimate_sigma(coeffs[-1][2])
     elif sigma_mode == "rgb":
         sigmas = sigma * (np.sqrt((YCBCR_FROM_RGB**2).sum(axis=1)) if ycbcr else np.ones(channels))
     else:
+        if planes is None:
+            planes = np.empty((channels, height, width), np.float32)
+            lib.filters_to_planes(source_bytes, is_float, as_pointer(planes, np.float32), height * width, channels,
+                                  to_ycbcr, scale)
         flat = planes.reshape(channels, -1)
         sigmas = sigma * (flat.max(axis=1) - flat.min(axis=1)).astype(np.float64)
-    for level in coeffs[1:]:
-        for details in level:
+    finest = []
+    for index, level in enumerate(coeffs[1:], start=1):
+        for band, details in enumerate(level):
             if method == "BayesShrink":
-                thresholds = bayes_threshold(details, sigmas**2)
+                mean_square = energy[band] / details[0].size if haar and index == levels else None
+                thresholds = bayes_threshold(details, sigmas**2, mean_square)
             elif method == "VisuShrink":
                 thresholds = sigmas * np.sqrt(2 * np.log(height * width))
             else:
                 thresholds = sure_threshold(details, sigmas)
-            _threshold_in_place(details, thresholds.astype(np.float32)[:, None, None], mode)
+            if haar and index == levels:
+                finest.append(thresholds)  # applied inside filters_haar_to_pixels
+            else:
+                _threshold_in_place(details, thresholds.astype(np.float32)[:, None, None], mode)
+    out = np.empty_like(source)
+    out_bytes = as_pointer(out.reshape(-1).view(np.uint8), np.uint8)
     if haar:
-        planes = _haar_reconstruct(coeffs, (height, width))
+        first[0] = _haar_reconstruct(coeffs[:-1], first.shape[2:]) if levels > 1 else first[0]
+        finest = np.array(finest, np.float32)
+        lib.filters_haar_to_pixels(as_pointer(first, np.float32), height, width, channels,
+                                   as_pointer(finest, np.float32), int(mode == "hard"), to_rgb, out_bytes, is_float)
     else:
         planes = np.ascontiguousarray(pywt.waverec2(coeffs, wavelet, axes=(-2, -1))[:, :height, :width])
-    out = np.empty_like(source)
-    to_rgb = _matrix(RGB_FROM_YCBCR[::-1] if bgr else RGB_FROM_YCBCR) if ycbcr else ffi.NULL
-    lib.filters_from_planes(as_pointer(planes, np.float32), as_pointer(out.reshape(-1).view(np.uint8), np.uint8),
-                            is_float, height * width, channels, to_rgb)
+        lib.filters_from_planes(as_pointer(planes, np.float32), out_bytes, is_float, height * width, channels,
+                                to_rgb)
     return out
 
 
-def _matrix(matrix: np.ndarray):
-    return as_pointer(np.ascontiguousarray(matrix, dtype=np.float32), np.float32)
-
-
 def _haar_decompose(planes: np.ndarray, levels: int) -> list:
-    """Multilevel db1 DWT in pywt.wavedec2's layout [approx, (H, V, D) coarsest, ..., (H, V, D) finest]."""
+    """Multilevel db1 DWT in pywt.wavedec2's layout [approx, (H, V, D) coarsest, ..., (H, V, D) finest]
+    (just [planes] for 0 levels)."""
     details = []
     approx = planes
     for _ in range(levels):

@@ -120,3 +120,93 @@ void filters_from_planes(const float *planes, uint8_t *dst, int32_t dst_is_float
         }
     }
 }
+
+/* Fused first level: interleaved pixels -> (matrix, scale) -> one Haar level, written as bands[4][channels][h2][w2]
+ * (approx, rows, cols, diag), plus each detail band's sum of squares per channel, sum_squares[3][channels]
+ * (what BayesShrink needs), in one pass over the image. */
+void filters_pixels_to_haar(const uint8_t *src, int32_t src_is_float, int32_t height, int32_t width, int32_t channels,
+                            const float *matrix, float scale, float *bands, double *sum_squares) {
+    const int32_t h2 = (height + 1) / 2, w2 = (width + 1) / 2;
+    const size_t band_size = (size_t)h2 * w2, stride = (size_t)channels * band_size;
+    const float *srcf = (const float *)src;
+    float m[9];
+    if (matrix) for (int i = 0; i < 9; i++) m[i] = matrix[i] * scale;
+    for (int i = 0; i < 3 * channels; i++) sum_squares[i] = 0.0;
+    for (int32_t i = 0; i < h2; i++) {
+        int32_t rows[2] = {2 * i, 2 * i + 1 < height ? 2 * i + 1 : 2 * i};
+        double row_sums[3][4] = {{0}};
+        for (int32_t j = 0; j < w2; j++) {
+            int32_t cols[2] = {2 * j, 2 * j + 1 < width ? 2 * j + 1 : 2 * j};
+            float v[4][4]; /* v[block position][channel] */
+            for (int q = 0; q < 4; q++) {
+                size_t at = ((size_t)rows[q >> 1] * width + cols[q & 1]) * channels;
+                float x[4];
+                for (int32_t c = 0; c < channels; c++) x[c] = src_is_float ? srcf[at + c] : (float)src[at + c];
+                for (int32_t c = 0; c < channels; c++)
+                    v[q][c] = matrix ? m[3 * c] * x[0] + m[3 * c + 1] * x[1] + m[3 * c + 2] * x[2] : x[c] * scale;
+            }
+            size_t o = (size_t)i * w2 + j;
+            for (int32_t c = 0; c < channels; c++) {
+                float s0 = v[0][c] + v[1][c], s1 = v[2][c] + v[3][c], d0 = v[0][c] - v[1][c], d1 = v[2][c] - v[3][c];
+                float lh = 0.5f * (s0 - s1), hl = 0.5f * (d0 + d1), hh = 0.5f * (d0 - d1);
+                size_t at = (size_t)c * band_size + o;
+                bands[at] = 0.5f * (s0 + s1);
+                bands[stride + at] = lh;
+                bands[2 * stride + at] = hl;
+                bands[3 * stride + at] = hh;
+                row_sums[0][c] += (double)lh * lh;
+                row_sums[1][c] += (double)hl * hl;
+                row_sums[2][c] += (double)hh * hh;
+            }
+        }
+        for (int b = 0; b < 3; b++)
+            for (int32_t c = 0; c < channels; c++) sum_squares[b * channels + c] += row_sums[b][c];
+    }
+}
+
+static inline float shrink(float x, float t, int32_t hard) {
+    float magnitude = x < 0.0f ? -x : x;
+    if (hard) return magnitude < t ? 0.0f : x;
+    magnitude = magnitude > t ? magnitude - t : 0.0f;
+    return x < 0.0f ? -magnitude : magnitude;
+}
+
+/* Fused last step: threshold the first level's detail bands (thresholds[3][channels]; soft, or hard when hard != 0),
+ * inverse Haar, matrix back to the output colours, clip to [0, 1] and store interleaved (uint8: x255, rint). */
+void filters_haar_to_pixels(const float *bands, int32_t height, int32_t width, int32_t channels,
+                            const float *thresholds, int32_t hard, const float *matrix, uint8_t *dst,
+                            int32_t dst_is_float) {
+    const int32_t h2 = (height + 1) / 2, w2 = (width + 1) / 2;
+    const size_t band_size = (size_t)h2 * w2, stride = (size_t)channels * band_size;
+    float *dstf = (float *)dst;
+    for (int32_t i = 0; i < h2; i++) {
+        for (int32_t j = 0; j < w2; j++) {
+            size_t o = (size_t)i * w2 + j;
+            float v[4][4];
+            for (int32_t c = 0; c < channels; c++) {
+                size_t at = (size_t)c * band_size + o;
+                float ll = bands[at];
+                float lh = shrink(bands[stride + at], thresholds[c], hard);
+                float hl = shrink(bands[2 * stride + at], thresholds[channels + c], hard);
+                float hh = shrink(bands[3 * stride + at], thresholds[2 * channels + c], hard);
+                float s0 = ll + lh, s1 = ll - lh, d0 = hl + hh, d1 = hl - hh;
+                v[0][c] = 0.5f * (s0 + d0);
+                v[1][c] = 0.5f * (s0 - d0);
+                v[2][c] = 0.5f * (s1 + d1);
+                v[3][c] = 0.5f * (s1 - d1);
+            }
+            for (int q = 0; q < 4; q++) {
+                int32_t y = 2 * i + (q >> 1), x = 2 * j + (q & 1);
+                if (y >= height || x >= width) continue;
+                size_t at = ((size_t)y * width + x) * channels;
+                for (int32_t c = 0; c < channels; c++) {
+                    float r = matrix ? matrix[3 * c] * v[q][0] + matrix[3 * c + 1] * v[q][1] + matrix[3 * c + 2] * v[q][2]
+                                     : v[q][c];
+                    r = clip01(r);
+                    if (dst_is_float) dstf[at + c] = r;
+                    else dst[at + c] = (uint8_t)round_even(r * 255.0f);
+                }
+            }
+        }
+    }
+}

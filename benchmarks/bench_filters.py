@@ -1,0 +1,148 @@
+"""Speed of the purification filters against their baselines, measured in one run (issue 4).
+
+At 224x224 and 1920x1080 (real photos: an ImageNet sample and a Kodak image resized), median of --runs:
+ours ("pd+rcam+dwt" with a precomputed R-CAM map, so without the map inference; and its two steps alone),
+scikit-image's denoise_wavelet alone (the authors' call: BayesShrink, soft, db1, YCbCr, sigma=0.04), the
+original pipeline (the authors' Python-loop targeted deflection + scikit-image denoising, written below as the
+baseline), and ART's JpegCompression, SpatialSmoothing, FeatureSqueezing and TotalVarMin.
+
+    nice python benchmarks/bench_filters.py            # writes benchmarks/results/filters_speed.{json,md}
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from semantic_jpeg.defense_filters import pixel_deflection, preset, wavelet_denoise
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared/data"
+RESULTS = Path(__file__).resolve().parent / "results"
+SIZES = {"224x224": (224, 224), "1920x1080": (1080, 1920)}
+
+
+def original_pixel_deflection(img, rcam_prob, deflections, window):
+    """The authors' released loop (github.com/iamaaditya/pixel-deflection, methods.py), kept as written:
+    per channel, rejection sampling of the offset, in-place update."""
+    img = np.copy(img)
+    H, W, C = img.shape
+    while deflections > 0:
+        for c in range(C):
+            x, y = random.randint(0, H - 1), random.randint(0, W - 1)
+            if random.uniform(0, 1) < rcam_prob[x, y]:
+                continue
+            while True:
+                a, b = random.randint(-1 * window, window), random.randint(-1 * window, window)
+                if x + a < H and x + a > 0 and y + b < W and y + b > 0:
+                    break
+            img[x, y, c] = img[x + a, y + b, c]
+        deflections -= 1
+    return img
+
+
+def original_pipeline(rgb_uint8, rcam):
+    from skimage.restoration import denoise_wavelet
+
+    img = original_pixel_deflection(rgb_uint8, rcam, 100, 10)
+    out = denoise_wavelet(img / 255.0, sigma=0.04, mode="soft", channel_axis=-1, convert2ycbcr=True,
+                          method="BayesShrink")
+    return np.rint(np.clip(out, 0, 1) * 255).astype(np.uint8)
+
+
+def load_images(data: Path) -> dict[str, np.ndarray]:
+    small = Image.open(sorted((data / "imagenet_samples").glob("*.JPEG"))[0]).convert("RGB")
+    large = Image.open(data / "kodak" / "kodim23.png").convert("RGB")
+    return {"224x224": np.asarray(small.resize((224, 224), Image.BICUBIC)),
+            "1920x1080": np.asarray(large.resize((1920, 1080), Image.BICUBIC))}
+
+
+def rcam_for(rgb: np.ndarray) -> np.ndarray:
+    from semantic_jpeg.onnx_models import default_model
+
+    return default_model().rcam_map(rgb, color_order="RGB")
+
+
+def candidates(rgb: np.ndarray, rcam: np.ndarray):
+    from art.defences.preprocessor import FeatureSqueezing, JpegCompression, SpatialSmoothing, TotalVarMin
+    from skimage.restoration import denoise_wavelet
+
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    batch = rgb[None].astype(np.float32) / 255
+    ours = preset("pd+rcam+dwt")
+    generator = np.random.default_rng(0)
+    art = {
+        "ART JpegCompression (Q=50)": JpegCompression(clip_values=(0, 1), quality=50),
+        "ART SpatialSmoothing (3x3)": SpatialSmoothing(window_size=3),
+        "ART FeatureSqueezing (4 bits)": FeatureSqueezing(clip_values=(0, 1), bit_depth=4),
+        "ART TotalVarMin (defaults)": TotalVarMin(clip_values=(0, 1)),
+    }
+    return {
+        "ours: pd+rcam+dwt (map given)": lambda: ours(bgr, rng=generator, saliency=rcam),
+        "ours: pixel deflection (R-CAM)": lambda: pixel_deflection(bgr, 100, 10, saliency=rcam, rng=generator),
+        "ours: wavelet denoise": lambda: wavelet_denoise(bgr, 0.04),
+        "skimage denoise_wavelet": lambda: denoise_wavelet(rgb / 255.0, sigma=0.04, mode="soft", channel_axis=-1,
+                                                           convert2ycbcr=True, method="BayesShrink"),
+        "original pipeline (Python PD + skimage)": lambda: original_pipeline(rgb, rcam),
+        **{name: (lambda d=d: d(batch)) for name, d in art.items()},
+    }
+
+
+def median_ms(func, runs: int) -> tuple[float, int]:
+    func()  # warm-up
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3), runs
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--slow-runs", type=int, default=10,
+                        help="runs for ART TotalVarMin, which takes seconds per image")
+    parser.add_argument("--out", type=Path, default=RESULTS / "filters_speed")
+    args = parser.parse_args(argv)
+    random.seed(0)
+    images = load_images(args.data)
+    results = {}
+    for size, rgb in images.items():
+        rcam = rcam_for(rgb)  # map inference is not timed
+        results[size] = {}
+        for name, func in tqdm(candidates(rgb, rcam).items(), desc=size):
+            runs = args.slow_runs if "TotalVarMin" in name else args.runs
+            results[size][name] = dict(zip(("median_ms", "runs"), median_ms(func, runs)))
+    command = "nice python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+    lines = [f"# Purification filter speed (median ms; `{command}`)", "",
+             f"CPU: {platform.processor() or platform.machine()}, shared 2-core VM; one process, one thread per call.",
+             "", "| method | " + " | ".join(f"{s} ms | vs ours" for s in SIZES) + " | runs |",
+             "|---|" + "---:|---:|" * len(SIZES) + "---:|"]
+    for name in results["224x224"]:
+        cells = []
+        for size in SIZES:
+            ours = results[size]["ours: pd+rcam+dwt (map given)"]["median_ms"]
+            value = results[size][name]["median_ms"]
+            cells.append(f"{value:.2f} | {value / ours:.1f}x")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {results['224x224'][name]['runs']} |")
+    lines += ["", "'vs ours': the method's time divided by ours (pd+rcam+dwt), so > 1 means ours is faster."]
+    report = "\n".join(lines)
+    print(report)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".md").write_text(report + "\n")
+    args.out.with_suffix(".json").write_text(json.dumps({"command": command, "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
