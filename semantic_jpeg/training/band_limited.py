@@ -1,0 +1,400 @@
+"""Band-limited FFT convolution (paper 003 ch.2, ICML 2019 "Band-limited training and inference for CNNs").
+
+``BandLimitedConv2d`` is a drop-in for ``nn.Conv2d`` that convolves in the Fourier domain with both spectra
+masked to the same low-frequency band (eq. 1-2 of sec 2.2.1):
+
+    x *_c w = F^-1{ (F_x . M_c) . conj(F_w . M_c) }        (cross-correlation, as nn.Conv2d computes)
+
+``compress_rate`` is the fraction of the half-spectrum (``rfft2``) coefficients discarded; the kept band is
+made of the lowest L-shaped shells (Chebyshev distance to the DC corner, Figure 2.2), symmetric in the
+self-conjugate columns so the masked spectrum stays the spectrum of a real signal. Only the kept
+coefficients are ever multiplied and stored: the compressed input and filter spectra are saved in forward
+and reused in backward (map reuse, sec 2.2.2), and the output gradient is band-limited with the same mask,
+which makes the backward pass the exact gradient of the band-limited forward.
+
+The FFT size is the padded input size: the forward product is a circular correlation whose valid part has
+no wrap-around, and the two backward products (full convolution for the input gradient, correlation for the
+filter gradient) fit in the same size, so one set of spectra serves all three products.
+
+The hot spot, the complex product summed over a channel axis, runs on one of three backends:
+``"torch"`` (plain complex ``einsum``, the reference), ``"native"`` (C kernel ``semjpeg_bl_cmac_f32`` from
+``semantic_jpeg.native``: Gauss's 3-multiplication product fused with the reduction, CPU float32; CUDA
+kernel ``band_limited_cuda.cu`` compiled on first use for CUDA float32 tensors), ``"auto"`` (native where it
+applies, torch otherwise, e.g. float64).
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BACKENDS = ("auto", "torch", "native")
+
+
+# ----------------------------------------------------------------------------------------------- band mask
+@functools.lru_cache(maxsize=256)
+def band_indices(fft_h: int, fft_w: int, compress_rate: float) -> np.ndarray:
+    """Flat indices (ascending) of the kept coefficients of an ``rfft2`` spectrum of an ``fft_h x fft_w`` map.
+
+    Coefficients are ranked by the Chebyshev distance of their normalised frequency to the DC corner
+    (the L-shaped shells of Figure 2.2), then by L1 distance; the ``round((1 - compress_rate) * total)``
+    lowest are kept. Conjugate pairs in the self-conjugate columns (kx = 0 and, for even ``fft_w``,
+    kx = fft_w / 2) are kept or dropped together, so the count can exceed the target by one.
+    """
+    _check_rate(compress_rate)
+    half_w = fft_w // 2 + 1
+    ky = np.arange(fft_h)
+    ky_abs = np.minimum(ky, fft_h - ky)[:, None] * np.ones((1, half_w), dtype=np.int64)
+    kx = np.arange(half_w)[None, :] * np.ones((fft_h, 1), dtype=np.int64)
+    fy, fx = ky_abs / fft_h, kx / fft_w
+    chebyshev, manhattan = np.maximum(fy, fx).ravel(), (fy + fx).ravel()
+    # lexsort: last key is primary. Conjugate partners share all keys but the flat index, so they sit together.
+    order = np.lexsort((np.arange(fft_h * half_w), ky_abs.ravel(), manhattan, chebyshev))
+    total = fft_h * half_w
+    target = (1.0 - compress_rate) * total
+    n_keep = max(1, int(round(target)))
+    if n_keep < total:
+        last = order[n_keep - 1]
+        row, col = divmod(int(last), half_w)
+        self_conjugate_col = col == 0 or (fft_w % 2 == 0 and col == fft_w // 2)
+        partner = ((-row) % fft_h) * half_w + col
+        if self_conjugate_col and partner != last and partner not in set(order[:n_keep].tolist()):
+            # the cut splits a conjugate pair: take it whole or drop its first half, whichever is nearer
+            n_keep = n_keep + 1 if n_keep == 1 or n_keep - target <= 0 else n_keep - 1
+    return np.sort(order[:n_keep]).astype(np.int64)
+
+
+def _check_rate(compress_rate) -> None:
+    if not isinstance(compress_rate, (int, float)) or isinstance(compress_rate, bool):
+        raise TypeError(f"compress_rate must be a number in [0, 1), got {type(compress_rate).__name__}")
+    if not (0.0 <= float(compress_rate) < 1.0):
+        raise ValueError(f"compress_rate must be in [0, 1) (fraction of coefficients discarded), got {compress_rate}")
+
+
+# ----------------------------------------------------------------------------------------------- geometry
+@dataclass(frozen=True)
+class _Plan:
+    """Sizes of one call: padding (left, right, top, bottom), FFT size, stride-1 output size, kernel size."""
+
+    pad: tuple[int, int, int, int]
+    in_hw: tuple[int, int]
+    fft_hw: tuple[int, int]
+    full_out_hw: tuple[int, int]
+    kernel_hw: tuple[int, int]
+    stride: tuple[int, int]
+    index: torch.Tensor
+
+    @property
+    def n_kept(self) -> int:
+        return int(self.index.numel())
+
+
+def _make_plan(in_hw, kernel_hw, stride, padding, compress_rate, device) -> _Plan:
+    if padding == "same":
+        pads = []
+        for k in kernel_hw:
+            total = k - 1
+            pads.append((total // 2, total - total // 2))
+        (top, bottom), (left, right) = pads
+    elif padding == "valid":
+        top = bottom = left = right = 0
+    else:
+        (top, left) = padding
+        bottom, right = top, left
+    fft_h, fft_w = in_hw[0] + top + bottom, in_hw[1] + left + right
+    full_out = (fft_h - kernel_hw[0] + 1, fft_w - kernel_hw[1] + 1)
+    if full_out[0] < 1 or full_out[1] < 1:
+        raise ValueError(
+            f"input of size {tuple(in_hw)} (padded {fft_h}x{fft_w}) is smaller than the kernel {tuple(kernel_hw)}"
+        )
+    index = torch.from_numpy(band_indices(fft_h, fft_w, float(compress_rate))).to(device)
+    return _Plan((left, right, top, bottom), tuple(in_hw), (fft_h, fft_w), full_out, tuple(kernel_hw),
+                 tuple(stride), index)
+
+
+# ----------------------------------------------------------------------------------------------- spectra
+def _compress(spectrum: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(..., H, W//2+1) complex -> (..., 2, K) real planar (real parts, then imaginary parts) of kept coefs."""
+    kept = spectrum.flatten(-2).index_select(-1, index)
+    return torch.stack((kept.real, kept.imag), dim=-2).contiguous()
+
+
+def _decompress_irfft(planar: torch.Tensor, plan: _Plan) -> torch.Tensor:
+    """(..., 2, K) planar kept coefficients -> real map of the FFT size (zeros outside the band)."""
+    fft_h, fft_w = plan.fft_hw
+    half_w = fft_w // 2 + 1
+    kept = torch.complex(planar[..., 0, :], planar[..., 1, :])
+    full = kept.new_zeros(*kept.shape[:-1], fft_h * half_w)
+    full.index_copy_(-1, plan.index, kept)
+    return torch.fft.irfft2(full.view(*kept.shape[:-1], fft_h, half_w), s=(fft_h, fft_w))
+
+
+def _as_complex(planar: torch.Tensor) -> torch.Tensor:
+    return torch.complex(planar[..., 0, :], planar[..., 1, :])
+
+
+def _planar(z: torch.Tensor) -> torch.Tensor:
+    return torch.stack((z.real, z.imag), dim=-2).contiguous()
+
+
+# ----------------------------------------------------------------------------------------------- products
+# The three products, in planar layout. x: (N, C, 2, K), w: (F, C, 2, K), g: (N, F, 2, K).
+def _torch_forward(x, w):
+    return _planar(torch.einsum("nck,fck->nfk", _as_complex(x), _as_complex(w).conj()))
+
+
+def _torch_grad_input(g, w):
+    return _planar(torch.einsum("nfk,fck->nck", _as_complex(g), _as_complex(w)))
+
+
+def _torch_grad_weight(x, g):
+    return _planar(torch.einsum("nck,nfk->fck", _as_complex(x), _as_complex(g).conj()))
+
+
+def _cpu_cmac(a, b, ni, nj, nr, a_si, a_sr, b_sj, b_sr, conj_a, conj_b):
+    """Call the C kernel semjpeg_bl_cmac_f32 on contiguous float32 CPU planar tensors."""
+    from semantic_jpeg.native import ffi, lib
+
+    for name, t in (("a", a), ("b", b)):
+        if t.dtype != torch.float32 or t.device.type != "cpu" or not t.is_contiguous():
+            raise TypeError(f"native band-limited kernel needs a contiguous float32 CPU tensor for {name}")
+    nk = a.shape[-1]
+    if b.shape[-1] != nk or a.numel() != ni * nr * 2 * nk or b.numel() != nj * nr * 2 * nk:
+        raise ValueError("native band-limited kernel: operand shapes do not match")
+    out = torch.empty(ni, nj, 2, nk, dtype=torch.float32)
+    lib.semjpeg_bl_cmac_f32(
+        ffi.cast("float *", a.data_ptr()), ffi.cast("float *", b.data_ptr()), ffi.cast("float *", out.data_ptr()),
+        ni, nj, nr, nk, a_si, a_sr, b_sj, b_sr, int(conj_a), int(conj_b),
+    )
+    return out
+
+
+def _native_forward(x, w):
+    (n, c), f = x.shape[:2], w.shape[0]
+    if x.is_cuda:
+        return _cuda_module().forward(x, w)
+    return _cpu_cmac(x, w, n, f, c, c, 1, c, 1, False, True)
+
+
+def _native_grad_input(g, w):
+    (n, f), c = g.shape[:2], w.shape[1]
+    if g.is_cuda:
+        return _cuda_module().grad_input(g, w)
+    return _cpu_cmac(g, w, n, c, f, f, 1, 1, c, False, False)
+
+
+def _native_grad_weight(x, g):
+    (n, c), f = x.shape[:2], g.shape[1]
+    if x.is_cuda:
+        return _cuda_module().grad_weight(x, g)
+    # dW[f, c] = sum_n conj(G[n, f]) X[n, c]: A = G indexed (f, n), B = X indexed (c, n).
+    return _cpu_cmac(g, x, f, c, n, 1, f, 1, c, True, False)
+
+
+_PRODUCTS = {
+    "torch": (_torch_forward, _torch_grad_input, _torch_grad_weight),
+    "native": (_native_forward, _native_grad_input, _native_grad_weight),
+}
+
+
+@functools.lru_cache(maxsize=1)
+def _cuda_module():
+    """Compile (once, cached by torch) and load the CUDA kernels of band_limited_cuda.cu."""
+    from torch.utils.cpp_extension import load
+
+    source = Path(__file__).resolve().parents[1] / "native" / "band_limited_cuda.cu"
+    return load(name="semjpeg_band_limited_cuda", sources=[str(source)], verbose=False)
+
+
+def cuda_kernel_available() -> bool:
+    """True when a CUDA device is present and the CUDA kernel compiles."""
+    if not torch.cuda.is_available():
+        return False
+    try:
+        _cuda_module()
+    except Exception:  # noqa: BLE001 - any build failure means "not available"; auto falls back to torch
+        return False
+    return True
+
+
+def _resolve_backend(backend: str, x: torch.Tensor) -> str:
+    if backend == "torch":
+        return "torch"
+    applies = x.dtype == torch.float32 and (x.device.type == "cpu" or (x.is_cuda and cuda_kernel_available()))
+    if backend == "native":
+        if not applies:
+            raise TypeError(
+                f"the native band-limited kernels take float32 tensors on the CPU or on a CUDA device with a "
+                f"working nvcc; got {x.dtype} on {x.device}. Use backend='torch' or 'auto'."
+            )
+        return "native"
+    return "native" if applies else "torch"
+
+
+# ----------------------------------------------------------------------------------------------- autograd
+class BandLimitedConv2dFunction(torch.autograd.Function):
+    """Band-limited cross-correlation with map reuse: compressed spectra saved in forward, reused in backward."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, plan: _Plan, backend: str):
+        fwd, _, _ = _PRODUCTS[backend]
+        x_spec = _compress(torch.fft.rfft2(F.pad(x, plan.pad), s=plan.fft_hw), plan.index)
+        w_spec = _compress(torch.fft.rfft2(weight, s=plan.fft_hw), plan.index)
+        y = _crop_stride(_decompress_irfft(fwd(x_spec, w_spec), plan), plan)
+        if bias is not None:
+            y = y + bias.view(1, -1, 1, 1)
+        ctx.save_for_backward(x_spec, w_spec)
+        ctx.plan, ctx.backend, ctx.has_bias = plan, backend, bias is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x_spec, w_spec = ctx.saved_tensors
+        plan = ctx.plan
+        _, grad_input_product, grad_weight_product = _PRODUCTS[ctx.backend]
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        grad_x = grad_w = grad_b = None
+        if need_x or need_w:
+            g_full = grad_y
+            if plan.stride != (1, 1):  # scatter the strided gradient back onto the stride-1 output grid
+                g_full = grad_y.new_zeros(*grad_y.shape[:2], *plan.full_out_hw)
+                g_full[..., :: plan.stride[0], :: plan.stride[1]] = grad_y
+            g_spec = _compress(torch.fft.rfft2(g_full.contiguous(), s=plan.fft_hw), plan.index)
+            if need_x:
+                left, _, top, _ = plan.pad
+                gx = _decompress_irfft(grad_input_product(g_spec, w_spec), plan)
+                grad_x = gx[..., top : top + plan.in_hw[0], left : left + plan.in_hw[1]]
+            if need_w:
+                gw = _decompress_irfft(grad_weight_product(x_spec, g_spec), plan)
+                grad_w = gw[..., : plan.kernel_hw[0], : plan.kernel_hw[1]]
+        if need_b and ctx.has_bias:
+            grad_b = grad_y.sum(dim=(0, 2, 3))
+        return grad_x, grad_w, grad_b, None, None
+
+
+def _crop_stride(y_fft: torch.Tensor, plan: _Plan) -> torch.Tensor:
+    out_h, out_w = plan.full_out_hw
+    return y_fft[..., :out_h : plan.stride[0], :out_w : plan.stride[1]]
+
+
+def band_limited_conv2d(x, weight, bias=None, stride=1, padding=0, compress_rate=0.5, backend="auto"):
+    """Functional form of :class:`BandLimitedConv2d` (groups = dilation = 1, zero padding)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if x.dim() != 4 or weight.dim() != 4:
+        raise ValueError(f"expected a 4-D input (N, C, H, W) and weight, got {tuple(x.shape)}, {tuple(weight.shape)}")
+    if x.shape[1] != weight.shape[1]:
+        raise ValueError(f"input has {x.shape[1]} channels, the weight expects {weight.shape[1]}")
+    if not x.is_floating_point() or x.dtype != weight.dtype:
+        raise TypeError(f"input and weight must share a floating dtype, got {x.dtype} and {weight.dtype}")
+    if x.numel() == 0:
+        raise ValueError(f"empty input of shape {tuple(x.shape)}")
+    stride = _pair(stride, "stride")
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            raise ValueError(f"padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
+        if padding == "same" and stride != (1, 1):
+            raise ValueError("padding='same' is not supported for strided convolutions (as in nn.Conv2d)")
+    else:
+        padding = _pair(padding, "padding", allow_zero=True)
+    plan = _make_plan(tuple(x.shape[-2:]), tuple(weight.shape[-2:]), stride, padding, compress_rate, x.device)
+    return BandLimitedConv2dFunction.apply(x, weight, bias, plan, _resolve_backend(backend, x))
+
+
+def _pair(value, name, allow_zero=False):
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if any(v < (0 if allow_zero else 1) for v in pair):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '>= 1'}, got {value!r}")
+    return pair
+
+
+# ----------------------------------------------------------------------------------------------- module
+class BandLimitedConv2d(nn.Conv2d):
+    """Drop-in ``nn.Conv2d`` computed as a band-limited FFT convolution (paper 003 sec 2.2, eq. 1).
+
+    Same parameters (``weight``, ``bias``) and state-dict keys as ``nn.Conv2d``. Supports rectangular inputs
+    and kernels, stride, zero padding (ints, pairs, ``'same'``, ``'valid'``); groups, dilation and other
+    padding modes raise. ``compress_rate`` in [0, 1) is the fraction of spectral coefficients discarded;
+    at 0 the layer equals ``nn.Conv2d`` to float tolerance.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, padding_mode="zeros", device=None, dtype=None, compress_rate=0.5, backend="auto"):
+        if groups != 1:
+            raise ValueError(f"BandLimitedConv2d supports groups=1 only, got groups={groups}")
+        if _pair(dilation, "dilation") != (1, 1):
+            raise ValueError(f"BandLimitedConv2d supports dilation=1 only, got dilation={dilation}")
+        if padding_mode != "zeros":
+            raise ValueError(f"BandLimitedConv2d supports padding_mode='zeros' only, got {padding_mode!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        _check_rate(compress_rate)
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias,
+                         device=device, dtype=dtype)
+        self.compress_rate = float(compress_rate)
+        self.backend = backend
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 3:  # unbatched (C, H, W), as nn.Conv2d accepts
+            return self.forward(x.unsqueeze(0)).squeeze(0)
+        return band_limited_conv2d(x, self.weight, self.bias, self.stride, self.padding, self.compress_rate,
+                                   self.backend)
+
+    def kept_coefficients(self, input_hw) -> tuple[int, int]:
+        """(kept, total) spectral coefficients per channel for an input of spatial size ``input_hw``."""
+        plan = _make_plan(tuple(input_hw), self.kernel_size, self.stride, self.padding, self.compress_rate, "cpu")
+        fft_h, fft_w = plan.fft_hw
+        return plan.n_kept, fft_h * (fft_w // 2 + 1)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, compress_rate={self.compress_rate}, backend={self.backend!r}"
+
+    @classmethod
+    def from_conv2d(cls, conv: nn.Conv2d, compress_rate=0.5, backend="auto") -> "BandLimitedConv2d":
+        """A band-limited copy of ``conv`` sharing its weight and bias values."""
+        layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+                    dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
+                    padding_mode=conv.padding_mode, device=conv.weight.device, dtype=conv.weight.dtype,
+                    compress_rate=compress_rate, backend=backend)
+        with torch.no_grad():
+            layer.weight.copy_(conv.weight)
+            if conv.bias is not None:
+                layer.bias.copy_(conv.bias)
+        return layer
+
+
+def swap_conv2d(model: nn.Module, compress_rate=0.5, backend="auto", strict=True) -> list[str]:
+    """Replace, in place, every ``nn.Conv2d`` of ``model`` by a :class:`BandLimitedConv2d` with its weights.
+
+    Returns the qualified names of the swapped layers. A Conv2d the band-limited layer cannot represent
+    (groups, dilation, non-zero padding mode) raises with ``strict=True`` and is left as it is otherwise.
+    Layers that are already band-limited get the new ``compress_rate`` and ``backend``.
+    """
+    _check_rate(compress_rate)
+    swapped = []
+    for parent_name, parent in list(model.named_modules()):
+        for child_name, child in list(parent.named_children()):
+            name = f"{parent_name}.{child_name}" if parent_name else child_name
+            if isinstance(child, BandLimitedConv2d):
+                child.compress_rate, child.backend = float(compress_rate), backend
+                swapped.append(name)
+            elif isinstance(child, nn.Conv2d):
+                try:
+                    setattr(parent, child_name, BandLimitedConv2d.from_conv2d(child, compress_rate, backend))
+                except ValueError as exc:
+                    if strict:
+                        raise ValueError(f"cannot band-limit layer {name!r}: {exc}") from exc
+                    continue
+                swapped.append(name)
+    return swapped
+
+
+__all__ = ["BandLimitedConv2d", "BandLimitedConv2dFunction", "band_limited_conv2d", "band_indices", "swap_conv2d",
+           "cuda_kernel_available"]
