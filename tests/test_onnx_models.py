@@ -204,3 +204,22 @@ def test_pil_alpha_composited_over_white(model):
     rgba = Image.new("RGBA", (64, 48), (0, 0, 0, 0))  # fully transparent -> white
     white = Image.new("RGB", (64, 48), (255, 255, 255))
     np.testing.assert_array_equal(model.rcam_map(rgba), model.rcam_map(white))
+
+
+def test_cli_maps_and_predict(tmp_path, capsys):
+    import argparse
+
+    from semantic_jpeg.onnx_models import cli
+
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers(dest="command"))
+    source = tmp_path / "cat.png"
+    Image.fromarray(data.chelsea()).save(source)
+    args = parser.parse_args(["maps", str(source), "-m", "all", "--overlay", "-o", str(tmp_path / "out")])
+    assert args.func(args) == 0
+    saliency = np.asarray(Image.open(tmp_path / "out" / "cat_msroi.png"))
+    assert saliency.shape == data.chelsea().shape[:2] and saliency.max() == 255
+    assert (tmp_path / "out" / "cat_rcam_overlay.png").is_file()
+    args = parser.parse_args(["predict", str(source), "-k", "2"])
+    assert args.func(args) == 0
+    assert "Egyptian_cat" in capsys.readouterr().out

@@ -175,8 +175,9 @@ class CamModel:
         return np.tensordot(mixtures, evidence, axes=(1, 0))
 
     # -- maps ----------------------------------------------------------------------------------------------
-    def _msroi_low_res(self, logits, evidence, grouping, k, threshold):
-        """MS-ROI at feature resolution for one image (paper 000 eq. 2.4-2.5 over coarse classes)."""
+    def msroi_from_outputs(self, logits, evidence, grouping, k, threshold=None) -> np.ndarray:
+        """MS-ROI at feature resolution from one image's :meth:`forward` outputs (paper 000 eq. 2.4-2.5 over
+        coarse classes), see :meth:`msroi_map`."""
         probs = np.exp(logits - logits.max())
         probs /= probs.sum()
         group = self._group_index[grouping]
@@ -210,7 +211,17 @@ class CamModel:
         self._check_options(grouping, k, threshold)
         batch, (height, width) = self.preprocess(image, color_order=color_order, working_size=working_size)
         logits, evidence = self.forward(batch)
-        return resize_map(self._msroi_low_res(logits[0], evidence[0], grouping, k, threshold), height, width)
+        return resize_map(self.msroi_from_outputs(logits[0], evidence[0], grouping, k, threshold), height, width)
+
+    def aug_msroi_batch(self, batch: np.ndarray, n: int, rng: np.random.Generator, input_noise: float,
+                        activation_noise: float):
+        """:meth:`forward` on ``n`` perturbed copies of a (1, 3, h, w) batch (paper 000 sec 3.6)."""
+        _, _, h, w = batch.shape
+        batch = batch + rng.standard_normal((n, 3, h, w), dtype=np.float32) * np.float32(input_noise)
+        noises = [rng.standard_normal((n, int(spec["channels"]), -(-h // spec["stride"]), -(-w // spec["stride"])),
+                                      dtype=np.float32) * np.float32(activation_noise)
+                  for spec in self._noise_inputs]
+        return self.forward(batch, noises)
 
     def aug_msroi_map(self, image, *, n: int | None = None, seed=None, color_order: str = "RGB",
                       working_size: int | None = None, grouping: str | None = None, k: int | None = None,
@@ -233,13 +244,8 @@ class CamModel:
             raise ValueError(f"noise levels must be finite and >= 0, got {input_noise!r}, {activation_noise!r}")
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         batch, (height, width) = self.preprocess(image, color_order=color_order, working_size=working_size)
-        _, _, h, w = batch.shape
-        batch = batch + rng.standard_normal((n, 3, h, w), dtype=np.float32) * np.float32(input_noise)
-        noises = [rng.standard_normal((n, int(spec["channels"]), -(-h // spec["stride"]), -(-w // spec["stride"])),
-                                      dtype=np.float32) * np.float32(activation_noise)
-                  for spec in self._noise_inputs]
-        logits, evidence = self.forward(batch, noises)
-        maps = [self._msroi_low_res(logits[i], evidence[i], grouping, k, threshold) for i in range(n)]
+        logits, evidence = self.aug_msroi_batch(batch, n, rng, input_noise, activation_noise)
+        maps = [self.msroi_from_outputs(logits[i], evidence[i], grouping, k, threshold) for i in range(n)]
         return resize_map(_normalise(np.mean(maps, axis=0)), height, width)
 
     def rcam_map(self, image, *, k: int | None = None, color_order: str = "RGB",
@@ -250,11 +256,14 @@ class CamModel:
         self._check_options("fine", k, None)
         batch, (height, width) = self.preprocess(image, color_order=color_order, working_size=working_size)
         logits, evidence = self.forward(batch)
-        top = np.argsort(-logits[0], kind="stable")[:k]
-        mixture = np.zeros((1, logits.shape[1]), np.float32)
+        return resize_map(self.rcam_from_outputs(logits[0], evidence[0], k), height, width)
+
+    def rcam_from_outputs(self, logits, evidence, k) -> np.ndarray:
+        """R-CAM at feature resolution from one image's :meth:`forward` outputs, see :meth:`rcam_map`."""
+        top = np.argsort(-logits, kind="stable")[:k]
+        mixture = np.zeros((1, logits.shape[0]), np.float32)
         mixture[0, top] = 0.5 ** np.arange(1, len(top) + 1)
-        low_res = self.class_activation_maps(logits[0], evidence[0], mixture)[0]
-        return resize_map(_normalise(low_res), height, width)
+        return _normalise(self.class_activation_maps(logits, evidence, mixture)[0])
 
     def predict_topk(self, image, k: int = 5, *, color_order: str = "RGB") -> list[tuple[int, str, float]]:
         """Top-``k`` ImageNet classes as (index, name, softmax probability); the full frame is resized to
