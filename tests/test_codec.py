@@ -169,6 +169,29 @@ def test_dct_mode_coefficients_equal_numpy_requantisation(astronaut, tmp_path, g
         np.testing.assert_array_equal(got_c, expect)
 
 
+@pytest.mark.parametrize("subsampling", [0, 1, 2])
+@pytest.mark.parametrize("shape", [(512, 512, 3), (77, 123, 3), (45, 61)])
+def test_native_decoder_equals_jpeglib(astronaut, tmp_path, subsampling, shape):
+    from semantic_jpeg.codec import encoder, jpeg_stream
+    img = astronaut[:shape[0], :shape[1]] if len(shape) == 3 else np.ascontiguousarray(astronaut[:shape[0], :shape[1], 0])
+    data = _plain(img, 75, subsampling=subsampling)
+    ours = encoder._decode_coefficients(jpeg_stream.parse_baseline(data), data)
+    for a, b in zip(ours, read_coefficients(data, tmp_path), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(jpeg_stream.JpegStreamError, match="truncated"):
+        encoder._decode_coefficients(jpeg_stream.parse_baseline(data), data[:len(data) // 2])
+
+
+def test_stream_parser_refuses_what_it_cannot_rewrite(astronaut):
+    from semantic_jpeg.codec import jpeg_stream
+    with pytest.raises(jpeg_stream.JpegStreamError, match="baseline"):
+        jpeg_stream.parse_baseline(_plain(astronaut, 75, progressive=True))
+    with pytest.raises(jpeg_stream.JpegStreamError, match="SOI"):
+        jpeg_stream.parse_baseline(b"GIF89a")
+    with pytest.raises(jpeg_stream.JpegStreamError, match="truncated"):
+        jpeg_stream.parse_baseline(_plain(astronaut, 75)[:300])
+
+
 # ---------------------------------------------------------------- rate control
 
 @pytest.mark.parametrize("mode", ["dct", "mosaic"])

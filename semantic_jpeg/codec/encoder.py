@@ -223,7 +223,7 @@ class _DctCoder:
         header_options = {k: v for k, v in options.items() if k not in ("progressive", "progression", "optimize")}
         unit = _pillow_bytes(rgb, np.ones((2, 64), np.uint16), header_options)
         self.header = jpeg_stream.parse_baseline(unit)
-        self.raw = _read_coefficients(unit)
+        self.raw = _decode_coefficients(self.header, unit)
         comps = self.header.components
         hmax, vmax = max(c.samp_h for c in comps), max(c.samp_v for c in comps)
         self.cell_size = (8 * vmax, 8 * hmax) if len(comps) > 1 else (8, 8)
@@ -293,17 +293,26 @@ def _temp_dir():
     return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 
-def _read_coefficients(data):
-    """Quantised DCT coefficients of each component, int16 (blocks_h, blocks_w, 64), read by jpeglib."""
-    import jpeglib
-    with tempfile.TemporaryDirectory(dir=_temp_dir()) as tmp:
-        path = os.path.join(tmp, "unit.jpg")
-        with open(path, "wb") as f:
-            f.write(data)
-        jpeg = jpeglib.read_dct(path)
-        jpeg.load()
-        comps = [jpeg.Y] + ([jpeg.Cb, jpeg.Cr] if jpeg.has_chrominance else [])
-    return [np.ascontiguousarray(c.reshape(c.shape[0], c.shape[1], 64), dtype=np.int16) for c in comps]
+def _decode_coefficients(header, data):
+    """Quantised DCT coefficients of each component, int16 (blocks_h, blocks_w, 64) in natural order,
+    entropy-decoded by the native module (tests check it against jpeglib's reader)."""
+    comps = header.components
+    coefs = [np.empty((bh, bw, 64), np.int16) for bh, bw in header.blocks()]
+    tables = [[np.frombuffer(bytes(header.huffman[(cls, getattr(c, attr))][i]), np.uint8) for c in comps]
+              for cls, attr in ((0, "dc_table"), (1, "ac_table")) for i in (0, 1)]
+    groups = [ffi.new("const uint8_t *[]", [ffi.cast("const uint8_t *", ffi.from_buffer(t)) for t in group])
+              for group in tables]
+    mv, mh = header.mcus()
+    scan = np.frombuffer(data, np.uint8, offset=header.scan_offset)
+    rc = lib.semjpeg_decode_baseline_scan(
+        as_pointer(scan, np.uint8), scan.size, len(comps),
+        ffi.new("int16_t *[]", [as_pointer(c, np.int16) for c in coefs]),
+        ffi.new("int[]", [c.shape[0] for c in coefs]), ffi.new("int[]", [c.shape[1] for c in coefs]),
+        ffi.new("int[]", [c.samp_h for c in comps]), ffi.new("int[]", [c.samp_v for c in comps]),
+        *groups, mv, mh)
+    if rc != 0:
+        raise jpeg_stream.JpegStreamError("truncated JPEG scan" if rc == -1 else "corrupt JPEG scan")
+    return coefs
 
 
 def _optimize_huffman(data):

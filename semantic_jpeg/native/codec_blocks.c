@@ -23,7 +23,12 @@ int semjpeg_block_levels(const float *saliency, int height, int width, int cell_
         memset(sum, 0, sizeof(double) * (size_t)cells_w);
         for (int y = y0; y < y1; y++) {
             const float *row = saliency + (size_t)y * width;
-            for (int x = 0; x < width; x++) sum[x / cell_w] += row[x];
+            for (int cx = 0, x = 0; cx < cells_w; cx++) {
+                int x1 = x + cell_w < width ? x + cell_w : width;
+                double acc = 0.0;
+                for (; x < x1; x++) acc += row[x];
+                sum[cx] += acc;
+            }
         }
         for (int cx = 0; cx < cells_w; cx++) {
             int x0 = cx * cell_w, x1 = x0 + cell_w < width ? x0 + cell_w : width;
@@ -205,4 +210,135 @@ int64_t semjpeg_encode_baseline_scan(int n_components, const int16_t **coefs, co
     if (w.error == 2) return -2;
     if (w.error == 3) return -3;
     return w.len;
+}
+
+/* ---- Baseline Huffman entropy decoding (ITU T.81 Annex F.2.2), the inverse of the coder above ---- */
+
+typedef struct {
+    const uint8_t *data;
+    int64_t pos, length;
+    uint32_t acc;
+    int nbits;
+    int hit_marker;
+    int64_t pad_bytes; /* zero bytes fed after the data ended or a marker was reached */
+} BitReader;
+
+static void fill_bits(BitReader *r) {
+    while (r->nbits <= 24) {
+        uint32_t byte = 0;
+        if (r->hit_marker || r->pos >= r->length) {
+            r->pad_bytes++;
+        } else {
+            byte = r->data[r->pos];
+            if (byte == 0xFF) {
+                uint8_t next = r->pos + 1 < r->length ? r->data[r->pos + 1] : 0xD9;
+                if (next == 0x00) r->pos += 2;
+                else { r->hit_marker = 1; byte = 0; r->pad_bytes++; }
+            } else {
+                r->pos++;
+            }
+        }
+        r->acc |= byte << (24 - r->nbits);
+        r->nbits += 8;
+    }
+}
+
+static uint32_t get_bits(BitReader *r, int n) {
+    if (n == 0) return 0;
+    fill_bits(r);
+    uint32_t v = r->acc >> (32 - n);
+    r->acc <<= n;
+    r->nbits -= n;
+    return v;
+}
+
+typedef struct {
+    int32_t maxcode[18];
+    int32_t valptr[17];
+    int32_t mincode[17];
+    const uint8_t *values;
+} HuffDecoder;
+
+static void make_decoder(HuffDecoder *d, const uint8_t *bits, const uint8_t *values) {
+    int code = 0, k = 0;
+    for (int l = 1; l <= 16; l++) {
+        d->valptr[l] = k;
+        d->mincode[l] = code;
+        code += bits[l - 1];
+        k += bits[l - 1];
+        d->maxcode[l] = bits[l - 1] ? code - 1 : -1;
+        code <<= 1;
+    }
+    d->maxcode[17] = 0x7FFFFFFF;
+    d->values = values;
+}
+
+static int decode_symbol(BitReader *r, const HuffDecoder *d) {
+    int code = 0;
+    for (int l = 1; l <= 16; l++) {
+        code = (code << 1) | (int)get_bits(r, 1);
+        if (code <= d->maxcode[l]) return d->values[d->valptr[l] + code - d->mincode[l]];
+    }
+    return -1; /* no such code: corrupt data */
+}
+
+static int extend(uint32_t v, int s) { return s == 0 ? 0 : (v < (1u << (s - 1)) ? (int)v - (1 << s) + 1 : (int)v); }
+
+static int decode_block(BitReader *r, int16_t *blk, int *last_dc, const HuffDecoder *dc, const HuffDecoder *ac) {
+    int s = decode_symbol(r, dc);
+    if (s < 0 || s > 11) return -2;
+    *last_dc += extend(get_bits(r, s), s);
+    memset(blk, 0, 64 * sizeof(int16_t));
+    blk[0] = (int16_t)*last_dc;
+    for (int k = 1; k < 64;) {
+        int rs = decode_symbol(r, ac);
+        if (rs < 0) return -2;
+        int run = rs >> 4, size = rs & 15;
+        if (size == 0) {
+            if (run != 15) break; /* EOB */
+            k += 16;
+            continue;
+        }
+        k += run;
+        if (k > 63) return -2;
+        blk[ZIGZAG[k]] = (int16_t)extend(get_bits(r, size), size);
+        k++;
+    }
+    return 0;
+}
+
+/* Decode one baseline scan into coefficient arrays (natural order, blocks_h x blocks_w x 64 per component).
+ * Returns 0, -1 when the data ends (a marker is reached) before the last block, -2 for an invalid code. */
+int semjpeg_decode_baseline_scan(const uint8_t *data, int64_t length, int n_components, int16_t **coefs,
+                                 const int *blocks_h, const int *blocks_w, const int *samp_h, const int *samp_v,
+                                 const uint8_t **dc_bits, const uint8_t **dc_values, const uint8_t **ac_bits,
+                                 const uint8_t **ac_values, int mcus_v, int mcus_h) {
+    BitReader r = {data, 0, length, 0, 0, 0, 0};
+    HuffDecoder dc[4], ac[4];
+    int last_dc[4] = {0, 0, 0, 0};
+    int16_t dummy[64];
+    if (n_components < 1 || n_components > 4) return -4;
+    for (int c = 0; c < n_components; c++) {
+        make_decoder(&dc[c], dc_bits[c], dc_values[c]);
+        make_decoder(&ac[c], ac_bits[c], ac_values[c]);
+    }
+    if (n_components == 1) {
+        for (int b = 0; b < blocks_h[0] * blocks_w[0]; b++) {
+            if (decode_block(&r, coefs[0] + (size_t)b * 64, &last_dc[0], &dc[0], &ac[0])) return -2;
+        }
+    } else {
+        for (int my = 0; my < mcus_v; my++)
+            for (int mx = 0; mx < mcus_h; mx++)
+                for (int c = 0; c < n_components; c++)
+                    for (int v = 0; v < samp_v[c]; v++)
+                        for (int h = 0; h < samp_h[c]; h++) {
+                            int by = my * samp_v[c] + v, bx = mx * samp_h[c] + h;
+                            int16_t *blk = (by < blocks_h[c] && bx < blocks_w[c])
+                                               ? coefs[c] + ((size_t)by * blocks_w[c] + bx) * 64
+                                               : dummy;
+                            if (decode_block(&r, blk, &last_dc[c], &dc[c], &ac[c])) return -2;
+                        }
+    }
+    /* every bit consumed must have come from the data, not from the padding after its end */
+    return r.pad_bytes * 8 - r.nbits > 0 ? -1 : 0;
 }
