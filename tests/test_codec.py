@@ -412,3 +412,25 @@ def test_cli_reports_truncated_input(tmp_path, capsys):
     rc = main(["encode", str(bad), "-o", str(tmp_path / "o.jpg"), "--saliency-map", str(bad)])
     assert rc == 1
     assert not (tmp_path / "o.jpg").exists()
+
+
+# ---------------------------------------------------------------- the shipped default model
+
+def test_default_saliency_is_the_shipped_msroi_map():
+    from semantic_jpeg.onnx_models import default_model
+    rgb = np.ascontiguousarray(data.chelsea())
+    r = encode(rgb, return_result=True)
+    np.testing.assert_allclose(r.saliency, default_model().msroi_map(rgb, color_order="RGB"), atol=1e-6)
+    assert r.saliency.shape == rgb.shape[:2]
+    assert r.level_fractions[-1] > 0  # the cat reaches the top level
+
+
+def test_readme_main_command(tmp_path, capsys):
+    from semantic_jpeg.cli import main
+    out = tmp_path / "astronaut.jpg"
+    assert main(["encode", "--sample", "astronaut", "--match-jpeg-quality", "50", "--heatmap", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "astronaut.png ->" in printed and "target" in printed
+    plain = len(_plain(np.ascontiguousarray(data.astronaut()), 50, subsampling=2))
+    assert abs(out.stat().st_size - plain) <= 0.01 * plain
+    assert (tmp_path / "astronaut.heatmap.png").exists()
