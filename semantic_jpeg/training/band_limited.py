@@ -79,15 +79,22 @@ def _check_rate(compress_rate) -> None:
 # ----------------------------------------------------------------------------------------------- geometry
 @dataclass(frozen=True)
 class _Plan:
-    """Sizes of one call: padding (left, right, top, bottom), FFT size, stride-1 output size, kernel size."""
+    """Sizes of one call and the kept band.
 
-    pad: tuple[int, int, int, int]
+    ``index`` addresses the kept coefficients in the pruned (fft_h, cols) grid, where ``cols`` is the
+    highest kept rfft column + 1: columns above it are never transformed. ``phase`` is the spectrum of the
+    (top, left) zero padding (a shift), applied to the kept coefficients instead of padding the input.
+    """
+
+    pad_top_left: tuple[int, int]
     in_hw: tuple[int, int]
     fft_hw: tuple[int, int]
     full_out_hw: tuple[int, int]
     kernel_hw: tuple[int, int]
     stride: tuple[int, int]
+    cols: int
     index: torch.Tensor
+    phase: torch.Tensor
 
     @property
     def n_kept(self) -> int:
@@ -96,11 +103,7 @@ class _Plan:
 
 def _make_plan(in_hw, kernel_hw, stride, padding, compress_rate, device) -> _Plan:
     if padding == "same":
-        pads = []
-        for k in kernel_hw:
-            total = k - 1
-            pads.append((total // 2, total - total // 2))
-        (top, bottom), (left, right) = pads
+        (top, bottom), (left, right) = [((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel_hw]
     elif padding == "valid":
         top = bottom = left = right = 0
     else:
@@ -112,26 +115,38 @@ def _make_plan(in_hw, kernel_hw, stride, padding, compress_rate, device) -> _Pla
         raise ValueError(
             f"input of size {tuple(in_hw)} (padded {fft_h}x{fft_w}) is smaller than the kernel {tuple(kernel_hw)}"
         )
-    index = torch.from_numpy(band_indices(fft_h, fft_w, float(compress_rate))).to(device)
-    return _Plan((left, right, top, bottom), tuple(in_hw), (fft_h, fft_w), full_out, tuple(kernel_hw),
-                 tuple(stride), index)
+    ky, kx = np.divmod(band_indices(fft_h, fft_w, float(compress_rate)), fft_w // 2 + 1)
+    cols = int(kx.max()) + 1
+    phase = np.exp(-2j * np.pi * (ky * top / fft_h + kx * left / fft_w))
+    return _Plan((top, left), tuple(in_hw), (fft_h, fft_w), full_out, tuple(kernel_hw), tuple(stride), cols,
+                 torch.from_numpy(ky * cols + kx).to(device), torch.from_numpy(phase).to(device))
 
 
 # ----------------------------------------------------------------------------------------------- spectra
-def _compress(spectrum: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """(..., H, W//2+1) complex -> (..., 2, K) real planar (real parts, then imaginary parts) of kept coefs."""
-    kept = spectrum.flatten(-2).index_select(-1, index)
-    return torch.stack((kept.real, kept.imag), dim=-2).contiguous()
-
-
-def _decompress_irfft(planar: torch.Tensor, plan: _Plan) -> torch.Tensor:
-    """(..., 2, K) planar kept coefficients -> real map of the FFT size (zeros outside the band)."""
+def _band_spectrum(t: torch.Tensor, plan: _Plan, shift: bool) -> torch.Tensor:
+    """Kept rfft2 coefficients of real maps ``t`` (..., h, w) zero-extended to the FFT size (and shifted by the
+    padding when ``shift``), as (..., 2, K) planar real (real parts, then imaginary parts)."""
     fft_h, fft_w = plan.fft_hw
-    half_w = fft_w // 2 + 1
+    z = torch.fft.rfft(t, n=fft_w, dim=-1)[..., : plan.cols]
+    z = torch.fft.fft(z, n=fft_h, dim=-2)
+    kept = z.flatten(-2).index_select(-1, plan.index)
+    if shift:
+        kept = kept * plan.phase.to(kept.dtype)
+    return torch.stack((kept.real, kept.imag), dim=-2)
+
+
+def _band_inverse(planar: torch.Tensor, plan: _Plan, rows: slice, width: int, shift: bool) -> torch.Tensor:
+    """Real maps from (..., 2, K) kept coefficients (zeros elsewhere), undoing the padding shift when ``shift``;
+    only output ``rows`` and the first ``width`` columns are returned (rows are dropped before the last
+    inverse transform, so they are never computed)."""
+    fft_h, fft_w = plan.fft_hw
     kept = torch.complex(planar[..., 0, :], planar[..., 1, :])
-    full = kept.new_zeros(*kept.shape[:-1], fft_h * half_w)
-    full.index_copy_(-1, plan.index, kept)
-    return torch.fft.irfft2(full.view(*kept.shape[:-1], fft_h, half_w), s=(fft_h, fft_w))
+    if shift:
+        kept = kept * plan.phase.to(kept.dtype).conj()
+    grid = kept.new_zeros(*kept.shape[:-1], fft_h * plan.cols)
+    grid.index_copy_(-1, plan.index, kept)
+    z = torch.fft.ifft(grid.view(*kept.shape[:-1], fft_h, plan.cols), dim=-2)[..., rows, :]
+    return torch.fft.irfft(z, n=fft_w, dim=-1)[..., :width]
 
 
 def _as_complex(planar: torch.Tensor) -> torch.Tensor:
@@ -242,12 +257,13 @@ class BandLimitedConv2dFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, plan: _Plan, backend: str):
-        fwd, _, _ = _PRODUCTS[backend]
-        x_spec = _compress(torch.fft.rfft2(F.pad(x, plan.pad), s=plan.fft_hw), plan.index)
-        w_spec = _compress(torch.fft.rfft2(weight, s=plan.fft_hw), plan.index)
-        y = _crop_stride(_decompress_irfft(fwd(x_spec, w_spec), plan), plan)
-        if bias is not None:
-            y = y + bias.view(1, -1, 1, 1)
+        forward_product = _PRODUCTS[backend][0]
+        x_spec = _band_spectrum(x, plan, shift=True)
+        w_spec = _band_spectrum(weight, plan, shift=False)
+        (out_h, out_w), (stride_h, stride_w) = plan.full_out_hw, plan.stride
+        y = _band_inverse(forward_product(x_spec, w_spec), plan, slice(0, out_h, stride_h), out_w, shift=False)
+        y = y[..., ::stride_w]
+        y = y + bias.view(1, -1, 1, 1) if bias is not None else y.contiguous()
         ctx.save_for_backward(x_spec, w_spec)
         ctx.plan, ctx.backend, ctx.has_bias = plan, backend, bias is not None
         return y
@@ -264,22 +280,17 @@ class BandLimitedConv2dFunction(torch.autograd.Function):
             if plan.stride != (1, 1):  # scatter the strided gradient back onto the stride-1 output grid
                 g_full = grad_y.new_zeros(*grad_y.shape[:2], *plan.full_out_hw)
                 g_full[..., :: plan.stride[0], :: plan.stride[1]] = grad_y
-            g_spec = _compress(torch.fft.rfft2(g_full.contiguous(), s=plan.fft_hw), plan.index)
+            g_spec = _band_spectrum(g_full, plan, shift=False)
+            del g_full
             if need_x:
-                left, _, top, _ = plan.pad
-                gx = _decompress_irfft(grad_input_product(g_spec, w_spec), plan)
-                grad_x = gx[..., top : top + plan.in_hw[0], left : left + plan.in_hw[1]]
+                in_h, in_w = plan.in_hw
+                grad_x = _band_inverse(grad_input_product(g_spec, w_spec), plan, slice(0, in_h), in_w, shift=True)
             if need_w:
-                gw = _decompress_irfft(grad_weight_product(x_spec, g_spec), plan)
-                grad_w = gw[..., : plan.kernel_hw[0], : plan.kernel_hw[1]]
+                kh, kw = plan.kernel_hw
+                grad_w = _band_inverse(grad_weight_product(x_spec, g_spec), plan, slice(0, kh), kw, shift=False)
         if need_b and ctx.has_bias:
             grad_b = grad_y.sum(dim=(0, 2, 3))
         return grad_x, grad_w, grad_b, None, None
-
-
-def _crop_stride(y_fft: torch.Tensor, plan: _Plan) -> torch.Tensor:
-    out_h, out_w = plan.full_out_hw
-    return y_fft[..., :out_h : plan.stride[0], :out_w : plan.stride[1]]
 
 
 def band_limited_conv2d(x, weight, bias=None, stride=1, padding=0, compress_rate=0.5, backend="auto"):
