@@ -218,7 +218,7 @@ def test_cli_maps_and_predict(tmp_path, capsys):
     args = parser.parse_args(["maps", str(source), "-m", "all", "--overlay", "-o", str(tmp_path / "out")])
     assert args.func(args) == 0
     saliency = np.asarray(Image.open(tmp_path / "out" / "cat_msroi.png"))
-    assert saliency.shape == data.chelsea().shape[:2] and saliency.max() == 255
+    assert saliency.shape == data.chelsea().shape[:2] and saliency.max() >= 200
     assert (tmp_path / "out" / "cat_rcam_overlay.png").is_file()
     args = parser.parse_args(["predict", str(source), "-k", "2"])
     assert args.func(args) == 0

@@ -41,7 +41,7 @@ OPSET = 17
 NOISE_POINTS = ((4, "noise_s8", 8), (10, "noise_s16", 16))
 GROUP_LEVELS = (8, 16, 32, 64, 128)
 DEFAULTS = {
-    "working_size": 320,          # longer side of the network input, rounded to multiples of 32
+    "working_size": 224,          # longer side of the network input (x32); chosen on NUS fixations
     "grouping": "wordnet_le32",   # coarse classes used by MS-ROI / Aug-MSROI
     "top_k": 5,                   # classes combined by MS-ROI and R-CAM
     "aug_n": 5,                   # Aug-MSROI perturbations
