@@ -1,0 +1,26 @@
+"""Defense evaluation benchmark (SPEC sec 3.2-3.3, paper 000 Tables 3.1, 4.1, 4.6-4.11): attacks with ART on
+EfficientNet-Lite0, our defenses vs ART's peers, ablations, adaptive BPDA+EOT PGD.
+
+Prints the Markdown tables and writes benchmarks/results/<name>.{json,md} and <name>_accuracy_vs_distortion.png
+with the exact command. Same options as ``python -m semantic_jpeg.evaluation --help``; examples:
+
+    python benchmarks/run_evaluation.py --subset 100                 # 100-image CPU run (about 30 min idle)
+    python benchmarks/run_evaluation.py --subset 0 --device cuda     # all 500 images on a GPU
+"""
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from semantic_jpeg.evaluation.cli import add_arguments, run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    parser.set_defaults(data=str(ROOT.parent / "shared/data/imagenet_samples"), out=str(ROOT / "benchmarks/results"),
+                        cache=str(ROOT / "benchmarks/cache/evaluation"))
+    args = parser.parse_args()
+    args.command_line = "python benchmarks/run_evaluation.py " + shlex.join(sys.argv[1:])
+    sys.exit(run(args))

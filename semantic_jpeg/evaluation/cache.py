@@ -1,0 +1,64 @@
+"""On-disk array cache keyed by a hash of everything that determines the result (attack or defense name and
+parameters, the exact input image bytes, model and library versions)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+
+def digest(*parts) -> str:
+    """Stable sha256 hex digest of JSON-serialisable parts and numpy arrays (dtype, shape and bytes)."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            h.update(f"ndarray{part.dtype.str}{part.shape}".encode())
+            h.update(np.ascontiguousarray(part).tobytes())
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+class ArrayCache:
+    """One ``.npy`` file per key under ``root/<namespace>/``; ``root=None`` disables caching."""
+
+    def __init__(self, root: str | Path | None):
+        self.root = None if root is None else Path(root)
+
+    def path(self, namespace: str, key: str) -> Path:
+        if self.root is None:
+            raise RuntimeError("caching is disabled")
+        return self.root / namespace / f"{key}.npy"
+
+    def load(self, namespace: str, key: str) -> np.ndarray | None:
+        if self.root is None:
+            return None
+        p = self.path(namespace, key)
+        return np.load(p) if p.is_file() else None
+
+    def save(self, namespace: str, key: str, value: np.ndarray) -> None:
+        if self.root is None:
+            return
+        p = self.path(namespace, key)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(f".tmp{os.getpid()}.npy")
+        np.save(tmp, value)
+        os.replace(tmp, p)  # atomic: a killed run never leaves a truncated entry
+
+    def map(self, namespace: str, keys: list[str], compute: Callable[[list[int]], np.ndarray]) -> np.ndarray:
+        """Stack the cached arrays for ``keys``; ``compute(missing_indices)`` returns the missing ones
+        (stacked along axis 0, in order), which are then stored."""
+        found = [self.load(namespace, k) for k in keys]
+        missing = [i for i, v in enumerate(found) if v is None]
+        if missing:
+            fresh = compute(missing)
+            if len(fresh) != len(missing):
+                raise RuntimeError(f"compute returned {len(fresh)} results for {len(missing)} inputs")
+            for i, value in zip(missing, fresh):
+                self.save(namespace, keys[i], value)
+                found[i] = value
+        return np.stack(found)

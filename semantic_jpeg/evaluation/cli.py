@@ -1,0 +1,57 @@
+"""``semantic-jpeg evaluate`` / ``python -m semantic_jpeg.evaluation``: the defense evaluation (imports torch and
+ART only when the command runs)."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from .data import DEFAULT_DATA
+
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="imagenet_samples folder with labels.csv")
+    p.add_argument("--subset", type=int, default=100, help="random subset of N images (0: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--attacks", nargs="+", default=None, help="fgsm bim pgd deepfool cw jsma (default: all but jsma)")
+    p.add_argument("--defenses", nargs="+", default=None, help="defense names (default: all)")
+    p.add_argument("--draws", type=int, default=10, help="draws of stochastic defenses for Ens-k")
+    p.add_argument("--ablation-images", type=int, default=20, help="images for Tables 4.7-4.11 (0: skip)")
+    p.add_argument("--adaptive-images", type=int, default=10, help="images for the BPDA+EOT attack (0: skip)")
+    p.add_argument("--adaptive-defenses", nargs="+", default=None,
+                   help="defenses attacked adaptively (default: pd+rcam+dwt aug-msroi-jpeg best-lossy)")
+    p.add_argument("--adaptive-steps", type=int, default=50)
+    p.add_argument("--adaptive-eot", type=int, default=10)
+    p.add_argument("--cache", default="benchmarks/cache/evaluation", help="attack/defense cache folder ('' off)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--out", default="benchmarks/results", help="folder for the JSON, Markdown and plot")
+    p.add_argument("--name", default="evaluation", help="file name stem of the outputs")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .runner import EvalConfig, evaluate, write_outputs
+
+    cfg = EvalConfig(data=args.data, subset=args.subset or None, seed=args.seed, draws=args.draws,
+                     ablation_images=args.ablation_images, adaptive_images=args.adaptive_images,
+                     adaptive_steps=args.adaptive_steps, adaptive_eot=args.adaptive_eot,
+                     cache_dir=args.cache or None, device=args.device, threads=args.threads,
+                     command=getattr(args, "command_line", None) or shlex.join(sys.argv))
+    if args.attacks:
+        cfg.attacks = tuple(args.attacks)
+    if args.defenses:
+        cfg.defenses = tuple(args.defenses)
+    if args.adaptive_defenses:
+        cfg.adaptive_defenses = tuple(args.adaptive_defenses)
+    results = evaluate(cfg)
+    paths = write_outputs(results, args.out, args.name)
+    print(paths["md"].read_text())
+    print("wrote", ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("evaluate", help="attack EfficientNet-Lite0 and score the defenses (paper tables)",
+                              description=__doc__)
+    add_arguments(p)
+    p.set_defaults(func=run)

@@ -1,0 +1,171 @@
+"""The defenses compared on the same adversarial images: ours (``semantic_jpeg.defense_filters`` presets and
+lossy channels), ART's peer preprocessors, and the ablations of paper 000 Tables 4.7-4.11.
+
+Every defense is a callable ``apply(images, rng, **overrides)`` on float32 RGB ``N x H x W x 3`` in [0,1]
+returning the same; ``stochastic`` defenses are scored over several draws (Ens-10)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DefenseSpec:
+    """``make()`` builds the filter; ``params`` names its settings in reports and cache keys; ``rcam``: the
+    filter takes the R-CAM of its input as ``saliency=`` (computed once per image, not per draw);
+    ``max_draws`` caps the draws of a stochastic defense too slow for Ens-k on CPU."""
+    label: str
+    group: str
+    make: Callable[[], Callable]
+    params: dict = field(default_factory=dict)
+    stochastic: bool = False
+    rcam: bool = False
+    max_draws: int | None = None
+
+
+def _ours(factory: Callable, **settings) -> Callable[[], Callable]:
+    """A defense_filters filter on RGB batches."""
+    def make():
+        from semantic_jpeg.defense_filters import apply_filter
+        purifier = factory(**settings)
+        return lambda images, rng, **overrides: apply_filter(purifier, images, rng=rng, color_order="RGB",
+                                                              **overrides)
+    return make
+
+
+def _preset(name: str) -> Callable[[], Callable]:
+    def factory():
+        from semantic_jpeg.defense_filters import preset
+        return preset(name)
+    return _ours(factory)
+
+
+def _filter(func_name: str, **settings) -> Callable[[], Callable]:
+    def factory():
+        from semantic_jpeg import defense_filters
+        return defense_filters.Filter(getattr(defense_filters, func_name), **settings)
+    return _ours(factory)
+
+
+def _chain(*steps: tuple[str, dict]) -> Callable[[], Callable]:
+    def factory():
+        from semantic_jpeg import defense_filters
+        return defense_filters.Compose(*(defense_filters.Filter(getattr(defense_filters, name), **settings)
+                                         for name, settings in steps))
+    return _ours(factory)
+
+
+def _art(class_name: str, **settings) -> Callable[[], Callable]:
+    """An ART preprocessor on NHWC [0,1]; ART draws from numpy's global generator, seeded from ``rng``."""
+    def make():
+        from art.defences import preprocessor
+        defence = getattr(preprocessor, class_name)(clip_values=(0.0, 1.0), **settings)
+
+        def apply(images, rng, **_):
+            np.random.seed(int(rng.integers(2**32)))
+            return defence(np.ascontiguousarray(images, np.float32))[0].astype(np.float32)
+        return apply
+    return make
+
+
+def _skimage_tv(weight: float) -> Callable[[], Callable]:
+    def make():
+        from skimage.restoration import denoise_tv_chambolle
+        return lambda images, rng, **_: np.stack(
+            [denoise_tv_chambolle(im, weight=weight, channel_axis=-1) for im in images]).astype(np.float32)
+    return make
+
+
+def _bilateral(sigma_color: float, sigma_space: float) -> Callable[[], Callable]:
+    def make():
+        import cv2
+        return lambda images, rng, **_: np.stack(
+            [cv2.bilateralFilter(im, 5, sigma_color, sigma_space) for im in images]).astype(np.float32)
+    return make
+
+
+def _then(first: Callable[[], Callable], second: Callable[[], Callable]) -> Callable[[], Callable]:
+    def make():
+        a, b = first(), second()
+        return lambda images, rng, **overrides: b(a(images, rng, **overrides), rng, **overrides)
+    return make
+
+
+PD = {"deflections": 100, "window": 10}
+WD = {"sigma": 0.04, "method": "BayesShrink", "mode": "soft", "wavelet": "db1", "ycbcr": True}
+
+# Main comparison (SPEC sec 3.2): our presets, every lossy channel at the filters' defaults, ART's peers.
+DEFENSES: dict[str, DefenseSpec] = {
+    "pd": DefenseSpec("PD", "ours", _preset("pd"), PD, stochastic=True),
+    "pd+rcam": DefenseSpec("PD + R-CAM", "ours", _preset("pd+rcam"), {**PD, "saliency": "rcam"}, True, rcam=True),
+    "pd+rcam+dwt": DefenseSpec("PD + R-CAM + DWT", "ours", _preset("pd+rcam+dwt"),
+                               {**PD, "saliency": "rcam", **WD}, True, rcam=True),
+    "jpeg": DefenseSpec("JPEG Q75", "ours", _preset("jpeg"), {"quality": 75}),
+    "msroi-jpeg": DefenseSpec("MS-ROI semantic JPEG", "ours", _filter("semantic_jpeg", saliency="msroi"),
+                              {"saliency": "msroi", "levels": 5, "quality_range": [30, 70]}),
+    "aug-msroi-jpeg": DefenseSpec("Aug-MSROI semantic JPEG", "ours", _preset("aug-msroi-jpeg"),
+                                  {"saliency": "aug-msroi", "levels": 5, "quality_range": [30, 70]}, True),
+    "fft-lowpass": DefenseSpec("FC: FFT low-pass 50%", "lossy channel", _filter("fft_lowpass", compression=0.5),
+                               {"compression": 0.5}),
+    "color-depth": DefenseSpec("CD: colour depth 4 bit", "lossy channel", _filter("color_depth", bits=4),
+                               {"bits": 4}),
+    "svd": DefenseSpec("SVD rank 32", "lossy channel", _filter("svd_truncate", rank=32), {"rank": 32}),
+    "gaussian": DefenseSpec("Gauss sigma 0.05", "lossy channel", _filter("gaussian_noise", sigma=0.05),
+                            {"sigma": 0.05}, True),
+    "uniform": DefenseSpec("Unif bound 0.05", "lossy channel", _filter("uniform_noise", bound=0.05),
+                           {"bound": 0.05}, True),
+    "laplace": DefenseSpec("Laplace scale 0.03", "lossy channel", _filter("laplace_noise", scale=0.03),
+                           {"scale": 0.03}, True),
+    "art-jpeg": DefenseSpec("ART JpegCompression Q75", "peer (ART)", _art("JpegCompression", quality=75,
+                                                                           channels_first=False), {"quality": 75}),
+    "art-squeeze": DefenseSpec("ART FeatureSqueezing 5 bit", "peer (ART)", _art("FeatureSqueezing", bit_depth=5),
+                               {"bit_depth": 5}),
+    "art-smooth": DefenseSpec("ART SpatialSmoothing 3x3", "peer (ART)",
+                              _art("SpatialSmoothing", window_size=3, channels_first=False), {"window_size": 3}),
+    "art-tvm": DefenseSpec("ART TotalVarMin", "peer (ART)",
+                           _art("TotalVarMin", prob=0.3, norm=2, lamb=0.5, max_iter=10),
+                           {"prob": 0.3, "norm": 2, "lamb": 0.5, "max_iter": 10}, True, max_draws=1),
+}
+DEFAULT_DEFENSES = tuple(DEFENSES)
+LOSSY_CHANNELS = tuple(k for k, v in DEFENSES.items() if v.group == "lossy channel")
+
+
+def _pd_wd(deflections=100, window=10, method="BayesShrink", mode="soft", rcam=True) -> DefenseSpec:
+    pd = {"deflections": deflections, "window": window, **({"saliency": "rcam"} if rcam else {})}
+    wd = {**WD, "method": method, "mode": mode}
+    return DefenseSpec(f"PD(K={deflections}, r={window}) + {mode} {method}", "ablation",
+                       _chain(("pixel_deflection", pd), ("wavelet_denoise", wd)), {**pd, **wd}, True, rcam)
+
+
+def _pd_then(label: str, second: Callable[[], Callable], params: dict) -> DefenseSpec:
+    return DefenseSpec(label, "ablation", _then(_filter("pixel_deflection", **PD), second), {**PD, **params}, True)
+
+
+# Ablations (paper 000): table name -> {column label: defense}
+ABLATIONS: dict[str, dict[str, DefenseSpec]] = {
+    "Table 4.7: PD with wavelet denoising (WD) and JPEG": {
+        "JPEG": DEFENSES["jpeg"],
+        "WD": DefenseSpec("WD", "ablation", _preset("dwt"), WD),
+        "PD": DEFENSES["pd"],
+        "PD+JPG": DefenseSpec("PD+JPG", "ablation", _chain(("pixel_deflection", PD), ("jpeg", {"quality": 75})),
+                              {**PD, "quality": 75}, True),
+        "PD+WD+JPG": DefenseSpec("PD+WD+JPG", "ablation",
+                                 _chain(("pixel_deflection", PD), ("wavelet_denoise", WD), ("jpeg", {"quality": 75})),
+                                 {**PD, **WD, "quality": 75}, True),
+        "PD+WD": _pd_wd(rcam=False),
+    },
+    "Table 4.8: thresholding after PD (+R-CAM)": {
+        "Hard": _pd_wd(mode="hard"), "Visu": _pd_wd(method="VisuShrink"),
+        "Sure": _pd_wd(method="SureShrink"), "Bayes": _pd_wd(),
+    },
+    "Table 4.9: deflections K (r=10, +R-CAM+WD)": {f"K={k}": _pd_wd(deflections=k) for k in (10, 100, 1000)},
+    "Table 4.10: window r (K=100, +R-CAM+WD)": {f"r={r}": _pd_wd(window=r) for r in (5, 10, 50, 100)},
+    "Table 4.11: denoiser after PD": {
+        "Bilateral": _pd_then("PD+bilateral", _bilateral(0.1, 5.0), {"bilateral": [5, 0.1, 5.0]}),
+        "TVM": _pd_then("PD+TV (Chambolle)", _skimage_tv(0.05), {"tv_weight": 0.05}),
+        "Median": _pd_then("PD+median 3x3", _filter("median_smoothing", size=3), {"median": 3}),
+        "Wavelet": _pd_wd(rcam=False),
+    },
+}

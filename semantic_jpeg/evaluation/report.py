@@ -1,0 +1,164 @@
+"""Markdown tables shaped like paper 000's (Tables 3.1, 4.1, 4.6-4.11) and a plot of accuracy against the
+defense's distortion (paper 003 Figure 3.1), from the JSON results of :func:`runner.evaluate`."""
+from __future__ import annotations
+
+import math
+
+
+def _pct(v) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
+
+
+def _rate(v) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def table_41(results: dict, defense: str) -> str:
+    """Table 4.1 shape: per attack, measured RMSE, undefended accuracy, accuracy with the defense (single, Ens)."""
+    d = results["defenses"][defense]
+    rows = [["Clean", "0.000", "100.0", _pct(d["results"]["clean"]["acc_single"]),
+             _pct(d["results"]["clean"]["acc_ens"])]]
+    for a, info in results["attacks"].items():
+        r = d["results"][a]
+        rows.append([info["label"], f"{info['rmse_mean']:.4f}", _pct(info["undefended_acc"]),
+                     _pct(r["acc_single"]), _pct(r["acc_ens"])])
+    ens = f"Ens-{results['config']['draws']}"
+    return _table(["Attack", "|L2| (RMSE)", "No defense", "Single", ens], rows)
+
+
+def table_46(results: dict, key: str = "dr_single") -> str:
+    """Table 4.6 shape: destruction rate of every defense (rows) against every attack (columns)."""
+    attacks = list(results["attacks"])
+    rows = [[d["label"], d["group"]] + [_rate(d["results"][a][key]) for a in attacks]
+            for d in results["defenses"].values()]
+    return _table(["Defense", "kind"] + [results["attacks"][a]["label"] for a in attacks], rows)
+
+
+def table_accuracy(results: dict, key: str = "acc_single") -> str:
+    """Top-1 accuracy (%) of every defense on clean and adversarial images, with its clean-image distortion."""
+    attacks = list(results["attacks"])
+    rows = []
+    for d in results["defenses"].values():
+        clean = d["results"]["clean"]
+        rows.append([d["label"], f"{clean['rmse']:.4f}"] + [_pct(clean[key])]
+                    + [_pct(d["results"][a][key]) for a in attacks]
+                    + [_pct(sum(d["results"][a][key] for a in attacks) / len(attacks))])
+    return _table(["Defense", "RMSE on clean", "Clean"] + [results["attacks"][a]["label"] for a in attacks]
+                  + ["mean adv."], rows)
+
+
+def table_31(results: dict) -> str:
+    """Table 3.1 shape: accuracy over all attacks and quality (vs the clean image) of JPEG codecs on adversarial
+    images; MSE in 0..255 units, PSNR in dB, SSIM."""
+    rows = []
+    for name in ("jpeg", "msroi-jpeg", "aug-msroi-jpeg"):
+        d = results["defenses"].get(name)
+        if d is None:
+            continue
+        adv = [d["results"][a] for a in results["attacks"]]
+        n = len(adv)
+        rows.append([d["label"], _pct(sum(r["acc_single"] for r in adv) / n),
+                     f"{sum((255 * r['rmse']) ** 2 for r in adv) / n:.1f}",
+                     f"{sum(r['ssim'] for r in adv) / n:.3f}", f"{sum(r['psnr'] for r in adv) / n:.2f}"])
+    return _table(["Codec", "Accuracy (%)", "MSE", "SSIM", "PSNR (dB)"], rows)
+
+
+def table_ablation(results: dict, title: str) -> str:
+    """Tables 4.7-4.11 shape: rows clean + attacks, one column per setting (single-draw accuracy, %)."""
+    ab = results["ablations"][title]
+    cols = list(ab["columns"])
+    names = ["clean"] + list(results["attacks"])
+    labels = ["Clean"] + [results["attacks"][a]["label"] for a in results["attacks"]]
+    rows = [[lab] + [_pct(ab["columns"][c][n]["acc_single"]) for c in cols] for n, lab in zip(names, labels)]
+    rows.append(["mean adv."] + [_pct(sum(ab["columns"][c][n]["acc_single"] for n in names[1:]) / (len(names) - 1))
+                                 for c in cols])
+    return _table(["Attack"] + cols, rows)
+
+
+def table_adaptive(results: dict) -> str:
+    """Non-adaptive vs adaptive (BPDA+EOT) PGD L-inf accuracy for each defense, same images."""
+    ad = results["adaptive"]
+    ens = f"Ens-{results['config']['draws']}"
+    rows = [[r["label"], _pct(r["undefended_acc"]), _pct(r.get("oblivious", {}).get("acc_single")),
+             _pct(r.get("oblivious", {}).get("acc_ens")), _pct(r["adaptive"]["acc_single"]),
+             _pct(r["adaptive"]["acc_ens"])]
+            for r in ad["defenses"].values()]
+    return _table(["Defense", "No defense (adaptive x)", "Oblivious PGD single", f"Oblivious PGD {ens}",
+                   "Adaptive single", f"Adaptive {ens}"], rows)
+
+
+def markdown(results: dict) -> str:
+    c = results["config"]
+    out = [f"# Defense evaluation: EfficientNet-Lite0, {results['n_evaluated']} ImageNet images",
+           "",
+           f"Command: `{results['command']}`",
+           "",
+           f"Images: {results['n_loaded']} loaded (subset seed {c['seed']}), clean top-1 of the undefended model "
+           f"{_pct(results['clean_top1_loaded'])}%; the {results['n_evaluated']} classified correctly are evaluated "
+           f"(so 'No defense' on clean images is 100%). Ens-{c['draws']}: majority vote over {c['draws']} draws "
+           f"of a stochastic defense (deterministic defenses: one draw). Destruction rate (paper 000 sec 3.7): "
+           f"fraction of the successful adversarial images that the defense brings back to the true class.",
+           "",
+           "## Threat model (non-adaptive tables)",
+           "",
+           "Untargeted white-box attacks on the undefended classifier (the attacker ignores the defense: "
+           "'oblivious'), through ART " + results["versions"]["art"] + ". Pixel values in [0, 1]; |L2| is the "
+           "L2-normalised RMSE ||x - x'||_2 / sqrt(3 H W) measured on the adversarial images.",
+           "",
+           _table(["Attack", "Budget / settings", "RMSE (mean)", "L-inf (mean)", "Success on undefended"],
+                  [[a["label"], a["threat"], f"{a['rmse_mean']:.4f}", f"{a['linf_mean']:.4f}",
+                    _pct(1 - a["undefended_acc"])] for a in results["attacks"].values()]),
+           ""]
+    headline = c["headline"]
+    if headline in results["defenses"]:
+        out += [f"## Table 4.1 shape: {results['defenses'][headline]['label']}", "", table_41(results, headline), ""]
+    out += ["## Table 4.6 shape: destruction rate, single draw", "", table_46(results, "dr_single"), "",
+            f"## Destruction rate, Ens-{c['draws']}", "", table_46(results, "dr_ens"), "",
+            "## Top-1 accuracy (%), single draw", "", table_accuracy(results, "acc_single"), "",
+            f"## Top-1 accuracy (%), Ens-{c['draws']}", "", table_accuracy(results, "acc_ens"), "",
+            "## Table 3.1 shape: JPEG codecs on the adversarial images (mean over attacks, single draw)", "",
+            table_31(results), ""]
+    if results.get("ablations"):
+        out += [f"## Ablations on {results['ablation_images']} images (single draw, accuracy %)", ""]
+        for title in results["ablations"]:
+            out += [f"### {title}", "", table_ablation(results, title), ""]
+    if results.get("adaptive"):
+        ad = results["adaptive"]
+        out += [f"## Adaptive attack: PGD L-inf {ad['eps'] * 255:.0f}/255, {ad['steps']} steps of "
+                f"{ad['step_size'] * 255:.2f}/255, BPDA + EOT ({ad['eot']} draws), on {ad['n_images']} images", "",
+                "Untargeted white-box attack that knows the defense: the purifier's backward pass is the identity "
+                "(BPDA), the gradient is summed over EOT draws of its randomness. 'Oblivious' is the non-adaptive "
+                "PGD row of the tables above restricted to the same images.", "", table_adaptive(results), ""]
+    t = results["timing_s"]
+    out += ["## Run time", "", ", ".join(f"{k} {v:.0f} s" for k, v in t.items()), ""]
+    return "\n".join(out)
+
+
+def plot_accuracy_vs_distortion(results: dict, path) -> None:
+    """Paper 003 Figure 3.1: mean adversarial accuracy of each defense against its distortion on clean images."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    colors = {"ours": "tab:red", "lossy channel": "tab:orange", "peer (ART)": "tab:blue"}
+    for d in results["defenses"].values():
+        adv = [d["results"][a]["acc_single"] for a in results["attacks"]]
+        x, y = d["results"]["clean"]["rmse"], 100 * sum(adv) / len(adv)
+        ax.scatter(x, y, color=colors.get(d["group"], "gray"))
+        ax.annotate(d["label"], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    for group, color in colors.items():
+        ax.scatter([], [], color=color, label=group)
+    ax.set_xlabel("defense distortion on clean images (RMSE, [0,1] units)")
+    ax.set_ylabel("top-1 accuracy on adversarial images, mean over attacks (%)")
+    ax.set_title(f"EfficientNet-Lite0, {results['n_evaluated']} images, oblivious attacks")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,216 @@
+"""The evaluation pipeline: data -> clean filtering -> attacks -> defenses -> ablations -> adaptive attacks ->
+JSON + Markdown + plot."""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import report
+from .adaptive import bpda_eot_pgd
+from .attacks import ATTACKS, DEFAULT_ATTACKS, generate_adversarial
+from .cache import ArrayCache, digest
+from .data import DEFAULT_DATA, load_imagenet_samples
+from .defenses import ABLATIONS, DEFAULT_DEFENSES, DEFENSES, LOSSY_CHANNELS
+from .metrics import linf, rmse, top1_accuracy
+from .model import art_classifier, load_classifier, model_id, predict, to_nchw, to_nhwc
+from .scoring import run_defense, score
+
+BEST_LOSSY = "best-lossy"  # adaptive target resolved to the lossy channel with the best non-adaptive accuracy
+
+
+@dataclass
+class EvalConfig:
+    data: str = str(DEFAULT_DATA)
+    subset: int | None = 100
+    seed: int = 0
+    attacks: tuple[str, ...] = DEFAULT_ATTACKS
+    defenses: tuple[str, ...] = DEFAULT_DEFENSES
+    draws: int = 10
+    headline: str = "pd+rcam+dwt"
+    ablation_images: int = 20
+    ablations: tuple[str, ...] = tuple(ABLATIONS)
+    adaptive_images: int = 10
+    adaptive_defenses: tuple[str, ...] = ("pd+rcam+dwt", "aug-msroi-jpeg", BEST_LOSSY)
+    adaptive_steps: int = 50
+    adaptive_eot: int = 10
+    adaptive_eps: float = 4 / 255
+    adaptive_batch: int = 2
+    cache_dir: str | None = "benchmarks/cache/evaluation"
+    device: str = "cpu"
+    threads: int | None = None
+    command: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def check(self) -> None:
+        for name in self.attacks:
+            if name not in ATTACKS:
+                raise ValueError(f"unknown attack {name!r}; choose from {sorted(ATTACKS)}")
+        for name in self.defenses:
+            if name not in DEFENSES:
+                raise ValueError(f"unknown defense {name!r}; choose from {sorted(DEFENSES)}")
+        for name in self.adaptive_defenses:
+            if name not in DEFENSES and name != BEST_LOSSY:
+                raise ValueError(f"unknown adaptive defense {name!r}; choose from {sorted(DEFENSES)} or {BEST_LOSSY}")
+        for title in self.ablations:
+            if title not in ABLATIONS:
+                raise ValueError(f"unknown ablation {title!r}; choose from {list(ABLATIONS)}")
+        if self.draws < 1 or self.adaptive_steps < 1 or self.adaptive_eot < 1:
+            raise ValueError("draws, adaptive_steps and adaptive_eot must be >= 1")
+        if self.ablation_images < 0 or self.adaptive_images < 0:
+            raise ValueError("ablation_images and adaptive_images must be >= 0")
+
+
+def _keys(images: np.ndarray) -> list[str]:
+    return [digest("image", im) for im in images]
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    """Run the whole evaluation and return the JSON-serialisable results."""
+    import art
+
+    cfg.check()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    timing, t = {}, time.perf_counter()
+    cache = ArrayCache(cfg.cache_dir)
+    model = load_classifier(cfg.device)
+    mid = model_id()
+
+    ds = load_imagenet_samples(cfg.data, subset=cfg.subset, seed=cfg.seed)
+    x_all = to_nchw(ds.images)
+    pred_all = predict(model, x_all)
+    keep = np.flatnonzero(pred_all == ds.labels)
+    if keep.size == 0:
+        raise RuntimeError("the clean model classifies none of the loaded images correctly")
+    ds, x = ds.take(keep), x_all[keep]
+    labels, clean_pred = ds.labels, pred_all[keep]
+    clean = to_nhwc(x)
+    timing["data"] = time.perf_counter() - t
+
+    # attacks on the undefended model
+    t = time.perf_counter()
+    estimator = art_classifier(model, x.shape[-1])
+    sets = {"clean": clean}
+    undefended = {}
+    attacks = {}
+    for name in cfg.attacks:
+        x_adv = generate_adversarial(name, estimator, x, labels, cache, mid, cfg.seed)
+        undefended[name] = predict(model, x_adv)
+        sets[name] = to_nhwc(x_adv)
+        spec = ATTACKS[name]
+        attacks[name] = {"label": spec.label, "art_class": spec.art_class, "params": spec.params,
+                         "threat": spec.threat, "rmse_mean": float(rmse(x, x_adv).mean()),
+                         "linf_mean": float(linf(x, x_adv).mean()),
+                         "undefended_acc": top1_accuracy(undefended[name], labels)}
+    timing["attacks"] = time.perf_counter() - t
+
+    # defenses on the same images
+    t = time.perf_counter()
+    keys = {s: _keys(images) for s, images in sets.items()}
+    defenses = {}
+    for name in cfg.defenses:
+        spec = DEFENSES[name]
+        results = {}
+        for s, images in sets.items():
+            run = run_defense(name, spec, model, images, clean, keys[s], cache, cfg.draws, cfg.seed,
+                              desc=f"{name} on {s}")
+            results[s] = score(run, labels, *((clean_pred, undefended[s]) if s != "clean" else ()))
+        defenses[name] = {"label": spec.label, "group": spec.group, "params": spec.params,
+                          "stochastic": spec.stochastic, "results": results}
+    timing["defenses"] = time.perf_counter() - t
+
+    # ablations on the first images
+    t = time.perf_counter()
+    ablations = {}
+    n_ab = min(cfg.ablation_images, len(labels))
+    if n_ab:
+        for title in cfg.ablations:
+            columns = {}
+            for column, spec in ABLATIONS[title].items():
+                columns[column] = {}
+                for s, images in sets.items():
+                    run = run_defense(f"ablation:{spec.label}", spec, model, images[:n_ab], clean[:n_ab],
+                                      keys[s][:n_ab], cache, 1, cfg.seed, desc=f"{title[:10]} {column} on {s}")
+                    columns[column][s] = score(run, labels[:n_ab], *(
+                        (clean_pred[:n_ab], undefended[s][:n_ab]) if s != "clean" else ()))
+            ablations[title] = {"params": {c: ABLATIONS[title][c].params for c in columns}, "columns": columns}
+    timing["ablations"] = time.perf_counter() - t
+
+    # adaptive BPDA + EOT PGD on the first images
+    t = time.perf_counter()
+    adaptive = {}
+    n_ad = min(cfg.adaptive_images, len(labels))
+    if n_ad:
+        adaptive = _adaptive(cfg, model, cache, x[:n_ad], clean[:n_ad], labels[:n_ad], defenses, sets, keys)
+    timing["adaptive"] = time.perf_counter() - t
+
+    return {
+        "command": cfg.command, "config": asdict(cfg),
+        "versions": {"art": art.__version__, "torch": torch.__version__, "numpy": np.__version__,
+                     "python": platform.python_version(), "model": mid},
+        "device": cfg.device, "n_loaded": int(len(pred_all)), "n_evaluated": int(len(labels)),
+        "clean_top1_loaded": float(len(keep) / len(pred_all)), "images": ds.names,
+        "attacks": attacks, "defenses": defenses, "ablation_images": n_ab, "ablations": ablations,
+        "adaptive": adaptive, "timing_s": timing,
+    }
+
+
+def _adaptive(cfg, model, cache, x, clean, labels, defenses, sets, keys) -> dict:
+    n = len(labels)
+    targets = []
+    for name in cfg.adaptive_defenses:
+        if name == BEST_LOSSY:
+            lossy = [d for d in LOSSY_CHANNELS if d in defenses]
+            if not lossy:
+                continue
+            name = max(lossy, key=lambda d: np.mean([defenses[d]["results"][a]["acc_single"]
+                                                     for a in cfg.attacks]))
+        if name not in targets:
+            targets.append(name)
+    clean_pred = predict(model, x)
+    out = {}
+    for name in targets:
+        spec = DEFENSES[name]
+        params = [spec.params, cfg.adaptive_eps, cfg.adaptive_steps, cfg.adaptive_eot, cfg.seed]
+        ad_keys = [digest("adaptive", name, params, model_id(), im) for im in x]
+
+        def compute(missing, spec=spec, name=name):
+            return np.concatenate([
+                bpda_eot_pgd(model, spec, x[missing[i:i + cfg.adaptive_batch]],
+                             labels[missing[i:i + cfg.adaptive_batch]], eps=cfg.adaptive_eps,
+                             steps=cfg.adaptive_steps, eot=cfg.adaptive_eot,
+                             seed=int(ad_keys[missing[i]][:8], 16) ^ cfg.seed, desc=f"adaptive {name}")
+                for i in range(0, len(missing), cfg.adaptive_batch)])
+
+        x_ad = cache.map(f"adaptive/{name}", ad_keys, compute)
+        undefended = predict(model, x_ad)
+        run = run_defense(name, spec, model, to_nhwc(x_ad), clean, _keys(to_nhwc(x_ad)), cache, cfg.draws, cfg.seed,
+                          desc=f"{name} on adaptive")
+        entry = {"label": spec.label, "undefended_acc": top1_accuracy(undefended, labels),
+                 "rmse_mean": float(rmse(x, x_ad).mean()), "linf_max": float(linf(x, x_ad).max()),
+                 "adaptive": score(run, labels, clean_pred, undefended)}
+        if "pgd" in sets:
+            pgd_run = run_defense(name, spec, model, sets["pgd"][:n], clean, keys["pgd"][:n], cache, cfg.draws,
+                                  cfg.seed, desc=f"{name} on pgd")
+            entry["oblivious"] = score(pgd_run, labels, clean_pred, predict(model, to_nchw(sets["pgd"][:n])))
+        out[name] = entry
+    return {"eps": cfg.adaptive_eps, "steps": cfg.adaptive_steps, "eot": cfg.adaptive_eot,
+            "step_size": 2.5 * cfg.adaptive_eps / cfg.adaptive_steps, "n_images": n, "defenses": out}
+
+
+def write_outputs(results: dict, out_dir: str | Path, name: str = "evaluation") -> dict[str, Path]:
+    """Write ``name``.json, ``name``.md and ``name``_accuracy_vs_distortion.png under ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / f"{name}.json", "md": out_dir / f"{name}.md",
+             "png": out_dir / f"{name}_accuracy_vs_distortion.png"}
+    paths["json"].write_text(json.dumps(results, indent=1, default=float))
+    paths["md"].write_text(report.markdown(results))
+    report.plot_accuracy_vs_distortion(results, paths["png"])
+    return paths

