@@ -24,25 +24,42 @@ class ArrayLoader:
     """Batches of (inputs, targets) from in-memory tensors. Shuffling and augmentation (random crop with
     ``pad`` pixels of zero padding + horizontal flip, the usual CIFAR augmentation) draw from a generator
     seeded with ``seed + epoch``; call ``set_epoch`` (as with ``DistributedSampler``) so a resumed run sees
-    the same batches as an uninterrupted one."""
+    the same batches as an uninterrupted one. ``samples_per_epoch`` (default: the data size) makes an "epoch"
+    a slice of that many examples from the stream of shuffled full passes, for schedules finer than a pass."""
 
     def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int = 128, *, shuffle: bool = True,
-                 augment: bool = False, pad: int = 4, seed: int = 0):
+                 augment: bool = False, pad: int = 4, seed: int = 0, samples_per_epoch: int | None = None):
         if len(inputs) == 0:
             raise ValueError("no training examples")
         if len(inputs) != len(targets):
             raise ValueError(f"{len(inputs)} inputs but {len(targets)} targets")
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if samples_per_epoch is not None and samples_per_epoch <= 0:
+            raise ValueError(f"samples_per_epoch must be positive, got {samples_per_epoch}")
         self.inputs, self.targets = inputs, targets
         self.batch_size, self.shuffle, self.augment, self.pad, self.seed = batch_size, shuffle, augment, pad, seed
+        self.samples_per_epoch = samples_per_epoch or len(inputs)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return (len(self.inputs) + self.batch_size - 1) // self.batch_size
+        return (self.samples_per_epoch + self.batch_size - 1) // self.batch_size
+
+    def _pass_order(self, n_pass: int) -> torch.Tensor:
+        if not self.shuffle:
+            return torch.arange(len(self.inputs))
+        return torch.randperm(len(self.inputs), generator=torch.Generator().manual_seed(self.seed + 7919 * n_pass))
+
+    def _epoch_indices(self) -> torch.Tensor:
+        """Indices of this epoch: positions [epoch*S, (epoch+1)*S) of the stream of shuffled passes."""
+        start = self.epoch * self.samples_per_epoch
+        stop = start + self.samples_per_epoch
+        n = len(self.inputs)
+        chunks = [self._pass_order(p)[max(start - p * n, 0):stop - p * n] for p in range(start // n, (stop - 1) // n + 1)]
+        return torch.cat(chunks)
 
     def _augment(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         n, _, h, w = x.shape
@@ -60,7 +77,7 @@ class ArrayLoader:
 
     def __iter__(self):
         gen = torch.Generator().manual_seed(self.seed + self.epoch)
-        order = torch.randperm(len(self.inputs), generator=gen) if self.shuffle else torch.arange(len(self.inputs))
+        order = self._epoch_indices()
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
             x = self.inputs[idx]

@@ -117,11 +117,15 @@ class RePr:
         self._step_hook = optimizer.register_step_post_hook(lambda *_: self._rezero_dropped())
 
     # ----- schedule
+    @staticmethod
+    def schedule(s1: int, s2: int, n_rounds: int) -> list[tuple[int, int]]:
+        """(start, end) units of every S2 phase: the sub-network trains from unit ``start`` to ``end``."""
+        return [(r * (s1 + s2) + s1, (r + 1) * (s1 + s2)) for r in range(n_rounds)]
+
     @property
     def drop_intervals(self) -> list[tuple[int, int]]:
         """(start, end) units of every S2 phase, for plots (the shaded regions of Figure 5.1)."""
-        period = self.s1 + self.s2
-        return [(r * period + self.s1, (r + 1) * period) for r in range(self.n_rounds)]
+        return self.schedule(self.s1, self.s2, self.n_rounds)
 
     @property
     def pruning(self) -> bool:
