@@ -19,13 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="semantic-jpeg", description="Semantic JPEG compression, purification filters and their models.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMPONENT_CLIS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:  # a real missing dependency inside the module: surface it
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 
