@@ -30,6 +30,7 @@ from torch import nn
 from semantic_jpeg.training.band_limited import BandLimitedConv2d
 
 RESULTS = Path(__file__).resolve().parent / "results"
+DOC_IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
 
 
 def make_layer(method: str, rate: float, channels: int, seed: int = 0) -> nn.Module:
@@ -96,6 +97,7 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", type=Path, default=RESULTS / "band_limited_layer.json")
+    parser.add_argument("--plot", type=Path, default=DOC_IMG / "band_limited_layer.png")
     parser.add_argument("--rss-child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
@@ -149,8 +151,37 @@ def main() -> int:
                   torch=torch.__version__, device="cpu", rows=rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
-    print(f"saved {args.out}")
+    plot(result, args.plot)
+    print(f"saved {args.out} and {args.plot}")
     return 0
+
+
+def plot(result, path: Path) -> None:
+    """Time and peak memory relative to the full-spectrum layer, like the paper's Figure 2.4."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    metrics = [("time_ms", "forward+backward time"), ("profiler_peak_mib", "peak allocated memory (torch profiler)")]
+    for ax, (key, title) in zip(axes, metrics):
+        for method in sorted({r["method"] for r in result["rows"]} - {"conv2d"}):
+            rows = [r for r in result["rows"] if r["method"] == method]
+            ax.plot([100 * r["compress_rate"] for r in rows], [100 * r[f"{key}_vs_same_at_0"] for r in rows], "o-",
+                    label=f"band-limited ({method} backend)")
+        conv = next(r for r in result["rows"] if r["method"] == "conv2d")
+        full = next(r for r in result["rows"] if r["method"] == "native" and r["compress_rate"] == 0.0)
+        ax.axhline(100 * conv[key] / full[key], color="gray", ls="--", label="F.conv2d (vs native 0%)")
+        ax.set(xlabel="compression rate (%)", ylabel="% of the same layer at 0%", title=title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    shape = result["shape"]
+    fig.suptitle(f"one 3x3 layer, batch {shape['batch']}, {shape['in_channels']}->{shape['out_channels']}, "
+                 f"{shape['size']}x{shape['size']}, CPU, {result['threads']} thread(s)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ applies, torch otherwise, e.g. float64).
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,6 +124,14 @@ def _make_plan(in_hw, kernel_hw, stride, padding, compress_rate, device) -> _Pla
 
 
 # ----------------------------------------------------------------------------------------------- spectra
+def _as_complex(planar: torch.Tensor) -> torch.Tensor:
+    return torch.complex(planar[..., 0, :], planar[..., 1, :])
+
+
+def _planar(z: torch.Tensor) -> torch.Tensor:
+    return torch.stack((z.real, z.imag), dim=-2)
+
+
 def _band_spectrum(t: torch.Tensor, plan: _Plan, shift: bool) -> torch.Tensor:
     """Kept rfft2 coefficients of real maps ``t`` (..., h, w) zero-extended to the FFT size (and shifted by the
     padding when ``shift``), as (..., 2, K) planar real (real parts, then imaginary parts)."""
@@ -132,7 +141,7 @@ def _band_spectrum(t: torch.Tensor, plan: _Plan, shift: bool) -> torch.Tensor:
     kept = z.flatten(-2).index_select(-1, plan.index)
     if shift:
         kept = kept * plan.phase.to(kept.dtype)
-    return torch.stack((kept.real, kept.imag), dim=-2)
+    return _planar(kept)
 
 
 def _band_inverse(planar: torch.Tensor, plan: _Plan, rows: slice, width: int, shift: bool) -> torch.Tensor:
@@ -140,21 +149,13 @@ def _band_inverse(planar: torch.Tensor, plan: _Plan, rows: slice, width: int, sh
     only output ``rows`` and the first ``width`` columns are returned (rows are dropped before the last
     inverse transform, so they are never computed)."""
     fft_h, fft_w = plan.fft_hw
-    kept = torch.complex(planar[..., 0, :], planar[..., 1, :])
+    kept = _as_complex(planar)
     if shift:
         kept = kept * plan.phase.to(kept.dtype).conj()
     grid = kept.new_zeros(*kept.shape[:-1], fft_h * plan.cols)
     grid.index_copy_(-1, plan.index, kept)
     z = torch.fft.ifft(grid.view(*kept.shape[:-1], fft_h, plan.cols), dim=-2)[..., rows, :]
     return torch.fft.irfft(z, n=fft_w, dim=-1)[..., :width]
-
-
-def _as_complex(planar: torch.Tensor) -> torch.Tensor:
-    return torch.complex(planar[..., 0, :], planar[..., 1, :])
-
-
-def _planar(z: torch.Tensor) -> torch.Tensor:
-    return torch.stack((z.real, z.imag), dim=-2).contiguous()
 
 
 # ----------------------------------------------------------------------------------------------- products
@@ -192,21 +193,21 @@ def _cpu_cmac(a, b, ni, nj, nr, a_si, a_sr, b_sj, b_sr, conj_a, conj_b):
 def _native_forward(x, w):
     (n, c), f = x.shape[:2], w.shape[0]
     if x.is_cuda:
-        return _cuda_module().forward(x, w)
+        return _cuda_call("forward", x, w)
     return _cpu_cmac(x, w, n, f, c, c, 1, c, 1, False, True)
 
 
 def _native_grad_input(g, w):
     (n, f), c = g.shape[:2], w.shape[1]
     if g.is_cuda:
-        return _cuda_module().grad_input(g, w)
+        return _cuda_call("grad_input", g, w)
     return _cpu_cmac(g, w, n, c, f, f, 1, 1, c, False, False)
 
 
 def _native_grad_weight(x, g):
     (n, c), f = x.shape[:2], g.shape[1]
     if x.is_cuda:
-        return _cuda_module().grad_weight(x, g)
+        return _cuda_call("grad_weight", x, g)
     # dW[f, c] = sum_n conj(G[n, f]) X[n, c]: A = G indexed (f, n), B = X indexed (c, n).
     return _cpu_cmac(g, x, f, c, n, 1, f, 1, c, True, False)
 
@@ -215,6 +216,12 @@ _PRODUCTS = {
     "torch": (_torch_forward, _torch_grad_input, _torch_grad_weight),
     "native": (_native_forward, _native_grad_input, _native_grad_weight),
 }
+
+
+def _cuda_call(product: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Run one product of band_limited_cuda.cu on a's device and torch's current stream there."""
+    with torch.cuda.device(a.device):
+        return getattr(_cuda_module(), product)(a, b, torch.cuda.current_stream().cuda_stream)
 
 
 @functools.lru_cache(maxsize=1)
@@ -232,7 +239,8 @@ def cuda_kernel_available() -> bool:
         return False
     try:
         _cuda_module()
-    except Exception:  # noqa: BLE001 - any build failure means "not available"; auto falls back to torch
+    except Exception as exc:  # noqa: BLE001 - any build failure means "not available"; auto falls back to torch
+        warnings.warn(f"band-limited CUDA kernel unavailable, using the torch path: {exc}", stacklevel=2)
         return False
     return True
 
