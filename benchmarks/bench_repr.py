@@ -42,18 +42,20 @@ def train_once(split, *, seed: int, augment: bool, scheme: str, args, unit: int)
                          samples_per_epoch=unit)
     curve_loader = ArrayLoader(x_test[:args.curve_images], y_test[:args.curve_images], 500, shuffle=False)
     repr_ = None
-    if scheme != "standard":
+    if scheme != "standard":  # "METRIC" ranks over the whole network (paper), "METRIC/layer" per layer
+        metric, _, scope = scheme.partition("/")
         metric_subset = ArrayLoader(x_train[:args.metric_images], y_train[:args.metric_images], 250, shuffle=False)
         repr_ = RePr(model, opt, s1=args.s1, s2=args.s2, n_rounds=args.n, prune_ratio=args.p, total=args.epochs,
-                     metric=scheme, metric_data=metric_subset, loss_fn=torch.nn.functional.cross_entropy,
-                     seed=seed)
+                     metric=metric, scope=scope or "global", metric_data=metric_subset,
+                     loss_fn=torch.nn.functional.cross_entropy, seed=seed)
     t0 = time.perf_counter()
     history = fit(model, loader, opt, args.epochs, repr_=repr_, eval_loader=curve_loader,
                   desc=f"{scheme} seed={seed} aug={int(augment)}")
     seconds = time.perf_counter() - t0
     final = evaluate(model, ArrayLoader(x_test, y_test, 500, shuffle=False))
     return {"scheme": scheme, "seed": seed, "augment": augment, "unit": unit, "seconds": seconds,
-            "final_test_accuracy": final["accuracy"], "final_test_loss": final["loss"], "history": history}
+            "final_test_accuracy": final["accuracy"], "final_test_loss": final["loss"], "history": history,
+            "repr_events": repr_.events if repr_ is not None else []}
 
 
 def mean_std(values):

@@ -39,9 +39,9 @@ def test_msroi_net_structure_and_equations():
 
 def test_msroi_learns_multilabel_synthetic_scenes():
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(48, 3, 32, 32, generator=g) * 0.2
-    y = torch.zeros(48, 2)
-    for i in range(48):  # class 0: a red square, class 1: a blue square, both or neither
+    x = torch.rand(24, 3, 32, 32, generator=g) * 0.2
+    y = torch.zeros(24, 2)
+    for i in range(24):  # class 0: a red square, class 1: a blue square, both or neither
         if i % 4 in (1, 3):
             x[i, 0, 2:12, 2:12] = 1.0
             y[i, 0] = 1
@@ -53,13 +53,13 @@ def test_msroi_learns_multilabel_synthetic_scenes():
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     with torch.no_grad():
         first = float(msroi_loss(model(x), y))
-    for _ in range(60):
+    for _ in range(40):
         opt.zero_grad()
         msroi_loss(model(x), y).backward()
         opt.step()
     with torch.no_grad():
         assert float(msroi_loss(model(x), y)) < 0.75 * first
-        assert ((model(x) > 0) == (y > 0.5)).float().mean() >= 0.7
+        assert ((model(x) > 0) == (y > 0.5)).float().mean() >= 0.85
 
 
 def test_export_runs_in_runtime_equal_to_torch(tmp_path):
@@ -173,8 +173,15 @@ def test_distillation_from_pretrained_teacher(tmp_path):
         distill_msroi(tmp_path / "missing")
 
 
-def run_cli(*argv):
-    return subprocess.run([sys.executable, "-m", "semantic_jpeg.cli", *argv], capture_output=True, text=True)
+def run_cli(*argv) -> int:
+    from semantic_jpeg.cli import main
+    return main(list(argv))
+
+
+def cli_error(*argv) -> str:
+    with pytest.raises(SystemExit) as exc:
+        run_cli(*argv)
+    return str(exc.value.code)
 
 
 def test_cli_train_repr_resume_and_errors(tmp_path):
@@ -185,29 +192,25 @@ def test_cli_train_repr_resume_and_errors(tmp_path):
     base = ["train", "repr", "--data", str(tmp_path / "d.npz"), "--layers", "2", "--width", "4",
             "--batch-size", "16", "--no-progress"]
     common = base + ["--epochs", "4", "--s1", "1", "--s2", "1", "--rounds", "1"]
-    done = run_cli(*common, "--out", str(tmp_path / "full"))
-    assert done.returncode == 0, done.stderr
+    assert run_cli(*common, "--out", str(tmp_path / "full")) == 0
     for name in ("checkpoint.pt", "metrics.jsonl", "curves.png", "model.pt", "config.json"):
         assert (tmp_path / "full" / name).is_file()
     records = [json.loads(s) for s in (tmp_path / "full/metrics.jsonl").read_text().splitlines()]
     assert [r["phase"] for r in records] == ["full", "pruned", "full", "full"] and "test_accuracy" in records[0]
     # interrupted after 2 epochs (a 2-epoch run's checkpoint), then resumed to 4: same result
-    part = run_cli(*base, "--epochs", "2", "--s1", "1", "--s2", "1", "--rounds", "1", "--out", str(tmp_path / "part"))
-    assert part.returncode == 0, part.stderr
-    resumed = run_cli(*common, "--out", str(tmp_path / "part"), "--resume")
-    assert resumed.returncode == 0, resumed.stderr
+    assert run_cli(*base, "--epochs", "2", "--s1", "1", "--s2", "1", "--rounds", "1", "--out", str(tmp_path / "part")) == 0
+    assert run_cli(*common, "--out", str(tmp_path / "part"), "--resume") == 0
     a = torch.load(tmp_path / "full/model.pt")
     b = torch.load(tmp_path / "part/model.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
     # bad input
-    bad = run_cli(*base, "--epochs", "10", "--s1", "20", "--s2", "10", "--out", str(tmp_path / "x"))
-    assert bad.returncode != 0 and "exceeds the training budget" in bad.stderr
-    bad = run_cli("train", "repr", "--data", str(tmp_path / "nope.npz"), "--out", str(tmp_path / "x"))
-    assert bad.returncode != 0 and "data file not found" in bad.stderr
-    bad = run_cli(*common, "--prune", "1.5", "--out", str(tmp_path / "x"))
-    assert bad.returncode != 0 and "(0, 1)" in bad.stderr
-    bad = run_cli("train", "msroi", "--data", str(tmp_path / "no_folder"), "--out", str(tmp_path / "x"))
-    assert bad.returncode != 0 and "data folder not found" in bad.stderr
+    x = str(tmp_path / "x")
+    assert "exceeds the training budget" in cli_error(*base, "--epochs", "10", "--s1", "20", "--s2", "10", "--out", x)
+    assert "data file not found" in cli_error("train", "repr", "--data", str(tmp_path / "nope.npz"), "--out", x)
+    assert "(0, 1)" in cli_error(*common, "--prune", "1.5", "--out", x)
+    assert "s1 must be a positive" in cli_error(*common, "--s1", "0", "--out", x)
+    assert "data folder not found" in cli_error("train", "msroi", "--data", str(tmp_path / "no_folder"), "--out", x)
+    assert cli_error("train", "repr", "--data", "d.npz", "--out", x, "--metric", "hessian") == "2"  # argparse
 
 
 def test_cli_train_msroi_exports_loadable_model(tmp_path):
@@ -233,9 +236,8 @@ def test_cli_train_msroi_exports_loadable_model(tmp_path):
         rows.append(f"{i}.png,{';'.join(tags)}")
     (folder / "labels.csv").write_text("file,labels\n" + "\n".join(rows) + "\n")
     out = tmp_path / "out"
-    done = run_cli("train", "msroi", "--data", str(folder), "--size", "64", "--epochs", "2", "--batch-size", "4",
-                   "--shared-widths", "4", "8", "8", "--class-width", "2", "--no-progress", "--out", str(out))
-    assert done.returncode == 0, done.stderr
+    assert run_cli("train", "msroi", "--data", str(folder), "--size", "64", "--epochs", "2", "--batch-size", "4",
+                   "--shared-widths", "4", "8", "8", "--class-width", "2", "--no-progress", "--out", str(out)) == 0
     runtime = load_model(out / "msroi_net.json")
     assert runtime.class_names == ["blue", "red"]
     saliency = runtime.msroi_map((rng.random((50, 70, 3)) * 255).astype(np.uint8))

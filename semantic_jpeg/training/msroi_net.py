@@ -59,6 +59,10 @@ class MSROINet(nn.Module):
                    first_groups=1 if i == 0 else num_classes)  # the first reads every shared feature
             for i in range(n_class_blocks))
         self.logit_bias = nn.Parameter(torch.zeros(num_classes))
+        for m in self.modules():  # He init as for VGG-style plain ReLU stacks (keeps the signal through 10 convs)
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
 
     @property
     def noise_channels(self) -> list[int]:

@@ -36,7 +36,10 @@ def plot_training_curves(runs: Mapping[str, Sequence[Sequence[dict]]], path: str
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"{name} (%)")
         ax.grid(alpha=0.3)
-    axes[1].legend(loc="lower right", fontsize=8)
+    for ax in axes[::-1]:  # legend on the test panel, or on the train panel when there is no test curve
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower right", fontsize=8)
+            break
     if drop_intervals:
         axes[0].text(0.01, 0.98, "shaded: filters dropped (S2)", transform=axes[0].transAxes, va="top", fontsize=8)
     if title:
