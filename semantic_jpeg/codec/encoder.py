@@ -3,9 +3,10 @@
 Two modes give each cell (8x8 block, or MCU when chroma is subsampled) the quality of its saliency level:
 
 - ``"dct"`` (default): one Pillow encode with unit quantisation tables gives the rounded DCT of every block
-  (read with jpeglib); the native module quantises each block with its level's step, expresses it in
-  units of the frame table (quality Q_f) and entropy-codes the scan. The file carries exactly these
-  coefficients: no decode/re-encode generation loss, and rate control re-runs only the native stage.
+  (entropy-decoded natively); each block keeps the coefficients its level's quantiser would keep, at the
+  precision of the frame tables (quality Q_f), and the native module entropy-codes the scan. The file
+  carries exactly these coefficients: no decode/re-encode generation loss, and rate control re-runs only
+  the native stage.
 - ``"mosaic"``: Algorithm 1 as printed: the image is JPEG-encoded and decoded at each level's quality, each
   cell takes its pixels from its level's decoded image, and the mosaic is encoded at Q_f.
 

@@ -63,10 +63,12 @@ int semjpeg_mosaic_select(const uint8_t *stack, int n_images, int height, int wi
     return 0;
 }
 
-/* DCT-domain equivalent of Algorithm 1 for one component. raw holds the coefficients quantised with a
- * unit table (i.e. the rounded DCT). A block at level n is quantised with its level's step q_n, then
- * expressed in units of the frame's step q_f:  out = round(round(raw / q_n) * q_n / q_f).
- * Where q_n <= q_f the frame's own step is the coarser one and out = round(raw / q_f).
+/* DCT-domain counterpart of Algorithm 1 for one component. raw holds the coefficients quantised with a
+ * unit table (the rounded DCT). A block at level n keeps exactly the coefficients its level's quantiser
+ * (step q_n) would keep, each at the frame's precision (step q_f):
+ *     out = |raw| < q_n / 2 ? 0 : round(raw / q_f)
+ * Rounding survivors to multiples of q_n instead would add error without saving bits, because they are
+ * written in units of q_f either way; the rate saving of a coarse level comes from its zeros.
  * level_tables: levels x 64 steps, frame_table: 64 steps, both natural order. Block (by, bx) belongs to
  * cell (by / blocks_per_cell_v, bx / blocks_per_cell_h); blocks past the cell grid take the last cell. */
 int semjpeg_requantize(const int16_t *raw, int blocks_h, int blocks_w, const uint8_t *cell_level, int cells_h,
@@ -90,10 +92,8 @@ int semjpeg_requantize(const int16_t *raw, int blocks_h, int blocks_w, const uin
             const uint16_t *qn = level_tables + 64 * level;
             size_t off = ((size_t)by * blocks_w + bx) * 64;
             for (int i = 0; i < 64; i++) {
-                double c = raw[off + i];
-                double qf = frame_table[i];
-                double v = qn[i] > qf ? nearbyint(c / qn[i]) * qn[i] / qf : c / qf;
-                out[off + i] = (int16_t)lrint(v);
+                int c = raw[off + i];
+                out[off + i] = 2 * abs(c) < qn[i] ? 0 : (int16_t)lrint((double)c / frame_table[i]);
             }
         }
     }
