@@ -3,8 +3,9 @@
  * out[i, j, k] = sum_r  A'[i, r, k] * B'[j, r, k]        for k in [0, nk) kept (band-limited) frequencies,
  * where A' is A or conj(A) (conj_a) and B' is B or conj(B) (conj_b).
  *
- * Complex arrays are planar: the row of a pair (i, r) holds nk real parts followed by nk imaginary parts, and
- * starts at a + (i * a_si + r * a_sr) * 2 * nk (likewise for b with j, b_sj, b_sr). out is (ni, nj, 2, nk).
+ * Operands are planar: the row of a pair (i, r) holds nk real parts followed by nk imaginary parts, and
+ * starts at a + (i * a_si + r * a_sr) * 2 * nk (likewise for b with j, b_sj, b_sr). out is interleaved complex
+ * (ni, nj, nk, 2), so the caller views it as a complex array without a copy.
  * With A = input spectra X (n, c), B = filter spectra W (f, c) this is the forward product
  * Y[n, f] = sum_c X[n, c] conj(W[f, c]); the two backward products are dX[n, c] = sum_f dY[n, f] W[f, c] and
  * dW[f, c] = sum_n conj(dY[n, f]) X[n, c].
@@ -70,10 +71,10 @@ void semjpeg_bl_cmac_f32(const float *a, const float *b, float *out, int64_t ni,
                 }
                 for (int64_t ii = 0; ii < ib; ++ii)
                     for (int64_t jj = 0; jj < jb; ++jj) {
-                        float *o = out + ((i0 + ii) * nj + (j0 + jj)) * 2 * nk + k0;
+                        float *o = out + (((i0 + ii) * nj + (j0 + jj)) * nk + k0) * 2;
                         for (int64_t k = 0; k < kt; ++k) {
-                            o[k] = t1[ii][jj][k] - t2[ii][jj][k];
-                            o[nk + k] = t3[ii][jj][k] - t1[ii][jj][k] - t2[ii][jj][k];
+                            o[2 * k] = t1[ii][jj][k] - t2[ii][jj][k];
+                            o[2 * k + 1] = t3[ii][jj][k] - t1[ii][jj][k] - t2[ii][jj][k];
                         }
                     }
             }

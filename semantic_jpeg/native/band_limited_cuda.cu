@@ -1,7 +1,7 @@
 // Band-limited FFT convolution, CUDA version of band_limited.c (paper 003 sec 2.2.3).
 //
 // out[i, j, k] = sum_r A'[i, r, k] * B'[j, r, k] over planar complex rows (nk real parts, then nk imaginary
-// parts); A' / B' are the operand or its conjugate. One thread computes one output cell (i, j, k): the complex
+// parts), written as interleaved complex (ni, nj, nk, 2); A' / B' are the operand or its conjugate. One thread computes one output cell (i, j, k): the complex
 // product is fused with the reduction over r in the thread, so no (i, j, r, k) intermediate exists, and it
 // takes 3 real multiplications (Gauss): t1 = ar br, t2 = ai bi, t3 = (ar + ai)(br + bi), summed over r, then
 // re = t1 - t2, im = t3 - t1 - t2. Consecutive threads read consecutive k, so loads are coalesced.
@@ -30,9 +30,9 @@ __global__ void cmac_kernel(const float *__restrict__ a, const float *__restrict
         t2 += ai * bi;
         t3 += (ar + ai) * (br + bi);
     }
-    float *o = out + (i * nj + j) * 2 * nk;
-    o[k] = t1 - t2;
-    o[nk + k] = t3 - t1 - t2;
+    float *o = out + ((i * nj + j) * nk + k) * 2;
+    o[0] = t1 - t2;
+    o[1] = t3 - t1 - t2;
 }
 
 void check_operand(const torch::Tensor &t, const char *name) {
@@ -50,7 +50,7 @@ torch::Tensor cmac(const torch::Tensor &a, const torch::Tensor &b, int64_t ni, i
     TORCH_CHECK(b.size(3) == nk && a.numel() == ni * nr * 2 * nk && b.numel() == nj * nr * 2 * nk,
                 "operand shapes do not match");
     TORCH_CHECK(ni <= 65535 && nj <= 65535, "at most 65535 rows per operand");
-    auto out = torch::empty({ni, nj, 2, nk}, a.options());
+    auto out = torch::empty({ni, nj, nk, 2}, a.options());
     const int threads = 128;
     const dim3 grid(static_cast<unsigned>((nk + threads - 1) / threads), static_cast<unsigned>(nj),
                     static_cast<unsigned>(ni));

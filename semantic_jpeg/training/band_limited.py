@@ -124,56 +124,58 @@ def _make_plan(in_hw, kernel_hw, stride, padding, compress_rate, device) -> _Pla
 
 
 # ----------------------------------------------------------------------------------------------- spectra
-def _as_complex(planar: torch.Tensor) -> torch.Tensor:
-    return torch.complex(planar[..., 0, :], planar[..., 1, :])
-
-
 def _planar(z: torch.Tensor) -> torch.Tensor:
+    """(..., K) complex -> (..., 2, K) real: the kernels' operand layout (real parts, then imaginary parts)."""
     return torch.stack((z.real, z.imag), dim=-2)
 
 
 def _band_spectrum(t: torch.Tensor, plan: _Plan, shift: bool) -> torch.Tensor:
     """Kept rfft2 coefficients of real maps ``t`` (..., h, w) zero-extended to the FFT size (and shifted by the
-    padding when ``shift``), as (..., 2, K) planar real (real parts, then imaginary parts)."""
+    padding when ``shift``), as (..., 2, K) planar real."""
     fft_h, fft_w = plan.fft_hw
     z = torch.fft.rfft(t, n=fft_w, dim=-1)[..., : plan.cols]
     z = torch.fft.fft(z, n=fft_h, dim=-2)
     kept = z.flatten(-2).index_select(-1, plan.index)
+    del z
     if shift:
-        kept = kept * plan.phase.to(kept.dtype)
+        kept.mul_(plan.phase.to(kept.dtype))
     return _planar(kept)
 
 
-def _band_inverse(planar: torch.Tensor, plan: _Plan, rows: slice, width: int, shift: bool) -> torch.Tensor:
-    """Real maps from (..., 2, K) kept coefficients (zeros elsewhere), undoing the padding shift when ``shift``;
-    only output ``rows`` and the first ``width`` columns are returned (rows are dropped before the last
-    inverse transform, so they are never computed)."""
+def _band_inverse(kept: torch.Tensor, plan: _Plan, rows: slice, width: int, shift: bool) -> torch.Tensor:
+    """Real maps from (..., K) complex kept coefficients (zeros elsewhere), undoing the padding shift when
+    ``shift`` (in place); only output ``rows`` and the first ``width`` columns are returned (rows are dropped
+    before the last inverse transform, so they are never computed)."""
     fft_h, fft_w = plan.fft_hw
-    kept = _as_complex(planar)
     if shift:
-        kept = kept * plan.phase.to(kept.dtype).conj()
+        kept.mul_(plan.phase.to(kept.dtype).conj())
     grid = kept.new_zeros(*kept.shape[:-1], fft_h * plan.cols)
     grid.index_copy_(-1, plan.index, kept)
-    z = torch.fft.ifft(grid.view(*kept.shape[:-1], fft_h, plan.cols), dim=-2)[..., rows, :]
-    return torch.fft.irfft(z, n=fft_w, dim=-1)[..., :width]
+    z = torch.fft.ifft(grid.view(*kept.shape[:-1], fft_h, plan.cols), dim=-2)
+    del grid
+    return torch.fft.irfft(z[..., rows, :], n=fft_w, dim=-1)[..., :width]
 
 
 # ----------------------------------------------------------------------------------------------- products
-# The three products, in planar layout. x: (N, C, 2, K), w: (F, C, 2, K), g: (N, F, 2, K).
+# The three products: planar operands x: (N, C, 2, K), w: (F, C, 2, K), g: (N, F, 2, K); complex (.., K) result.
+def _as_complex(planar: torch.Tensor) -> torch.Tensor:
+    return torch.complex(planar[..., 0, :], planar[..., 1, :])
+
+
 def _torch_forward(x, w):
-    return _planar(torch.einsum("nck,fck->nfk", _as_complex(x), _as_complex(w).conj()))
+    return torch.einsum("nck,fck->nfk", _as_complex(x), _as_complex(w).conj())
 
 
 def _torch_grad_input(g, w):
-    return _planar(torch.einsum("nfk,fck->nck", _as_complex(g), _as_complex(w)))
+    return torch.einsum("nfk,fck->nck", _as_complex(g), _as_complex(w))
 
 
 def _torch_grad_weight(x, g):
-    return _planar(torch.einsum("nck,nfk->fck", _as_complex(x), _as_complex(g).conj()))
+    return torch.einsum("nck,nfk->fck", _as_complex(x), _as_complex(g).conj())
 
 
 def _cpu_cmac(a, b, ni, nj, nr, a_si, a_sr, b_sj, b_sr, conj_a, conj_b):
-    """Call the C kernel semjpeg_bl_cmac_f32 on contiguous float32 CPU planar tensors."""
+    """Call the C kernel semjpeg_bl_cmac_f32 on contiguous float32 CPU planar tensors; complex (ni, nj, K) out."""
     from semantic_jpeg.native import ffi, lib
 
     for name, t in (("a", a), ("b", b)):
@@ -182,12 +184,12 @@ def _cpu_cmac(a, b, ni, nj, nr, a_si, a_sr, b_sj, b_sr, conj_a, conj_b):
     nk = a.shape[-1]
     if b.shape[-1] != nk or a.numel() != ni * nr * 2 * nk or b.numel() != nj * nr * 2 * nk:
         raise ValueError("native band-limited kernel: operand shapes do not match")
-    out = torch.empty(ni, nj, 2, nk, dtype=torch.float32)
+    out = torch.empty(ni, nj, nk, 2, dtype=torch.float32)
     lib.semjpeg_bl_cmac_f32(
         ffi.cast("float *", a.data_ptr()), ffi.cast("float *", b.data_ptr()), ffi.cast("float *", out.data_ptr()),
         ni, nj, nr, nk, a_si, a_sr, b_sj, b_sr, int(conj_a), int(conj_b),
     )
-    return out
+    return torch.view_as_complex(out)
 
 
 def _native_forward(x, w):
@@ -221,7 +223,7 @@ _PRODUCTS = {
 def _cuda_call(product: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Run one product of band_limited_cuda.cu on a's device and torch's current stream there."""
     with torch.cuda.device(a.device):
-        return getattr(_cuda_module(), product)(a, b, torch.cuda.current_stream().cuda_stream)
+        return torch.view_as_complex(getattr(_cuda_module(), product)(a, b, torch.cuda.current_stream().cuda_stream))
 
 
 @functools.lru_cache(maxsize=1)
