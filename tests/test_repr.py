@@ -167,6 +167,8 @@ def test_data_metrics_rank_the_planted_filter_lowest():
     r2 = rank_filters(model, convs, "random", generator=torch.Generator().manual_seed(0))
     assert all(torch.equal(a, b) for a, b in zip(r1, r2))
     assert set(METRICS) == {"ortho", "weight", "random", "activation", "apoz", "taylor", "oracle"}
+    from semantic_jpeg.training.cli import METRIC_NAMES
+    assert METRIC_NAMES == METRICS  # the torch-free CLI keeps its own copy of the names
 
 
 def test_bad_input_errors():

@@ -39,7 +39,9 @@ def _add_repr(p: argparse.ArgumentParser, *, enabled_by_default: bool) -> None:
 
 def register(subparsers) -> None:
     train = subparsers.add_parser("train", help="train models: RePr ConvNets, the MS-ROI network, distillation, "
-                                                "selective dropout", description=__doc__.split("\n\n")[0])
+                                                "selective dropout",
+                                  description="Train models; each writes a checkpoint, metrics.jsonl and curves.png "
+                                              "into --out.")
     kinds = train.add_subparsers(dest="train_kind", required=True, metavar="KIND")
 
     p = kinds.add_parser("repr", help="C^n(X) ConvNet (paper 000 sec 5.4) with RePr on an images/labels .npz")
