@@ -25,6 +25,7 @@ applies, torch otherwise, e.g. float64).
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,16 +145,24 @@ def _band_spectrum(t: torch.Tensor, plan: _Plan, shift: bool) -> torch.Tensor:
 
 def _band_inverse(kept: torch.Tensor, plan: _Plan, rows: slice, width: int, shift: bool) -> torch.Tensor:
     """Real maps from (..., K) complex kept coefficients (zeros elsewhere), undoing the padding shift when
-    ``shift`` (in place); only output ``rows`` and the first ``width`` columns are returned (rows are dropped
-    before the last inverse transform, so they are never computed)."""
+    ``shift`` (in place); only output ``rows`` and the first ``width`` columns are returned. Other rows are
+    never transformed along the width; when fewer than log2(fft_h) rows are wanted (the filter gradient),
+    they come from a partial inverse DFT instead of a full-height inverse FFT."""
     fft_h, fft_w = plan.fft_hw
     if shift:
         kept.mul_(plan.phase.to(kept.dtype).conj())
     grid = kept.new_zeros(*kept.shape[:-1], fft_h * plan.cols)
     grid.index_copy_(-1, plan.index, kept)
-    z = torch.fft.ifft(grid.view(*kept.shape[:-1], fft_h, plan.cols), dim=-2)
+    grid = grid.view(*kept.shape[:-1], fft_h, plan.cols)
+    wanted = range(fft_h)[rows]
+    if len(wanted) < math.log2(fft_h):
+        ky = torch.arange(fft_h, dtype=torch.float64)[:, None]
+        basis = torch.exp((2j * math.pi / fft_h) * ky * torch.tensor(list(wanted), dtype=torch.float64)) / fft_h
+        z = (grid.transpose(-1, -2) @ basis.to(device=grid.device, dtype=grid.dtype)).transpose(-1, -2)
+    else:
+        z = torch.fft.ifft(grid, dim=-2)[..., rows, :]
     del grid
-    return torch.fft.irfft(z[..., rows, :], n=fft_w, dim=-1)[..., :width]
+    return torch.fft.irfft(z, n=fft_w, dim=-1)[..., :width]
 
 
 # ----------------------------------------------------------------------------------------------- products
