@@ -9,7 +9,7 @@ multiply-accumulate (C kernel "native", complex einsum "torch"). Reported agains
   alike), after one warm-up each;
 - peak memory, two ways: (a) the torch profiler's largest "Total Allocated" during one forward+backward
   (bytes held by torch's CPU allocator above what existed before: activations, spectra, saved tensors,
-  gradients); (b) growth of the peak resident set size (VmHWM, reset through /proc/self/clear_refs) over
+  gradients), median of --memory-runs profiled runs (it varies from run to run); (b) growth of the peak resident set size (VmHWM, reset through /proc/self/clear_refs) over
   one forward+backward run in a fresh subprocess.
 
     python benchmarks/bench_band_limited_layer.py
@@ -97,6 +97,7 @@ def main() -> int:
     parser.add_argument("--rates", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75])
     parser.add_argument("--backends", nargs="+", default=["native", "torch"])
     parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--memory-runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", type=Path, default=RESULTS / "band_limited_layer.json")
     parser.add_argument("--plot", type=Path, default=DOC_IMG / "band_limited_layer.png")
@@ -121,6 +122,10 @@ def main() -> int:
             forward_backward(layer, x, grad_y)
             times[cfg].append(time.perf_counter() - t0)
 
+    peaks = {cfg: [] for cfg in configs}  # the profiler's peak varies between runs: median of --memory-runs
+    for _ in range(args.memory_runs):
+        for cfg, layer in layers.items():
+            peaks[cfg].append(profiler_peak_bytes(layer, x, grad_y) / 2**20)
     rows = []
     for cfg, layer in layers.items():
         method, rate = cfg
@@ -129,7 +134,7 @@ def main() -> int:
             kept, total = layer.kept_coefficients((args.size, args.size))
         rows.append(dict(method=method, compress_rate=rate, kept_coefficients=kept, total_coefficients=total,
                          time_ms=1e3 * statistics.median(times[cfg]), time_ms_all=[1e3 * t for t in times[cfg]],
-                         profiler_peak_mib=profiler_peak_bytes(layer, x, grad_y) / 2**20,
+                         profiler_peak_mib=statistics.median(peaks[cfg]), profiler_peak_mib_all=peaks[cfg],
                          rss_peak_growth_mib=rss_peak_growth_bytes(method, rate, args.batch, args.channels,
                                                                    args.size) / 2**20))
     conv = next(r for r in rows if r["method"] == "conv2d")

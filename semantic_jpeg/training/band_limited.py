@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 BACKENDS = ("auto", "torch", "native")
@@ -301,12 +300,12 @@ class BandLimitedConv2dFunction(torch.autograd.Function):
                 g_full[..., :: plan.stride[0], :: plan.stride[1]] = grad_y
             g_spec = _band_spectrum(g_full, plan, shift=False)
             del g_full
+            if need_w:  # first: its transients then do not coexist with the input-sized grad_x
+                kh, kw = plan.kernel_hw
+                grad_w = _band_inverse(grad_weight_product(x_spec, g_spec), plan, slice(0, kh), kw, shift=False)
             if need_x:
                 in_h, in_w = plan.in_hw
                 grad_x = _band_inverse(grad_input_product(g_spec, w_spec), plan, slice(0, in_h), in_w, shift=True)
-            if need_w:
-                kh, kw = plan.kernel_hw
-                grad_w = _band_inverse(grad_weight_product(x_spec, g_spec), plan, slice(0, kh), kw, shift=False)
         if need_b and ctx.has_bias:
             grad_b = grad_y.sum(dim=(0, 2, 3))
         return grad_x, grad_w, grad_b, None, None
