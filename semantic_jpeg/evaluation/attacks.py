@@ -47,10 +47,11 @@ ATTACKS: dict[str, AttackSpec] = {
     # batch 1: ART's DeepFool takes the gradients of the union of every batch image's top-10 classes
     "deepfool": AttackSpec("DeepFool", "DeepFool", {"max_iter": 50, "epsilon": 0.02, "nb_grads": 10},
                            "minimal L2 (top-10 classes, overshoot 0.02)", batch_size=1),
+    # batch 1: ART's class_gradient back-propagates once per distinct label in the batch
     "cw": AttackSpec("C&W L2", "CarliniL2Method",
                      {"confidence": 0.0, "learning_rate": 0.01, "binary_search_steps": 3, "max_iter": 10,
                       "initial_const": 1.0},
-                     "minimal L2, confidence 0, 3 binary-search steps x 10 iterations", batch_size=8),
+                     "minimal L2, confidence 0, 3 binary-search steps x 10 iterations", batch_size=1),
     "jsma": AttackSpec("JSMA", "SaliencyMapMethod", {"theta": 1.0, "gamma": 0.01},
                        "L0: at most 1% of the values, each moved by +1", batch_size=4),
 }
