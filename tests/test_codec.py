@@ -426,10 +426,10 @@ def test_default_saliency_is_the_shipped_msroi_map():
 
 def test_readme_main_command(tmp_path, capsys):
     from semantic_jpeg.cli import main
-    out = tmp_path / "astronaut.jpg"
-    assert main(["encode", "--sample", "astronaut", "--match-jpeg-quality", "50", "--heatmap", "-o", str(out)]) == 0
+    out = tmp_path / "chelsea.jpg"
+    assert main(["encode", "--sample", "chelsea", "--match-jpeg-quality", "50", "--heatmap", "-o", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "astronaut.png ->" in printed and "target" in printed
-    plain = len(_plain(np.ascontiguousarray(data.astronaut()), 50, subsampling=2))
+    assert "chelsea.png ->" in printed and "target" in printed
+    plain = len(_plain(np.ascontiguousarray(data.chelsea()), 50, subsampling=2))
     assert abs(out.stat().st_size - plain) <= 0.01 * plain
-    assert (tmp_path / "astronaut.heatmap.png").exists()
+    assert (tmp_path / "chelsea.heatmap.png").exists()
