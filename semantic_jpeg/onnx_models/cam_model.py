@@ -65,7 +65,7 @@ def _manifest_path(name_or_path) -> Path:
     return path
 
 
-def _read_class_table(path: Path) -> tuple[list[str], list[str], dict[str, list[str]]]:
+def read_class_table(path: Path) -> tuple[list[str], list[str], dict[str, list[str]]]:
     """Parse the class table TSV: wnids, names and one group label column per grouping."""
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line and not line.startswith("#")]
     header = lines[0].split("\t")
@@ -123,7 +123,7 @@ class CamModel:
             self._head_bias = np.ascontiguousarray(head[:, -1], dtype=np.float32)
         n_classes = int(manifest["classes"]["count"])
         if "table" in manifest["classes"]:
-            self.wnids, self.class_names, group_labels = _read_class_table(folder / manifest["classes"]["table"])
+            self.wnids, self.class_names, group_labels = read_class_table(folder / manifest["classes"]["table"])
         else:
             self.wnids, self.class_names, group_labels = [""] * n_classes, [str(i) for i in range(n_classes)], {}
         if len(self.class_names) != n_classes:

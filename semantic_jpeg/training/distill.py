@@ -24,9 +24,9 @@ CLASS_TABLE = Path(__file__).resolve().parents[1] / "onnx_models" / "imagenet1k_
 
 def coarse_groups(grouping: str) -> tuple[np.ndarray, list[str]]:
     """(index (1000,) of each ImageNet class's coarse group, group names) from the shipped class table."""
-    from semantic_jpeg.onnx_models.cam_model import _read_class_table
+    from semantic_jpeg.onnx_models.cam_model import read_class_table
 
-    _, _, groupings = _read_class_table(CLASS_TABLE)
+    _, _, groupings = read_class_table(CLASS_TABLE)
     if grouping not in groupings:
         raise ValueError(f"unknown grouping {grouping!r}; available: {sorted(groupings)}")
     names, index = np.unique(np.asarray(groupings[grouping]), return_inverse=True)
