@@ -102,7 +102,9 @@ class _Plan:
         return int(self.index.numel())
 
 
+@functools.lru_cache(maxsize=256)
 def _make_plan(in_hw, kernel_hw, stride, padding, compress_rate, device) -> _Plan:
+    """The plan of a geometry, cached: the band, its padding shift and its index live on ``device``."""
     if padding == "same":
         (top, bottom), (left, right) = [((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel_hw]
     elif padding == "valid":
@@ -323,6 +325,7 @@ def band_limited_conv2d(x, weight, bias=None, stride=1, padding=0, compress_rate
         raise TypeError(f"input and weight must share a floating dtype, got {x.dtype} and {weight.dtype}")
     if x.numel() == 0:
         raise ValueError(f"empty input of shape {tuple(x.shape)}")
+    _check_rate(compress_rate)
     stride = _pair(stride, "stride")
     if isinstance(padding, str):
         if padding not in ("same", "valid"):
@@ -331,7 +334,7 @@ def band_limited_conv2d(x, weight, bias=None, stride=1, padding=0, compress_rate
             raise ValueError("padding='same' is not supported for strided convolutions (as in nn.Conv2d)")
     else:
         padding = _pair(padding, "padding", allow_zero=True)
-    plan = _make_plan(tuple(x.shape[-2:]), tuple(weight.shape[-2:]), stride, padding, compress_rate, x.device)
+    plan = _make_plan(tuple(x.shape[-2:]), tuple(weight.shape[-2:]), stride, padding, float(compress_rate), x.device)
     return BandLimitedConv2dFunction.apply(x, weight, bias, plan, _resolve_backend(backend, x))
 
 
@@ -378,7 +381,8 @@ class BandLimitedConv2d(nn.Conv2d):
 
     def kept_coefficients(self, input_hw) -> tuple[int, int]:
         """(kept, total) spectral coefficients per channel for an input of spatial size ``input_hw``."""
-        plan = _make_plan(tuple(input_hw), self.kernel_size, self.stride, self.padding, self.compress_rate, "cpu")
+        plan = _make_plan(tuple(input_hw), tuple(self.kernel_size), tuple(self.stride), self.padding,
+                          self.compress_rate, torch.device("cpu"))
         fft_h, fft_w = plan.fft_hw
         return plan.n_kept, fft_h * (fft_w // 2 + 1)
 
