@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,6 @@ class EvalConfig:
     device: str = "cpu"
     threads: int | None = None
     command: str = ""
-    extra: dict = field(default_factory=dict)
 
     def check(self) -> None:
         for name in self.attacks:
