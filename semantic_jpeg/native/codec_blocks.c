@@ -252,20 +252,29 @@ static uint32_t get_bits(BitReader *r, int n) {
     return v;
 }
 
+#define LOOKAHEAD 9
+
 typedef struct {
     int32_t maxcode[18];
     int32_t valptr[17];
     int32_t mincode[17];
     const uint8_t *values;
+    uint16_t look[1 << LOOKAHEAD]; /* (length << 8) | symbol for codes of <= LOOKAHEAD bits, else 0 */
 } HuffDecoder;
 
 static void make_decoder(HuffDecoder *d, const uint8_t *bits, const uint8_t *values) {
     int code = 0, k = 0;
+    memset(d->look, 0, sizeof d->look);
     for (int l = 1; l <= 16; l++) {
         d->valptr[l] = k;
         d->mincode[l] = code;
-        code += bits[l - 1];
-        k += bits[l - 1];
+        for (int i = 0; i < bits[l - 1]; i++, code++, k++) {
+            if (l <= LOOKAHEAD) {
+                int shift = LOOKAHEAD - l;
+                for (int s = 0; s < (1 << shift); s++)
+                    d->look[(code << shift) | s] = (uint16_t)((l << 8) | values[k]);
+            }
+        }
         d->maxcode[l] = bits[l - 1] ? code - 1 : -1;
         code <<= 1;
     }
@@ -273,11 +282,23 @@ static void make_decoder(HuffDecoder *d, const uint8_t *bits, const uint8_t *val
     d->values = values;
 }
 
+/* Next Huffman symbol: one table lookup for codes of up to LOOKAHEAD bits, else a search over lengths. */
 static int decode_symbol(BitReader *r, const HuffDecoder *d) {
-    int code = 0;
-    for (int l = 1; l <= 16; l++) {
-        code = (code << 1) | (int)get_bits(r, 1);
-        if (code <= d->maxcode[l]) return d->values[d->valptr[l] + code - d->mincode[l]];
+    fill_bits(r); /* at least 25 bits available */
+    uint16_t e = d->look[r->acc >> (32 - LOOKAHEAD)];
+    if (e) {
+        int l = e >> 8;
+        r->acc <<= l;
+        r->nbits -= l;
+        return e & 0xFF;
+    }
+    for (int l = LOOKAHEAD + 1; l <= 16; l++) {
+        int32_t code = (int32_t)(r->acc >> (32 - l));
+        if (code <= d->maxcode[l]) {
+            r->acc <<= l;
+            r->nbits -= l;
+            return d->values[d->valptr[l] + code - d->mincode[l]];
+        }
     }
     return -1; /* no such code: corrupt data */
 }
