@@ -223,3 +223,14 @@ def test_cli_maps_and_predict(tmp_path, capsys):
     args = parser.parse_args(["predict", str(source), "-k", "2"])
     assert args.func(args) == 0
     assert "Egyptian_cat" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("shape,out", [((4, 7), (1080, 1920)), ((7, 7), (300, 451)), ((5, 3), (17, 9)),
+                                       ((1, 1), (10, 10)), ((3, 5), (3, 40)), ((9, 9), (4, 20))])
+def test_resize_map_equals_pillow_bilinear(shape, out):
+    from PIL import Image
+
+    from semantic_jpeg.onnx_models.image_input import resize_map
+    m = np.random.default_rng(0).random(shape).astype(np.float32)
+    expect = np.asarray(Image.fromarray(m).resize(out[::-1], Image.BILINEAR))
+    np.testing.assert_allclose(resize_map(m, *out), expect, atol=1e-6)
