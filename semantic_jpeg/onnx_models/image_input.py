@@ -88,29 +88,27 @@ def resize_rgb(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.stack(channels, axis=2) * 255.0
 
 
-def _bilinear_upsampling_matrix(size_in: int, size_out: int) -> np.ndarray:
-    """(size_out, size_in) weights of bilinear interpolation with pixel centres aligned and edges clamped
-    (what Pillow's BILINEAR filter does when enlarging)."""
+def _enlarge_axis(values: np.ndarray, size_out: int, axis: int) -> np.ndarray:
+    """Bilinear enlargement along one axis with pixel centres aligned and edges clamped (what Pillow's
+    BILINEAR filter does when enlarging): each output is a blend of its two nearest inputs."""
+    size_in = values.shape[axis]
     centre = np.clip((np.arange(size_out) + 0.5) * (size_in / size_out) - 0.5, 0, size_in - 1)
     left = np.floor(centre).astype(np.int64)
     right = np.minimum(left + 1, size_in - 1)
-    frac = (centre - left).astype(np.float32)
-    matrix = np.zeros((size_out, size_in), np.float32)
-    np.add.at(matrix, (np.arange(size_out), left), 1 - frac)
-    np.add.at(matrix, (np.arange(size_out), right), frac)
-    return matrix
+    shape = [1, 1]
+    shape[axis] = size_out
+    frac = (centre - left).astype(np.float32).reshape(shape)
+    return values.take(left, axis=axis) * (1 - frac) + values.take(right, axis=axis) * frac
 
 
 def resize_map(saliency: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinear resize of a float32 map (pixel centres aligned, edges clamped) to (height, width).
-    Enlarging (the usual case: a feature-resolution map to the image) is two small matrix products;
-    shrinking uses Pillow's antialiased bilinear filter."""
+    Enlarging (the usual case: a feature-resolution map to the image) blends neighbours along each axis in
+    numpy; shrinking uses Pillow's antialiased bilinear filter."""
     if saliency.shape == (height, width):
         return saliency.astype(np.float32)
     if height >= saliency.shape[0] and width >= saliency.shape[1]:
-        rows = _bilinear_upsampling_matrix(saliency.shape[0], height)
-        cols = _bilinear_upsampling_matrix(saliency.shape[1], width)
-        return np.ascontiguousarray((rows @ saliency.astype(np.float32)) @ cols.T)
+        return _enlarge_axis(_enlarge_axis(saliency.astype(np.float32), height, 0), width, 1)
     resized = Image.fromarray(np.ascontiguousarray(saliency, dtype=np.float32)).resize((width, height),
                                                                                         Image.BILINEAR)
     return np.asarray(resized, dtype=np.float32)
