@@ -98,7 +98,12 @@ def _enlarge_axis(values: np.ndarray, size_out: int, axis: int) -> np.ndarray:
     shape = [1, 1]
     shape[axis] = size_out
     frac = (centre - left).astype(np.float32).reshape(shape)
-    return values.take(left, axis=axis) * (1 - frac) + values.take(right, axis=axis) * frac
+    out = values.take(left, axis=axis)
+    out *= 1 - frac
+    right_part = values.take(right, axis=axis)
+    right_part *= frac
+    out += right_part
+    return out
 
 
 def resize_map(saliency: np.ndarray, height: int, width: int) -> np.ndarray:
