@@ -312,6 +312,10 @@ def test_huge_image_refused_before_work(monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(Image.DecompressionBombError):
         encode(np.zeros((100, 100), np.uint8), saliency=np.zeros((100, 100), np.float32))
+    with pytest.raises(Image.DecompressionBombError):
+        encode(Image.new("RGB", (100, 100)), saliency=np.zeros((100, 100), np.float32))
+    with pytest.raises(ValueError, match="65500"):
+        encode(Image.new("L", (70000, 1)), saliency=np.zeros((1, 70000), np.float32))
 
 
 @pytest.mark.parametrize("sal,match", [

@@ -18,6 +18,7 @@ MAX_JPEG_SIDE = 65500  # JPEG's 16-bit frame dimensions, as libjpeg enforces
 def image_to_array(image, color_order="RGB") -> np.ndarray:
     """uint8 HxW or HxWx3 RGB array (a new array, never a view of the caller's data)."""
     if isinstance(image, Image.Image):
+        check_size(image.width, image.height)  # before converting: a huge image is refused without a copy
         array = _pil_to_array(image)
     elif isinstance(image, np.ndarray):
         array = _numpy_to_array(image, color_order)
