@@ -352,6 +352,12 @@ def test_failed_encode_leaves_no_file(astronaut, tmp_path):
     assert os.listdir(tmp_path) == ["x.jpg"]
 
 
+def test_written_file_has_ordinary_permissions(astronaut, box_map, tmp_path):
+    (tmp_path / "plain.bin").write_bytes(b"x")
+    encode(astronaut, tmp_path / "x.jpg", saliency=box_map)
+    assert (tmp_path / "x.jpg").stat().st_mode == (tmp_path / "plain.bin").stat().st_mode
+
+
 def test_writes_paths_and_file_objects(astronaut, box_map, tmp_path):
     expect = encode(astronaut, saliency=box_map)
     encode(astronaut, tmp_path / "a.jpg", saliency=box_map)

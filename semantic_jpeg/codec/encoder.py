@@ -15,6 +15,7 @@ within ``size_tolerance`` of the target.
 """
 import io
 import os
+import secrets
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -376,15 +377,16 @@ def _write(data, fp):
     if fp is None:
         return
     if isinstance(fp, (str, os.PathLike)):
-        path = os.fspath(fp)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".semjpeg-", suffix=".tmp", dir=directory)
+        path = os.path.abspath(os.fspath(fp))
+        # a fresh name beside the target, created like any new file (so the umask applies, unlike mkstemp)
+        tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{secrets.token_hex(8)}.tmp")
         try:
-            with os.fdopen(fd, "wb") as f:
+            with open(tmp, "xb") as f:
                 f.write(data)
             os.replace(tmp, path)
         except BaseException:
-            os.unlink(tmp)
+            if os.path.exists(tmp):
+                os.unlink(tmp)
             raise
     elif hasattr(fp, "write"):
         fp.write(data)
