@@ -1,4 +1,4 @@
-"""Before/after picture of the purification filters for docs/defense_filters.md.
+"""Before/after picture of the purification filters for the README.
 
     nice python benchmarks/bench_filters_figure.py     # writes docs/img/filters_before_after.png
 """
