@@ -12,6 +12,8 @@ Image rule (documented in the README):
 import numpy as np
 from PIL import Image
 
+from ..onnx_models.image_input import check_image_array
+
 MAX_JPEG_SIDE = 65500  # JPEG's 16-bit frame dimensions, as libjpeg enforces
 
 
@@ -66,27 +68,10 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
 
 
 def _numpy_to_array(array: np.ndarray, color_order: str) -> np.ndarray:
-    if color_order not in ("RGB", "BGR"):
-        raise ValueError(f"color_order must be 'RGB' or 'BGR', got {color_order!r}")
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[:, :, 0]
-    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)):
-        raise ValueError(f"image array must be HxW or HxWx3, got shape {array.shape}")
-    if array.size == 0:
-        raise ValueError(f"image array is empty (shape {array.shape})")
-    if array.dtype == np.uint8:
-        out = np.array(array, copy=True)
-    elif array.dtype in (np.float32, np.float64):
-        if not np.isfinite(array).all():
-            raise ValueError("image array contains NaN or infinity")
-        if array.min() < 0 or array.max() > 1:
-            raise ValueError("float image arrays must hold values in [0, 1]")
-        out = np.rint(array * 255.0).astype(np.uint8)
-    else:
-        raise TypeError(f"image array must be uint8 or float32/float64 in [0, 1], got {array.dtype}")
-    if out.ndim == 3 and color_order == "BGR":
-        out = np.ascontiguousarray(out[:, :, ::-1])
-    return out
+    array = check_image_array(array, color_order)
+    if array.dtype != np.uint8:
+        array = np.rint(array * 255.0).astype(np.uint8)
+    return np.array(array, order="C")  # always a copy: the caller's array is never handed to C
 
 
 def saliency_to_array(saliency, rgb: np.ndarray) -> np.ndarray:

@@ -10,6 +10,35 @@ COLOR_ORDERS = ("RGB", "BGR")
 REDUCING_GAP = 2.0
 
 
+def check_color_order(color_order: str) -> None:
+    if color_order not in COLOR_ORDERS:
+        raise ValueError(f"color_order must be 'RGB' or 'BGR', got {color_order!r}")
+
+
+def check_image_array(image, color_order: str = "RGB") -> np.ndarray:
+    """Validate a numpy image and return it HxW (gray) or HxWx3 in RGB order, uint8 or float in [0, 1], with
+    its dtype kept (a view when possible). Shared by the saliency models and the codec."""
+    check_color_order(color_order)
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"image must be a PIL.Image or a numpy array, got {type(image).__name__}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
+        raise ValueError(f"image array must be HxW, HxWx1 or HxWx3, got shape {image.shape}"
+                         + (" (drop the alpha channel first)" if image.ndim == 3 and image.shape[2] == 4 else ""))
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"image is empty (shape {image.shape})")
+    if image.dtype in (np.float32, np.float64):
+        if not np.isfinite(image).all():
+            raise ValueError("image contains NaN or infinite values")
+        low, high = float(image.min()), float(image.max())
+        if low < 0.0 or high > 1.0:
+            raise ValueError(f"float images must lie in [0, 1], got values in [{low:.4g}, {high:.4g}]")
+    elif image.dtype != np.uint8:
+        raise TypeError(f"image dtype must be uint8 or float32/float64 in [0, 1], got {image.dtype}")
+    return image[:, :, ::-1] if color_order == "BGR" and image.ndim == 3 else image
+
+
 def to_rgb_array(image, color_order: str = "RGB") -> np.ndarray:
     """Return the image as an RGB array, HxWx3, uint8 or float32 in [0, 1] (a view when possible).
 
@@ -19,33 +48,13 @@ def to_rgb_array(image, color_order: str = "RGB") -> np.ndarray:
     * numpy: uint8 (0..255) or float32/float64 in [0, 1]; shape HxW (gray), HxWx1 or HxWx3 with channels in
       ``color_order`` ("RGB" or "BGR", OpenCV's order).
     """
-    if color_order not in COLOR_ORDERS:
-        raise ValueError(f"color_order must be 'RGB' or 'BGR', got {color_order!r}")
+    check_color_order(color_order)
     if isinstance(image, Image.Image):
         return _pil_to_rgb(image)
-    if not isinstance(image, np.ndarray):
-        raise TypeError(f"image must be a PIL.Image or a numpy array, got {type(image).__name__}")
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
+    image = check_image_array(image, color_order)
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)
-    elif image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image array must be HxW, HxWx1 or HxWx3, got shape {image.shape}"
-                         + (" (drop the alpha channel first)" if image.ndim == 3 and image.shape[2] == 4 else ""))
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"image is empty (shape {image.shape})")
-    if image.dtype == np.uint8:
-        pass
-    elif image.dtype in (np.float32, np.float64):
-        if not np.isfinite(image).all():
-            raise ValueError("image contains NaN or infinite values")
-        low, high = float(image.min()), float(image.max())
-        if low < 0.0 or high > 1.0:
-            raise ValueError(f"float images must lie in [0, 1], got values in [{low:.4g}, {high:.4g}]")
-        image = image.astype(np.float32, copy=False)
-    else:
-        raise TypeError(f"image dtype must be uint8 or float32/float64 in [0, 1], got {image.dtype}")
-    return image[:, :, ::-1] if color_order == "BGR" else image
+    return image if image.dtype == np.uint8 else image.astype(np.float32, copy=False)
 
 
 def _pil_to_rgb(image: Image.Image) -> np.ndarray:
