@@ -166,11 +166,8 @@ def test_native_kernel_against_numpy(conj_a, conj_b):
     np.testing.assert_allclose(out[..., 0] + 1j * out[..., 1], want, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("rate", [0.0, 0.5, 0.75])
-def test_native_and_torch_paths_agree(rate):
-    torch.manual_seed(5)
-    conv = nn.Conv2d(6, 9, 3, stride=2, padding=1)
-    x = torch.randn(3, 6, 13, 10, requires_grad=True)
+def assert_backends_agree(conv, x, rate):
+    """Output and all gradients of the native and torch backends agree; returns them per backend."""
     results = {}
     for backend in BACKENDS:
         layer = BandLimitedConv2d.from_conv2d(conv, compress_rate=rate, backend=backend)
@@ -178,6 +175,15 @@ def test_native_and_torch_paths_agree(rate):
         results[backend] = (y, *torch.autograd.grad(y, [x, layer.weight, layer.bias], torch.ones_like(y)))
     for got, want in zip(results["native"], results["torch"]):
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    return results
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.5, 0.75])
+def test_native_and_torch_paths_agree(rate):
+    torch.manual_seed(5)
+    conv = nn.Conv2d(6, 9, 3, stride=2, padding=1)
+    x = torch.randn(3, 6, 13, 10, requires_grad=True)
+    assert_backends_agree(conv, x, rate)
 
 
 def test_band_limited_training_step_reduces_loss():
@@ -263,12 +269,6 @@ def test_cuda_kernel_matches_torch_path(rate):
     torch.manual_seed(8)
     conv = nn.Conv2d(5, 7, 3, stride=2, padding=1).cuda()
     x = torch.randn(3, 5, 15, 12, device="cuda", requires_grad=True)
-    results = {}
-    for backend in BACKENDS:
-        layer = BandLimitedConv2d.from_conv2d(conv, compress_rate=rate, backend=backend)
-        y = layer(x)
-        results[backend] = (y, *torch.autograd.grad(y, [x, layer.weight, layer.bias], torch.ones_like(y)))
-    for got, want in zip(results["native"], results["torch"]):
-        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    results = assert_backends_agree(conv, x, rate)
     if rate == 0.0:
         torch.testing.assert_close(results["native"][0], conv(x), atol=1e-4, rtol=1e-4)
