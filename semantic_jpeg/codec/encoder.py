@@ -230,11 +230,12 @@ class _DctCoder:
         hmax, vmax = max(c.samp_h for c in comps), max(c.samp_v for c in comps)
         self.cell_size = (8 * vmax, 8 * hmax) if len(comps) > 1 else (8, 8)
         self.cell_levels = _cell_levels(sal, self.cell_size, n_levels)
-        self.huffman = []
-        for c in comps:
-            dc = jpeg_stream.huffman_code_table(*self.header.huffman[(0, c.dc_table)])
-            ac = jpeg_stream.huffman_code_table(*self.header.huffman[(1, c.ac_table)])
-            self.huffman.append(dc + ac)
+        # per component (dc codes, dc sizes, ac codes, ac sizes); constant across rate-control trials
+        self._huffman = [jpeg_stream.huffman_code_table(*self.header.huffman[(0, c.dc_table)])
+                         + jpeg_stream.huffman_code_table(*self.header.huffman[(1, c.ac_table)]) for c in comps]
+        self._huffman_args = [ffi.new(f"const {ctype} *[]", [as_pointer(t[i], t[i].dtype) for t in self._huffman])
+                              for i, ctype in enumerate(("uint32_t", "uint8_t", "uint32_t", "uint8_t"))]
+        self._sampling_args = (ffi.new("int[]", [c.samp_h for c in comps]), ffi.new("int[]", [c.samp_v for c in comps]))
         self.capacity = 2 * sum(r.size for r in self.raw) + 4096  # worst case: 2 bytes per coefficient (stuffing)
         self._scan_buffer = np.empty(self.capacity, np.uint8)
 
@@ -272,20 +273,12 @@ class _DctCoder:
         return data
 
     def _entropy_code(self, coefs):
-        n = len(coefs)
-        keep = [ffi.from_buffer(c) for c in coefs]  # keep the buffers alive during the call
-        ptrs = ffi.new("const int16_t *[]", [ffi.cast("const int16_t *", k) for k in keep])
-        tables = [[ffi.from_buffer(t[i]) for t in self.huffman] for i in range(4)]
-        arrays = [ffi.new("const uint32_t *[]", [ffi.cast("const uint32_t *", t) for t in tables[0]]),
-                  ffi.new("const uint8_t *[]", [ffi.cast("const uint8_t *", t) for t in tables[1]]),
-                  ffi.new("const uint32_t *[]", [ffi.cast("const uint32_t *", t) for t in tables[2]]),
-                  ffi.new("const uint8_t *[]", [ffi.cast("const uint8_t *", t) for t in tables[3]])]
-        comps = self.header.components
         mv, mh = self.header.mcus()
         length = lib.semjpeg_encode_baseline_scan(
-            n, ptrs, ffi.new("int[]", [c.shape[0] for c in coefs]), ffi.new("int[]", [c.shape[1] for c in coefs]),
-            ffi.new("int[]", [c.samp_h for c in comps]), ffi.new("int[]", [c.samp_v for c in comps]),
-            *arrays, mv, mh, as_pointer(self._scan_buffer, np.uint8), self.capacity)
+            len(coefs), ffi.new("const int16_t *[]", [as_pointer(c, np.int16) for c in coefs]),
+            ffi.new("int[]", [c.shape[0] for c in coefs]), ffi.new("int[]", [c.shape[1] for c in coefs]),
+            *self._sampling_args, *self._huffman_args, mv, mh, as_pointer(self._scan_buffer, np.uint8),
+            self.capacity)
         if length < 0:
             raise RuntimeError(f"native entropy coder failed (code {length})")
         return self._scan_buffer[:length].tobytes()
@@ -302,8 +295,7 @@ def _decode_coefficients(header, data):
     coefs = [np.empty((bh, bw, 64), np.int16) for bh, bw in header.blocks()]
     tables = [[np.frombuffer(bytes(header.huffman[(cls, getattr(c, attr))][i]), np.uint8) for c in comps]
               for cls, attr in ((0, "dc_table"), (1, "ac_table")) for i in (0, 1)]
-    groups = [ffi.new("const uint8_t *[]", [ffi.cast("const uint8_t *", ffi.from_buffer(t)) for t in group])
-              for group in tables]
+    groups = [ffi.new("const uint8_t *[]", [as_pointer(t, np.uint8) for t in group]) for group in tables]
     mv, mh = header.mcus()
     scan = np.frombuffer(data, np.uint8, offset=header.scan_offset)
     rc = lib.semjpeg_decode_baseline_scan(
