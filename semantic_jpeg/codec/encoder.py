@@ -99,10 +99,10 @@ def encode(image, fp=None, *, saliency=None, levels=5, quality_range=(30, 70), q
         raise ValueError("give target_size or match_jpeg_quality, not both")
     if not (isinstance(size_tolerance, (int, float)) and 0 < size_tolerance < 1):
         raise ValueError(f"size_tolerance must be a fraction in (0, 1), got {size_tolerance!r}")
-    rgb = image_to_array(image, color_order)
     if target_size is not None:
         if isinstance(target_size, bool) or not isinstance(target_size, (int, np.integer)) or target_size <= 0:
             raise ValueError(f"target_size must be a positive number of bytes, got {target_size!r}")
+    rgb = image_to_array(image, color_order)
     if match_jpeg_quality is not None:
         buf = io.BytesIO()
         Image.fromarray(rgb).save(buf, "JPEG", quality=int(round(check_quality(match_jpeg_quality,
