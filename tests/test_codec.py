@@ -139,46 +139,90 @@ def test_cell_levels_match_numpy(astronaut):
     assert abs(sum(r.level_fractions) - 1) < 1e-9
 
 
+def oracle_forward_dct(img, samp, to_ycbcr):
+    """What a JPEG encoder computes before quantisation, in float64 numpy: edge padding to whole MCUs, JFIF
+    YCbCr, box downsampling, the orthonormal 8x8 DCT-II of each block (scipy)."""
+    from scipy.fft import dctn
+    h, w = img.shape[:2]
+    vmax, hmax = max(v for v, _ in samp), max(h_ for _, h_ in samp)
+    ph, pw = -(-h // (8 * vmax)) * 8 * vmax, -(-w // (8 * hmax)) * 8 * hmax
+    x = np.pad(img.astype(np.float64).reshape(h, w, -1), [(0, ph - h), (0, pw - w), (0, 0)], mode="edge")
+    if to_ycbcr:
+        m = np.array([[0.299, 0.587, 0.114], [-0.168735892, -0.331264108, 0.5], [0.5, -0.418687589, -0.081312411]])
+        x = x @ m.T + np.array([-128.0, 0.0, 0.0])
+    else:
+        x = x - 128.0
+    out = []
+    for c, (v, h_) in enumerate(samp):
+        fv, fh = vmax // v, hmax // h_
+        plane = x[:, :, c].reshape(ph // fv, fv, pw // fh, fh).mean(axis=(1, 3))
+        bh, bw = -(-(-(-h * v // vmax)) // 8), -(-(-(-w * h_ // hmax)) // 8)
+        blocks = plane[:bh * 8, :bw * 8].reshape(bh, 8, bw, 8).transpose(0, 2, 1, 3)
+        out.append(dctn(blocks, type=2, norm="ortho", axes=(2, 3)).reshape(bh, bw, 64))
+    return out
+
+
+SAMPLING = {0: [(1, 1)] * 3, 1: [(1, 2), (1, 1), (1, 1)], 2: [(2, 2), (1, 1), (1, 1)]}  # (v, h) per component
+
+
+@pytest.mark.parametrize("shape", [(136, 200), (77, 123), (1, 1), (9, 17)])
+@pytest.mark.parametrize("kind", ["4:2:0", "4:2:2", "4:4:4", "gray", "keep_rgb"])
+def test_native_forward_dct_equals_numpy(astronaut, shape, kind):
+    from semantic_jpeg.codec import encoder
+    img = np.ascontiguousarray(astronaut[:shape[0], :shape[1], 1] if kind == "gray" else astronaut[:shape[0], :shape[1]])
+    options = {"keep_rgb": True, "subsampling": 0} if kind == "keep_rgb" else {} if kind == "gray" else {"subsampling": kind}
+    coder = encoder._DctCoder(img, np.zeros(shape, np.float32), 5, encoder._check_options(options, "dct"))
+    if kind == "gray":
+        samp = [(1, 1)]  # one component: its blocks in raster order, whatever its sampling factors
+    else:
+        samp = SAMPLING[coder.options["subsampling"]]
+        assert [(c.samp_v, c.samp_h) for c in coder.header.components] == samp
+    expect = oracle_forward_dct(img, samp, to_ycbcr=kind not in ("gray", "keep_rgb"))
+    for ours, ref in zip(coder.raw, expect, strict=True):
+        assert ours.dtype == np.float32 and ours.shape == ref.shape
+        np.testing.assert_allclose(ours, ref, atol=2e-3)
+
+
+@pytest.mark.parametrize("deadzone", [0.5, 0.8])
 @pytest.mark.parametrize("gray", [False, True])
-def test_dct_mode_coefficients_equal_numpy_requantisation(astronaut, tmp_path, gray):
+def test_dct_mode_coefficients_equal_numpy_requantisation(astronaut, tmp_path, gray, deadzone):
+    from semantic_jpeg.codec import encoder
     rgb = astronaut[:136, :200]
     if gray:
         rgb = np.ascontiguousarray(rgb[:, :, 1])
     rng = np.random.default_rng(1)
     sal = rng.random(rgb.shape[:2]).astype(np.float32)
     r = encode(rgb, saliency=sal, quality=80, return_result=True)
-    # the oracle: unit-table coefficients from Pillow, requantised per block in numpy
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, "JPEG", qtables=[[1] * 64] * (1 if gray else 2), subsampling=2)
-    raw = read_coefficients(buf.getvalue(), tmp_path)
-    got = read_coefficients(r.data, tmp_path)
+    coder = encoder._DctCoder(rgb, sal, 5, encoder._check_options({}, "dct"))
+    data = coder.encode(level_qualities(5, (30, 70)), 80, deadzone=deadzone)
+    assert deadzone != 0.5 or data == r.data
+    # the oracle: each block's DCT (the native front end, checked above) requantised per block in float32 numpy
+    raw = coder.raw
+    got = read_coefficients(data, tmp_path)
     qs, frame = level_qualities(5, (30, 70)), quant_tables(80)
     samp = [(1, 1)] if gray else [(2, 2), (1, 1), (1, 1)]
-    for ci, (raw_c, got_c) in enumerate(zip(raw, got)):
+    for ci, (raw_c, got_c) in enumerate(zip(raw, got, strict=True)):
         t = min(ci, 1)
-        qf = frame[t].astype(np.float64)
-        expect = np.empty_like(raw_c)
+        inverse = np.float32(1) / frame[t].astype(np.float32)
+        expect = np.empty(raw_c.shape, np.int64)
         for by in range(raw_c.shape[0]):
             for bx in range(raw_c.shape[1]):
                 cy = min(by // samp[ci][0], r.cell_levels.shape[0] - 1)
                 cx = min(bx // samp[ci][1], r.cell_levels.shape[1] - 1)
-                qn = quant_tables(qs[r.cell_levels[cy, cx]])[t].astype(np.float64)
-                c = raw_c[by, bx].astype(np.float64)
-                expect[by, bx] = np.where(2 * np.abs(c) < qn, 0, np.rint(c / qf))
+                half = np.float32(deadzone) * quant_tables(qs[r.cell_levels[cy, cx]])[t].astype(np.float32)
+                c = raw_c[by, bx]
+                x = c * inverse
+                expect[by, bx] = np.where(np.abs(c) < half, 0, np.trunc(x + np.copysign(np.float32(0.5), x)))
         np.testing.assert_array_equal(got_c, expect)
 
 
-@pytest.mark.parametrize("subsampling", [0, 1, 2])
-@pytest.mark.parametrize("shape", [(512, 512, 3), (77, 123, 3), (45, 61)])
-def test_native_decoder_equals_jpeglib(astronaut, tmp_path, subsampling, shape):
-    from semantic_jpeg.codec import encoder, jpeg_stream
-    img = astronaut[:shape[0], :shape[1]] if len(shape) == 3 else np.ascontiguousarray(astronaut[:shape[0], :shape[1], 0])
-    data = _plain(img, 75, subsampling=subsampling)
-    ours = encoder._decode_coefficients(jpeg_stream.parse_baseline(data), data)
-    for a, b in zip(ours, read_coefficients(data, tmp_path), strict=True):
-        np.testing.assert_array_equal(a, b)
-    with pytest.raises(jpeg_stream.JpegStreamError, match="truncated"):
-        encoder._decode_coefficients(jpeg_stream.parse_baseline(data), data[:len(data) // 2])
+def test_smooth_option_smooths(astronaut, box_map):
+    sharp = decode_pil(encode(astronaut, saliency=box_map, quality=90))
+    smooth = decode_pil(encode(astronaut, saliency=box_map, quality=90, smooth=100))
+    detail = lambda im: np.abs(np.diff(im, axis=1)).mean()  # noqa: E731
+    assert detail(smooth) < 0.9 * detail(sharp)
+    with pytest.raises(ValueError, match="smooth"):
+        encode(astronaut, saliency=box_map, smooth=101)
 
 
 def test_stream_parser_refuses_what_it_cannot_rewrite(astronaut):
@@ -200,6 +244,15 @@ def test_match_jpeg_quality_within_one_percent(astronaut, box_map, mode):
         target = len(_plain(astronaut, q, subsampling=2))
         assert r.target_size == target
         assert abs(r.size - target) <= 0.01 * target, (q, r.size, target)
+
+
+def test_rate_control_between_table_steps_uses_the_dead_zone(astronaut, box_map):
+    # at high quality the integer tables make the size jump by more than 1% between neighbouring offsets
+    r = encode(astronaut, saliency=box_map, match_jpeg_quality=80, return_result=True)
+    assert abs(r.size / r.target_size - 1) <= 0.01
+    assert 0.5 < r.deadzone <= 1.0
+    plain = encode(astronaut, saliency=box_map, match_jpeg_quality=50, return_result=True)
+    assert plain.deadzone == 0.5  # untouched when the offset alone meets the target
 
 
 def test_target_size_and_progressive_optimize(astronaut, box_map):

@@ -2,16 +2,19 @@
 
 Two modes give each cell (8x8 block, or MCU when chroma is subsampled) the quality of its saliency level:
 
-- ``"dct"`` (default): one Pillow encode with unit quantisation tables gives the rounded DCT of every block
-  (entropy-decoded natively); each block keeps the coefficients its level's quantiser would keep, at the
-  precision of the frame tables (quality Q_f), and the native module entropy-codes the scan. The file
-  carries exactly these coefficients: no decode/re-encode generation loss, and rate control re-runs only
-  the native stage.
+- ``"dct"`` (default): the native module computes the DCT of every block once (colour conversion,
+  downsampling and transform as a JPEG encoder does them); each block keeps the coefficients its level's
+  quantiser would keep, at the precision of the frame tables (quality Q_f), and the native module
+  entropy-codes the scan under the header Pillow writes for the same options. The file carries exactly
+  these coefficients: no decode/re-encode generation loss, and rate control re-runs only requantisation
+  and entropy coding.
 - ``"mosaic"``: Algorithm 1 as printed: the image is JPEG-encoded and decoded at each level's quality, each
   cell takes its pixels from its level's decoded image, and the mosaic is encoded at Q_f.
 
 Rate control moves every quality (levels and Q_f) by one shared offset and bisects it until the file is
-within ``size_tolerance`` of the target.
+within ``size_tolerance`` of the target. Integer quantisation tables make the size a step function of the
+offset; when the target lies inside one step, "dct" mode raises the dead zone of the level quantisers (see
+``semjpeg_requantize``) at the offset above the step, which removes coefficients one at a time.
 """
 import io
 import os
@@ -29,6 +32,7 @@ from .inputs import image_to_array, saliency_to_array
 from .quality import check_quality, level_qualities, quant_tables
 
 MODES = ("dct", "mosaic")
+DEADZONE = 0.5  # a level keeps |c| >= DEADZONE * q_n: exactly what its quantiser keeps
 DEFAULT_MODE = "dct"
 SUBSAMPLING = {-1: 2, 0: 0, 1: 1, 2: 2, "4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
 CELL_SIZE = {0: (8, 8), 1: (8, 16), 2: (16, 16)}  # (height, width) of one level cell for RGB
@@ -58,6 +62,7 @@ class EncodeResult:
     saliency: np.ndarray = field(repr=False)     # the HxW map used, float32 in [0, 1]
     target_size: int = None
     iterations: int = 1
+    deadzone: float = DEADZONE     # "dct" mode: raised above 0.5 only by rate control, between two table steps
 
     @property
     def size(self) -> int:
@@ -122,7 +127,8 @@ def encode(image, fp=None, *, saliency=None, levels=5, quality_range=(30, 70), q
         level_qualities=[float(q) for q in _shifted(qualities, shift)],
         level_fractions=list(np.bincount(coder.cell_levels.ravel(), minlength=len(qualities)) / coder.cell_levels.size),
         cell_size=coder.cell_size, cell_levels=coder.cell_levels, saliency=sal,
-        target_size=None if target_size is None else int(target_size), iterations=iterations)
+        target_size=None if target_size is None else int(target_size), iterations=iterations,
+        deadzone=data.deadzone)
     _write(result.data, fp)
     if return_result:
         return result
@@ -130,8 +136,9 @@ def encode(image, fp=None, *, saliency=None, levels=5, quality_range=(30, 70), q
 
 
 class _Encoded(bytes):
-    """JPEG bytes that remember the quality offset they were made with."""
+    """JPEG bytes that remember the quality offset and dead zone they were made with."""
     shift = 0.0
+    deadzone = DEADZONE
 
 
 def _shifted(q, shift):
@@ -223,9 +230,11 @@ class _DctCoder:
         self.optimize = bool(options.get("optimize"))
         self.progressive = bool(options.get("progressive") or options.get("progression"))
         header_options = {k: v for k, v in options.items() if k not in ("progressive", "progression", "optimize")}
-        unit = _pillow_bytes(rgb, np.ones((2, 64), np.uint16), header_options)
-        self.header = jpeg_stream.parse_baseline(unit)
-        self.raw = _decode_coefficients(self.header, unit)
+        tiny = _pillow_bytes(np.ascontiguousarray(rgb[:1, :1]), np.ones((2, 64), np.uint16), header_options)
+        self.header = jpeg_stream.parse_baseline(tiny).with_size(*rgb.shape[:2])
+        if options.get("smooth"):
+            rgb = _smoothed(rgb, options["smooth"])
+        self.raw = forward_dct(rgb, self.header, to_ycbcr=rgb.ndim == 3 and not options.get("keep_rgb"))
         comps = self.header.components
         hmax, vmax = max(c.samp_h for c in comps), max(c.samp_v for c in comps)
         self.cell_size = (8 * vmax, 8 * hmax) if len(comps) > 1 else (8, 8)
@@ -239,7 +248,7 @@ class _DctCoder:
         self.capacity = 2 * sum(r.size for r in self.raw) + 4096  # worst case: 2 bytes per coefficient (stuffing)
         self._scan_buffer = np.empty(self.capacity, np.uint8)
 
-    def coefficients(self, qualities, final_quality):
+    def coefficients(self, qualities, final_quality, deadzone=DEADZONE):
         """Per component, the coefficients written in the file (units of the frame tables)."""
         level_tables = np.stack([quant_tables(q) for q in qualities])  # levels x 2 x 64
         frame = quant_tables(final_quality)
@@ -249,19 +258,19 @@ class _DctCoder:
             table = min(comp.quant_table, 1)
             lv = np.ascontiguousarray(level_tables[:, table, :])
             ft = np.ascontiguousarray(frame[table])
-            coefs = np.empty_like(raw)
             per_cell = (comp.samp_v, comp.samp_h) if len(self.raw) > 1 else (1, 1)
-            rc = lib.semjpeg_requantize(as_pointer(raw, np.int16), raw.shape[0], raw.shape[1],
+            coefs = np.empty(raw.shape, np.int16)
+            rc = lib.semjpeg_requantize(as_pointer(raw, np.float32), raw.shape[0], raw.shape[1],
                                         as_pointer(self.cell_levels, np.uint8), ch, cw, per_cell[0], per_cell[1],
                                         len(qualities), as_pointer(lv, np.uint16), as_pointer(ft, np.uint16),
-                                        as_pointer(coefs, np.int16))
+                                        deadzone, as_pointer(coefs, np.int16))
             if rc != 0:
                 raise RuntimeError("native requantisation failed")
             out.append(coefs)
         return out, frame
 
-    def encode(self, qualities, final_quality, shift=0.0):
-        coefs, frame = self.coefficients(_shifted(qualities, shift), _shifted(final_quality, shift))
+    def encode(self, qualities, final_quality, shift=0.0, deadzone=DEADZONE):
+        coefs, frame = self.coefficients(_shifted(qualities, shift), _shifted(final_quality, shift), deadzone)
         scan = self._entropy_code(coefs)
         data = jpeg_stream.assemble(self.header, frame[:1] if len(coefs) == 1 else frame, scan)
         if self.progressive:
@@ -269,7 +278,7 @@ class _DctCoder:
         elif self.optimize:
             data = _optimize_huffman(data)
         data = _Encoded(data)
-        data.shift = shift
+        data.shift, data.deadzone = shift, deadzone
         return data
 
     def _entropy_code(self, coefs):
@@ -288,25 +297,36 @@ def _temp_dir():
     return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 
-def _decode_coefficients(header, data):
-    """Quantised DCT coefficients of each component, int16 (blocks_h, blocks_w, 64) in natural order,
-    entropy-decoded by the native module (tests check it against jpeglib's reader)."""
+def forward_dct(rgb, header, to_ycbcr=True):
+    """The DCT of every block of each component, float32 (blocks_h, blocks_w, 64) in natural order, as the
+    frame ``header`` lays them out (native: edge padding, JFIF YCbCr, box downsampling, 8x8 DCT-II)."""
     comps = header.components
-    coefs = [np.empty((bh, bw, 64), np.int16) for bh, bw in header.blocks()]
-    tables = [[np.frombuffer(bytes(header.huffman[(cls, getattr(c, attr))][i]), np.uint8) for c in comps]
-              for cls, attr in ((0, "dc_table"), (1, "ac_table")) for i in (0, 1)]
-    groups = [ffi.new("const uint8_t *[]", [as_pointer(t, np.uint8) for t in group]) for group in tables]
-    mv, mh = header.mcus()
-    scan = np.frombuffer(data, np.uint8, offset=header.scan_offset)
-    rc = lib.semjpeg_decode_baseline_scan(
-        as_pointer(scan, np.uint8), scan.size, len(comps),
-        ffi.new("int16_t *[]", [as_pointer(c, np.int16) for c in coefs]),
-        ffi.new("int[]", [c.shape[0] for c in coefs]), ffi.new("int[]", [c.shape[1] for c in coefs]),
+    channels = 1 if rgb.ndim == 2 else rgb.shape[2]
+    if channels != len(comps) or rgb.shape[:2] != (header.height, header.width):
+        raise ValueError(f"image {rgb.shape} does not match the frame header")
+    coefs = [np.empty((bh, bw, 64), np.float32) for bh, bw in header.blocks()]
+    rc = lib.semjpeg_forward_dct(
+        as_pointer(np.ascontiguousarray(rgb), np.uint8), rgb.shape[0], rgb.shape[1], channels, int(to_ycbcr),
         ffi.new("int[]", [c.samp_h for c in comps]), ffi.new("int[]", [c.samp_v for c in comps]),
-        *groups, mv, mh)
+        ffi.new("int[]", [c.shape[0] for c in coefs]), ffi.new("int[]", [c.shape[1] for c in coefs]),
+        ffi.new("float *[]", [as_pointer(c, np.float32) for c in coefs]))
     if rc != 0:
-        raise jpeg_stream.JpegStreamError("truncated JPEG scan" if rc == -1 else "corrupt JPEG scan")
+        raise MemoryError("native forward DCT ran out of memory") if rc == -2 else RuntimeError(
+            "native forward DCT refused its arguments")
     return coefs
+
+
+def _smoothed(rgb, factor):
+    """libjpeg's input smoothing (jcsample.c): each pixel becomes (1 - 8 SF) itself + SF each of its 8
+    neighbours, SF = factor / 1024, edges repeated; applied to every channel before the transform."""
+    if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or not 0 <= factor <= 100:
+        raise ValueError(f"smooth must be an integer in [0, 100], got {factor!r}")
+    sf = factor / 1024.0
+    padded = np.pad(rgb.astype(np.float32), [(1, 1), (1, 1)] + [(0, 0)] * (rgb.ndim - 2), mode="edge")
+    h, w = rgb.shape[:2]
+    neighbours = sum(padded[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)) - padded[1:-1, 1:-1]
+    out = (1 - 8 * sf) * padded[1:-1, 1:-1] + sf * neighbours
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def _optimize_huffman(data):
@@ -337,16 +357,18 @@ def _reencode_progressive(data, frame, options):
 def _match_size(coder, qualities, final_quality, target, tolerance):
     """Find the shared quality offset whose file is within ``tolerance`` of ``target``: step outwards from 0
     until the target is bracketed, then Illinois regula falsi on log(size) (bisection's guarantee, usually
-    2-4 encodes instead of 6-10)."""
+    2-4 encodes instead of 6-10). If the target falls inside a step of the size (integer tables), the "dct"
+    coder's dead zone is searched the same way at the offset above the step."""
     lo = 1.0 - max(np.max(qualities), final_quality)   # every quality clipped to 1
     hi = 100.0 - min(np.min(qualities), final_quality)  # every quality clipped to 100
     best, iterations = None, 0
 
-    def error(shift):
-        """log(size / target) of the file made with ``shift``; keeps the closest file seen."""
+    def error(shift, deadzone=DEADZONE):
+        """log(size / target) of the file made with ``shift`` (and ``deadzone``); keeps the closest file."""
         nonlocal best, iterations
         iterations += 1
-        data = coder.encode(qualities, final_quality, shift)
+        data = (coder.encode(qualities, final_quality, shift) if deadzone == DEADZONE
+                else coder.encode(qualities, final_quality, shift, deadzone))
         if best is None or abs(len(data) - target) < abs(len(best) - target):
             best = data
         return np.log(len(data) / target)
@@ -363,21 +385,35 @@ def _match_size(coder, qualities, final_quality, target, tolerance):
         fb = error(b)
         step *= 2
     if np.sign(fb) != np.sign(fa):
-        for _ in range(40):
-            if met() or abs(b - a) < 1e-3:
-                break
-            x = b - fb * (b - a) / (fb - fa)
-            fx = error(x)
-            if np.sign(fx) != np.sign(fb):
-                a, fa = b, fb
-            else:
-                fa /= 2  # Illinois: keep the stale end from slowing convergence
-            b, fb = x, fx
+        a, fa, b, fb = _illinois(error, a, fa, b, fb, met, 1e-3)
+        if not met() and isinstance(coder, _DctCoder):  # inside one step of the integer tables
+            above = a if fa > 0 else b
+            wide = error(above, 1.0)
+            if wide < 0:
+                # (the error at `above` is recomputed: Illinois may have halved the kept value)
+                _illinois(lambda d: error(above, d), DEADZONE, error(above, DEADZONE), 1.0, wide, met, 1e-4)
     if not met():
         warnings.warn(f"size target {target} B not met within {tolerance:.1%}: closest is {len(best)} B "
-                      f"({len(best) / target - 1:+.2%}) at quality offset {best.shift:+.2f}", RateControlWarning,
+                      f"({len(best) / target - 1:+.2%}) at quality offset {best.shift:+.2f}, dead zone "
+                      f"{best.deadzone:.3f}", RateControlWarning,
                       stacklevel=3)
     return best, iterations
+
+
+def _illinois(f, a, fa, b, fb, done, xtol):
+    """Illinois regula falsi for f(x) = 0 on a bracket [a, b] (f(a), f(b) of opposite signs); returns the
+    last bracket. Stops when ``done()`` or the bracket is narrower than ``xtol``."""
+    for _ in range(40):
+        if done() or abs(b - a) < xtol:
+            break
+        x = b - fb * (b - a) / (fb - fa)
+        fx = f(x)
+        if np.sign(fx) != np.sign(fb):
+            a, fa = b, fb
+        else:
+            fa /= 2  # Illinois: keep the stale end from slowing convergence
+        b, fb = x, fx
+    return a, fa, b, fb
 
 
 def _write(data, fp):

@@ -1,9 +1,10 @@
 """Reading and rewriting the segments of a baseline JPEG stream (ITU T.81 Annex B).
 
-The DCT-domain encoder keeps every header segment Pillow wrote (JFIF, EXIF, ICC, comment, frame, Huffman
-tables), swaps in its own quantisation tables and replaces the entropy-coded scan.
+The DCT-domain encoder takes every header segment Pillow writes for the options given (JFIF, EXIF, ICC,
+comment, frame, Huffman tables), sets the frame size, swaps in its own quantisation tables and writes the
+entropy-coded scan.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -46,6 +47,14 @@ class BaselineJpeg:
         vmax = max(c.samp_v for c in self.components)
         return [(-(-(-(-self.height * c.samp_v // vmax)) // 8), -(-(-(-self.width * c.samp_h // hmax)) // 8))
                 for c in self.components]
+
+    def with_size(self, height: int, width: int) -> "BaselineJpeg":
+        """The same header for an image of another size (the frame header's dimensions rewritten)."""
+        if not (1 <= height <= 65535 and 1 <= width <= 65535):
+            raise JpegStreamError(f"{width}x{height} does not fit a JPEG frame header")
+        segments = [(m, p[:1] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + p[5:]) if m == SOF_BASELINE
+                    else (m, p) for m, p in self.segments]
+        return replace(self, segments=segments, height=height, width=width)
 
     def mcus(self):
         """Number of MCU rows and columns of an interleaved scan."""

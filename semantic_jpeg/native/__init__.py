@@ -14,25 +14,26 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
     ) from exc
 
 _CTYPES = {
-    np.dtype(np.uint8): "uint8_t *",
-    np.dtype(np.int16): "int16_t *",
-    np.dtype(np.uint16): "uint16_t *",
-    np.dtype(np.int32): "int32_t *",
-    np.dtype(np.uint32): "uint32_t *",
-    np.dtype(np.int64): "int64_t *",
-    np.dtype(np.float32): "float *",
-    np.dtype(np.float64): "double *",
+    np.dtype(np.uint8): "uint8_t[]",
+    np.dtype(np.int16): "int16_t[]",
+    np.dtype(np.uint16): "uint16_t[]",
+    np.dtype(np.int32): "int32_t[]",
+    np.dtype(np.uint32): "uint32_t[]",
+    np.dtype(np.int64): "int64_t[]",
+    np.dtype(np.float32): "float[]",
+    np.dtype(np.float64): "double[]",
 }
 
 
 def as_pointer(array: np.ndarray, dtype) -> "ffi.CData":
-    """Pointer to ``array``'s buffer; it must be C-contiguous with exactly ``dtype``."""
+    """Typed view of ``array``'s buffer for a C pointer argument; it must be C-contiguous with exactly
+    ``dtype``. The view keeps the array alive, so a temporary array is safe to pass."""
     dtype = np.dtype(dtype)
     if array.dtype != dtype:
         raise TypeError(f"native kernel expects {dtype}, got {array.dtype}")
     if not array.flags.c_contiguous:
         raise ValueError("native kernel expects a C-contiguous array")
-    return ffi.cast(_CTYPES[dtype], ffi.from_buffer(array, require_writable=False))
+    return ffi.from_buffer(_CTYPES[dtype], array, require_writable=False)
 
 
 __all__ = ["ffi", "lib", "as_pointer"]

@@ -63,41 +63,209 @@ int semjpeg_mosaic_select(const uint8_t *stack, int n_images, int height, int wi
     return 0;
 }
 
-/* DCT-domain counterpart of Algorithm 1 for one component. raw holds the coefficients quantised with a
- * unit table (the rounded DCT). A block at level n keeps exactly the coefficients its level's quantiser
- * (step q_n) would keep, each at the frame's precision (step q_f):
- *     out = |raw| < q_n / 2 ? 0 : round(raw / q_f)
+/* ---- Forward transform: what a JPEG encoder does before quantisation (ITU T.81 A.3.3, JFIF colour) ----
+ *
+ * The image is padded to whole MCUs by repeating its last row and column (as libjpeg does), converted to
+ * level-shifted YCbCr (JFIF: Y = .299 R + .587 G + .114 B, ...) or kept as is, each component is
+ * box-downsampled by (hmax / samp_h, vmax / samp_v), and every block gets the orthonormal 8x8 DCT-II,
+ *     F(u,v) = C(u) C(v) / 4  sum_xy f(x,y) cos((2x+1) u pi / 16) cos((2y+1) v pi / 16),
+ * in float, without the integer rounding of libjpeg's pipeline. Works one MCU row at a time. */
+
+/* One 8-point DCT pass (Arai-Agui-Nakajima, as libjpeg's jfdctflt.c) on the 8 columns of an 8x8 block
+ * at once: d[k] is row k, so every statement works on 8 contiguous floats and vectorises. Outputs are
+ * scaled by 8 * aan(u) (undone in dct_block). */
+static void aan_columns(float d[8][8]) {
+    for (int j = 0; j < 8; j++) {
+        float t0 = d[0][j] + d[7][j], t7 = d[0][j] - d[7][j], t1 = d[1][j] + d[6][j], t6 = d[1][j] - d[6][j];
+        float t2 = d[2][j] + d[5][j], t5 = d[2][j] - d[5][j], t3 = d[3][j] + d[4][j], t4 = d[3][j] - d[4][j];
+        float t10 = t0 + t3, t13 = t0 - t3, t11 = t1 + t2, t12 = t1 - t2;
+        d[0][j] = t10 + t11;
+        d[4][j] = t10 - t11;
+        float z1 = (t12 + t13) * 0.707106781f;
+        d[2][j] = t13 + z1;
+        d[6][j] = t13 - z1;
+        t10 = t4 + t5;
+        t11 = t5 + t6;
+        t12 = t6 + t7;
+        float z5 = (t10 - t12) * 0.382683433f, z2 = 0.541196100f * t10 + z5, z4 = 1.306562965f * t12 + z5;
+        float z3 = t11 * 0.707106781f, z11 = t7 + z3, z13 = t7 - z3;
+        d[5][j] = z13 + z2;
+        d[3][j] = z13 - z2;
+        d[1][j] = z11 + z4;
+        d[7][j] = z11 - z4;
+    }
+}
+
+static void transpose8(float d[8][8]) {
+    for (int i = 0; i < 8; i++)
+        for (int j = i + 1; j < 8; j++) {
+            float t = d[i][j];
+            d[i][j] = d[j][i];
+            d[j][i] = t;
+        }
+}
+
+/* scale[u * 8 + v] = 1 / (8 aan(u) aan(v)), aan(0) = 1, aan(k) = sqrt(2) cos(k pi / 16): turns the AAN
+ * outputs into the orthonormal DCT. */
+static void aan_scale(float scale[64]) {
+    double aan[8];
+    for (int k = 0; k < 8; k++) aan[k] = k == 0 ? 1.0 : sqrt(2.0) * cos(k * 3.14159265358979323846 / 16.0);
+    for (int u = 0; u < 8; u++)
+        for (int v = 0; v < 8; v++) scale[u * 8 + v] = (float)(1.0 / (8.0 * aan[u] * aan[v]));
+}
+
+/* out (natural order, u = vertical frequency) = the orthonormal DCT of the 8x8 block at src (row stride
+ * `stride` floats). */
+static void dct_block(const float *restrict src, int stride, const float *restrict scale, float *restrict out) {
+    float d[8][8];
+    for (int r = 0; r < 8; r++) memcpy(d[r], src + (size_t)r * stride, sizeof d[r]);
+    aan_columns(d); /* d[u][x] */
+    transpose8(d);  /* d[x][u] */
+    aan_columns(d); /* d[v][u] */
+    for (int u = 0; u < 8; u++)
+        for (int v = 0; v < 8; v++) out[u * 8 + v] = d[v][u] * scale[u * 8 + v];
+}
+
+/* Colour conversion of component c as out = k[0] R + k[1] G + k[2] B + k[3] (JFIF YCbCr, level-shifted). */
+static const float YCBCR[3][4] = {{0.299f, 0.587f, 0.114f, -128.0f},
+                                  {-0.168735892f, -0.331264108f, 0.5f, 0.0f},
+                                  {0.5f, -0.418687589f, -0.081312411f, 0.0f}};
+
+/* out_rows x cw samples of one component, starting at full-resolution row y0: the mean of each fv x fh box
+ * of source pixels (rows and columns past the image repeat its last ones), converted by k. Conversion is
+ * linear, so converting the box mean equals downsampling the converted pixels. */
+static void component_rows(const uint8_t *restrict image, int height, int width, int channels, const float k[4],
+                           int fh, int fv, int y0, int out_rows, int cw, float *restrict out) {
+    float box = 1.0f / (float)(fh * fv);
+    float k0 = k[0] * box, k1 = k[1] * box, k2 = k[2] * box, off = k[3];
+    size_t stride = (size_t)width * channels;
+    int inside = width / fh < cw ? width / fh : cw; /* boxes that need no column clamping */
+    float lut[3][256]; /* k_i * value (+ offset in the last): table loads beat int-to-float conversions */
+    for (int v = 0; v < 256; v++) {
+        lut[0][v] = k0 * (float)v;
+        lut[1][v] = k1 * (float)v;
+        lut[2][v] = k2 * (float)v + off;
+    }
+    for (int r = 0; r < out_rows; r++) {
+        const uint8_t *rows[4] = {image, image, image, image};
+        for (int dy = 0; dy < fv; dy++) {
+            int y = y0 + r * fv + dy;
+            rows[dy] = image + (size_t)(y < height ? y : height - 1) * stride;
+        }
+        float *restrict dst = out + (size_t)r * cw;
+        const uint8_t *restrict a = rows[0], *restrict b = rows[fv > 1 ? 1 : 0];
+        int x = 0;
+        if (channels == 1 && fh == 1 && fv == 1) {
+            for (; x < inside; x++) dst[x] = k0 * a[x] + off;
+        } else if (channels == 3 && fh == 1 && fv == 1) {
+            for (; x < inside; x++) dst[x] = lut[0][a[3 * x]] + lut[1][a[3 * x + 1]] + lut[2][a[3 * x + 2]];
+        } else if (channels == 3 && fh == 2 && fv == 2) { /* 4:2:0 chroma */
+            for (; x < inside; x++) {
+                const uint8_t *p = a + 6 * x, *q = b + 6 * x;
+                dst[x] = k0 * (float)(p[0] + p[3] + q[0] + q[3]) + k1 * (float)(p[1] + p[4] + q[1] + q[4]) +
+                         k2 * (float)(p[2] + p[5] + q[2] + q[5]) + off;
+            }
+        }
+        for (; x < cw; x++) { /* other factors, and the right edge */
+            int sum[3] = {0, 0, 0};
+            for (int dy = 0; dy < fv; dy++)
+                for (int dx = 0; dx < fh; dx++) {
+                    int sx = x * fh + dx < width ? x * fh + dx : width - 1;
+                    for (int ch = 0; ch < channels; ch++) sum[ch] += rows[dy][(size_t)sx * channels + ch];
+                }
+            dst[x] = k0 * (float)sum[0] + k1 * (float)sum[1] + k2 * (float)sum[2] + off;
+        }
+    }
+}
+
+/* image: height x width x channels uint8 (channels 1 or 3, equal to the number of components). to_ycbcr:
+ * convert RGB to YCbCr (else code the channels as they are). samp_h/samp_v: sampling factors; every factor
+ * must divide the largest. coefs[c]: blocks_h[c] x blocks_w[c] x 64 floats, the component's blocks as
+ * libjpeg counts them (blocks past them, inside the last MCU, are the entropy coder's dummy blocks).
+ * Returns 0, or -1 on bad arguments, -2 when out of memory. */
+int semjpeg_forward_dct(const uint8_t *image, int height, int width, int channels, int to_ycbcr,
+                        const int *samp_h, const int *samp_v, const int *blocks_h, const int *blocks_w,
+                        float **coefs) {
+    if (height <= 0 || width <= 0 || (channels != 1 && channels != 3) || (to_ycbcr && channels != 3)) return -1;
+    int hmax = 1, vmax = 1;
+    for (int c = 0; c < channels; c++) {
+        if (samp_h[c] < 1 || samp_h[c] > 4 || samp_v[c] < 1 || samp_v[c] > 4) return -1;
+        if (samp_h[c] > hmax) hmax = samp_h[c];
+        if (samp_v[c] > vmax) vmax = samp_v[c];
+    }
+    int mcus_h = (width + 8 * hmax - 1) / (8 * hmax), mcus_v = (height + 8 * vmax - 1) / (8 * vmax);
+    for (int c = 0; c < channels; c++)
+        if (hmax % samp_h[c] || vmax % samp_v[c] || blocks_w[c] > mcus_h * samp_h[c] ||
+            blocks_h[c] > mcus_v * samp_v[c] || blocks_w[c] < 1 || blocks_h[c] < 1)
+            return -1;
+    int pw = mcus_h * 8 * hmax;
+    float *plane = malloc(sizeof(float) * (size_t)pw * 8 * vmax); /* one component of one MCU row */
+    if (!plane) return -2;
+    float scale[64];
+    aan_scale(scale);
+    for (int my = 0; my < mcus_v; my++) {
+        for (int c = 0; c < channels; c++) {
+            float k[4] = {0.0f, 0.0f, 0.0f, -128.0f};
+            if (to_ycbcr) memcpy(k, YCBCR[c], sizeof k);
+            else k[c] = 1.0f;
+            int fh = hmax / samp_h[c], fv = vmax / samp_v[c], cw = pw / fh;
+            component_rows(image, height, width, channels, k, fh, fv, my * 8 * vmax, 8 * samp_v[c], cw, plane);
+            for (int v = 0; v < samp_v[c]; v++) {
+                int by = my * samp_v[c] + v;
+                if (by >= blocks_h[c]) break;
+                for (int bx = 0; bx < blocks_w[c]; bx++)
+                    dct_block(plane + (size_t)v * 8 * cw + (size_t)bx * 8, cw, scale,
+                              coefs[c] + ((size_t)by * blocks_w[c] + bx) * 64);
+            }
+        }
+    }
+    free(plane);
+    return 0;
+}
+
+/* DCT-domain counterpart of Algorithm 1 for one component. raw holds the exact DCT of each block (from
+ * semjpeg_forward_dct). A block at level n keeps exactly the coefficients its level's quantiser (step q_n)
+ * would keep, each at the frame's precision (step q_f):
+ *     out = |raw| < deadzone * q_n ? 0 : round(raw * (1 / q_f))   (float32, halves rounded away from zero)
+ * deadzone 0.5 keeps exactly what round(raw / q_n) keeps; rate control raises it to reach a file size that
+ * lies between two steps of the integer quantisation tables.
  * Rounding survivors to multiples of q_n instead would add error without saving bits, because they are
  * written in units of q_f either way; the rate saving of a coarse level comes from its zeros.
  * level_tables: levels x 64 steps, frame_table: 64 steps, both natural order. Block (by, bx) belongs to
- * cell (by / blocks_per_cell_v, bx / blocks_per_cell_h); blocks past the cell grid take the last cell. */
-int semjpeg_requantize(const int16_t *raw, int blocks_h, int blocks_w, const uint8_t *cell_level, int cells_h,
+ * cell (by / blocks_per_cell_v, bx / blocks_per_cell_h); blocks past the cell grid take the last cell.
+ * Returns 0, -1 on bad arguments (a zero step, a level >= levels), -2 when out of memory. */
+int semjpeg_requantize(const float *raw, int blocks_h, int blocks_w, const uint8_t *cell_level, int cells_h,
                        int cells_w, int blocks_per_cell_v, int blocks_per_cell_h, int levels,
-                       const uint16_t *level_tables, const uint16_t *frame_table, int16_t *out) {
+                       const uint16_t *level_tables, const uint16_t *frame_table, float deadzone, int16_t *out) {
     if (blocks_h <= 0 || blocks_w <= 0 || cells_h <= 0 || cells_w <= 0 || levels <= 0 ||
-        blocks_per_cell_v <= 0 || blocks_per_cell_h <= 0)
+        blocks_per_cell_v <= 0 || blocks_per_cell_h <= 0 || !(deadzone >= 0.0f && deadzone <= 1.0f))
         return -1;
-    for (int i = 0; i < 64; i++)
-        if (frame_table[i] == 0) return -1;
-    for (int i = 0; i < levels * 64; i++)
-        if (level_tables[i] == 0) return -1;
-    for (int by = 0; by < blocks_h; by++) {
+    float inverse[64], *zero_below = malloc(sizeof(float) * 64 * (size_t)levels); /* 1 / q_f and deadzone * q_n */
+    if (!zero_below) return -2;
+    for (int i = 0; i < 64; i++) inverse[i] = frame_table[i] ? 1.0f / (float)frame_table[i] : 0.0f;
+    for (int i = 0; i < levels * 64; i++) zero_below[i] = deadzone * (float)level_tables[i];
+    int rc = 0;
+    for (int i = 0; i < 64; i++) rc |= frame_table[i] == 0;
+    for (int i = 0; i < levels * 64; i++) rc |= level_tables[i] == 0;
+    for (int by = 0; by < blocks_h && !rc; by++) {
         int cy = by / blocks_per_cell_v;
         if (cy >= cells_h) cy = cells_h - 1;
         for (int bx = 0; bx < blocks_w; bx++) {
             int cx = bx / blocks_per_cell_h;
             if (cx >= cells_w) cx = cells_w - 1;
             int level = cell_level[(size_t)cy * cells_w + cx];
-            if (level >= levels) return -1;
-            const uint16_t *qn = level_tables + 64 * level;
-            size_t off = ((size_t)by * blocks_w + bx) * 64;
-            for (int i = 0; i < 64; i++) {
-                int c = raw[off + i];
-                out[off + i] = 2 * abs(c) < qn[i] ? 0 : (int16_t)lrint((double)c / frame_table[i]);
+            if (level >= levels) { rc = 1; break; }
+            const float *restrict h = zero_below + 64 * level, *restrict c = raw + ((size_t)by * blocks_w + bx) * 64;
+            int16_t *restrict o = out + ((size_t)by * blocks_w + bx) * 64;
+            for (int i = 0; i < 64; i++) { /* branch-free so that it vectorises; rounds half away from zero */
+                float x = c[i] * inverse[i];
+                int keep = fabsf(c[i]) >= h[i];
+                o[i] = (int16_t)(keep * (int)(x + copysignf(0.5f, x)));
             }
         }
     }
-    return 0;
+    free(zero_below);
+    return rc ? -1 : 0;
 }
 
 /* ---- Baseline Huffman entropy coding (ITU T.81 Annex F.1.2), interleaved MCUs ---- */
@@ -210,156 +378,4 @@ int64_t semjpeg_encode_baseline_scan(int n_components, const int16_t **coefs, co
     if (w.error == 2) return -2;
     if (w.error == 3) return -3;
     return w.len;
-}
-
-/* ---- Baseline Huffman entropy decoding (ITU T.81 Annex F.2.2), the inverse of the coder above ---- */
-
-typedef struct {
-    const uint8_t *data;
-    int64_t pos, length;
-    uint32_t acc;
-    int nbits;
-    int hit_marker;
-    int64_t pad_bytes; /* zero bytes fed after the data ended or a marker was reached */
-} BitReader;
-
-static void fill_bits(BitReader *r) {
-    while (r->nbits <= 24) {
-        uint32_t byte = 0;
-        if (r->hit_marker || r->pos >= r->length) {
-            r->pad_bytes++;
-        } else {
-            byte = r->data[r->pos];
-            if (byte == 0xFF) {
-                uint8_t next = r->pos + 1 < r->length ? r->data[r->pos + 1] : 0xD9;
-                if (next == 0x00) r->pos += 2;
-                else { r->hit_marker = 1; byte = 0; r->pad_bytes++; }
-            } else {
-                r->pos++;
-            }
-        }
-        r->acc |= byte << (24 - r->nbits);
-        r->nbits += 8;
-    }
-}
-
-static uint32_t get_bits(BitReader *r, int n) {
-    if (n == 0) return 0;
-    fill_bits(r);
-    uint32_t v = r->acc >> (32 - n);
-    r->acc <<= n;
-    r->nbits -= n;
-    return v;
-}
-
-#define LOOKAHEAD 9
-
-typedef struct {
-    int32_t maxcode[18];
-    int32_t valptr[17];
-    int32_t mincode[17];
-    const uint8_t *values;
-    uint16_t look[1 << LOOKAHEAD]; /* (length << 8) | symbol for codes of <= LOOKAHEAD bits, else 0 */
-} HuffDecoder;
-
-static void make_decoder(HuffDecoder *d, const uint8_t *bits, const uint8_t *values) {
-    int code = 0, k = 0;
-    memset(d->look, 0, sizeof d->look);
-    for (int l = 1; l <= 16; l++) {
-        d->valptr[l] = k;
-        d->mincode[l] = code;
-        for (int i = 0; i < bits[l - 1]; i++, code++, k++) {
-            if (l <= LOOKAHEAD) {
-                int shift = LOOKAHEAD - l;
-                for (int s = 0; s < (1 << shift); s++)
-                    d->look[(code << shift) | s] = (uint16_t)((l << 8) | values[k]);
-            }
-        }
-        d->maxcode[l] = bits[l - 1] ? code - 1 : -1;
-        code <<= 1;
-    }
-    d->maxcode[17] = 0x7FFFFFFF;
-    d->values = values;
-}
-
-/* Next Huffman symbol: one table lookup for codes of up to LOOKAHEAD bits, else a search over lengths. */
-static int decode_symbol(BitReader *r, const HuffDecoder *d) {
-    fill_bits(r); /* at least 25 bits available */
-    uint16_t e = d->look[r->acc >> (32 - LOOKAHEAD)];
-    if (e) {
-        int l = e >> 8;
-        r->acc <<= l;
-        r->nbits -= l;
-        return e & 0xFF;
-    }
-    for (int l = LOOKAHEAD + 1; l <= 16; l++) {
-        int32_t code = (int32_t)(r->acc >> (32 - l));
-        if (code <= d->maxcode[l]) {
-            r->acc <<= l;
-            r->nbits -= l;
-            return d->values[d->valptr[l] + code - d->mincode[l]];
-        }
-    }
-    return -1; /* no such code: corrupt data */
-}
-
-static int extend(uint32_t v, int s) { return s == 0 ? 0 : (v < (1u << (s - 1)) ? (int)v - (1 << s) + 1 : (int)v); }
-
-static int decode_block(BitReader *r, int16_t *blk, int *last_dc, const HuffDecoder *dc, const HuffDecoder *ac) {
-    int s = decode_symbol(r, dc);
-    if (s < 0 || s > 11) return -2;
-    *last_dc += extend(get_bits(r, s), s);
-    memset(blk, 0, 64 * sizeof(int16_t));
-    blk[0] = (int16_t)*last_dc;
-    for (int k = 1; k < 64;) {
-        int rs = decode_symbol(r, ac);
-        if (rs < 0) return -2;
-        int run = rs >> 4, size = rs & 15;
-        if (size == 0) {
-            if (run != 15) break; /* EOB */
-            k += 16;
-            continue;
-        }
-        k += run;
-        if (k > 63) return -2;
-        blk[ZIGZAG[k]] = (int16_t)extend(get_bits(r, size), size);
-        k++;
-    }
-    return 0;
-}
-
-/* Decode one baseline scan into coefficient arrays (natural order, blocks_h x blocks_w x 64 per component).
- * Returns 0, -1 when the data ends (a marker is reached) before the last block, -2 for an invalid code. */
-int semjpeg_decode_baseline_scan(const uint8_t *data, int64_t length, int n_components, int16_t **coefs,
-                                 const int *blocks_h, const int *blocks_w, const int *samp_h, const int *samp_v,
-                                 const uint8_t **dc_bits, const uint8_t **dc_values, const uint8_t **ac_bits,
-                                 const uint8_t **ac_values, int mcus_v, int mcus_h) {
-    BitReader r = {data, 0, length, 0, 0, 0, 0};
-    HuffDecoder dc[4], ac[4];
-    int last_dc[4] = {0, 0, 0, 0};
-    int16_t dummy[64];
-    if (n_components < 1 || n_components > 4) return -4;
-    for (int c = 0; c < n_components; c++) {
-        make_decoder(&dc[c], dc_bits[c], dc_values[c]);
-        make_decoder(&ac[c], ac_bits[c], ac_values[c]);
-    }
-    if (n_components == 1) {
-        for (int b = 0; b < blocks_h[0] * blocks_w[0]; b++) {
-            if (decode_block(&r, coefs[0] + (size_t)b * 64, &last_dc[0], &dc[0], &ac[0])) return -2;
-        }
-    } else {
-        for (int my = 0; my < mcus_v; my++)
-            for (int mx = 0; mx < mcus_h; mx++)
-                for (int c = 0; c < n_components; c++)
-                    for (int v = 0; v < samp_v[c]; v++)
-                        for (int h = 0; h < samp_h[c]; h++) {
-                            int by = my * samp_v[c] + v, bx = mx * samp_h[c] + h;
-                            int16_t *blk = (by < blocks_h[c] && bx < blocks_w[c])
-                                               ? coefs[c] + ((size_t)by * blocks_w[c] + bx) * 64
-                                               : dummy;
-                            if (decode_block(&r, blk, &last_dc[c], &dc[c], &ac[c])) return -2;
-                        }
-    }
-    /* every bit consumed must have come from the data, not from the padding after its end */
-    return r.pad_bytes * 8 - r.nbits > 0 ? -1 : 0;
 }
