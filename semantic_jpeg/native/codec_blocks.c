@@ -278,7 +278,7 @@ static const uint8_t ZIGZAG[64] = {0,  1,  8,  16, 9,  2,  3,  10, 17, 24, 32, 2
 typedef struct {
     uint8_t *out;
     int64_t len, capacity;
-    uint64_t acc; /* bit accumulator */
+    uint64_t acc; /* bit accumulator: the low `nbits` bits are pending, older bits above are ignored */
     int nbits;
     int error;
 } BitWriter;
@@ -289,31 +289,46 @@ static void put_byte(BitWriter *w, uint8_t b) {
     if (b == 0xFF) w->out[w->len++] = 0x00; /* byte stuffing */
 }
 
-static void put_bits(BitWriter *w, uint32_t code, int size) {
-    if (size == 0) return;
-    w->acc = (w->acc << size) | (code & ((1u << size) - 1));
-    w->nbits += size;
-    while (w->nbits >= 8) {
-        w->nbits -= 8;
-        put_byte(w, (uint8_t)(w->acc >> w->nbits));
+/* Write the oldest 32 pending bits: four bytes at once unless one of them is 0xFF (then stuffed). */
+static void flush32(BitWriter *w) {
+    w->nbits -= 32;
+    uint32_t word = (uint32_t)(w->acc >> w->nbits), inv = ~word;
+    if (((inv - 0x01010101u) & ~inv & 0x80808080u) == 0 && w->len + 4 <= w->capacity) {
+        w->out[w->len] = (uint8_t)(word >> 24);
+        w->out[w->len + 1] = (uint8_t)(word >> 16);
+        w->out[w->len + 2] = (uint8_t)(word >> 8);
+        w->out[w->len + 3] = (uint8_t)word;
+        w->len += 4;
+        return;
     }
+    for (int shift = 24; shift >= 0; shift -= 8) put_byte(w, (uint8_t)(word >> shift));
 }
 
-static int bit_length(int v) {
-    int n = 0;
+/* Append `size` (<= 32) bits; `code` holds them in its low bits and nothing above. */
+static inline void put_bits(BitWriter *w, uint32_t code, int size) {
+    w->acc = (w->acc << size) | code;
+    w->nbits += size;
+    if (w->nbits >= 32) flush32(w);
+}
+
+static inline int bit_length(int v) {
     if (v < 0) v = -v;
+#if defined(__GNUC__) || defined(__clang__)
+    return v ? 32 - __builtin_clz((unsigned)v) : 0;
+#else
+    int n = 0;
     while (v) { n++; v >>= 1; }
     return n;
+#endif
 }
 
-/* Emit one symbol; a symbol the table lacks (size 0) is an error, never a silently wrong stream. */
-static void put_symbol(BitWriter *w, const uint32_t *code, const uint8_t *size, int symbol) {
+/* Emit a Huffman symbol followed by the n low bits of v (F.1.2.1: negative values as v-1 in n bits), in
+ * one write; a symbol the table lacks (size 0) is an error, never a silently wrong stream. */
+static inline void put_symbol_value(BitWriter *w, const uint32_t *code, const uint8_t *size, int symbol, int v,
+                                    int n) {
     if (size[symbol] == 0) { w->error = 2; return; }
-    put_bits(w, code[symbol], size[symbol]);
-}
-
-static void put_value(BitWriter *w, int v, int nbits) {
-    put_bits(w, (uint32_t)(v < 0 ? v - 1 : v), nbits); /* F.1.2.1: negative values as v-1 in nbits */
+    uint32_t bits = (uint32_t)(v < 0 ? v - 1 : v) & ((1u << n) - 1);
+    put_bits(w, (code[symbol] << n) | bits, size[symbol] + n);
 }
 
 static void encode_block(BitWriter *w, const int16_t *blk, int *last_dc, const uint32_t *dcc, const uint8_t *dcs,
@@ -322,20 +337,20 @@ static void encode_block(BitWriter *w, const int16_t *blk, int *last_dc, const u
     *last_dc = blk[0];
     int n = bit_length(diff);
     if (n > 11) { w->error = 3; return; }
-    put_symbol(w, dcc, dcs, n);
-    put_value(w, diff, n);
+    put_symbol_value(w, dcc, dcs, n, diff, n);
+    int last = 63; /* last nonzero AC coefficient in zigzag order (0: none) */
+    while (last > 0 && blk[ZIGZAG[last]] == 0) last--;
     int run = 0;
-    for (int k = 1; k < 64; k++) {
+    for (int k = 1; k <= last; k++) {
         int v = blk[ZIGZAG[k]];
         if (v == 0) { run++; continue; }
-        while (run > 15) { put_symbol(w, acc, acs, 0xF0); run -= 16; }
+        while (run > 15) { put_symbol_value(w, acc, acs, 0xF0, 0, 0); run -= 16; }
         n = bit_length(v);
         if (n > 10) { w->error = 3; return; }
-        put_symbol(w, acc, acs, (run << 4) | n);
-        put_value(w, v, n);
+        put_symbol_value(w, acc, acs, (run << 4) | n, v, n);
         run = 0;
     }
-    if (run > 0) put_symbol(w, acc, acs, 0x00); /* EOB */
+    if (last < 63) put_symbol_value(w, acc, acs, 0x00, 0, 0); /* EOB */
 }
 
 /* Entropy-code one baseline scan. Single component: blocks in raster order. Several components: MCUs of
@@ -373,7 +388,12 @@ int64_t semjpeg_encode_baseline_scan(int n_components, const int16_t **coefs, co
                             encode_block(&w, blk, &last_dc[c], dc_code[c], dc_size[c], ac_code[c], ac_size[c]);
                         }
     }
-    if (w.nbits > 0) put_bits(&w, 0x7F, 8 - w.nbits); /* pad the last byte with 1-bits */
+    int pad = (8 - w.nbits % 8) % 8;
+    put_bits(&w, (1u << pad) - 1, pad); /* pad the last byte with 1-bits */
+    while (w.nbits >= 8) {
+        w.nbits -= 8;
+        put_byte(&w, (uint8_t)(w.acc >> w.nbits));
+    }
     if (w.error == 1) return -1;
     if (w.error == 2) return -2;
     if (w.error == 3) return -3;
