@@ -193,9 +193,11 @@ def test_dct_mode_coefficients_equal_numpy_requantisation(astronaut, tmp_path, g
     rng = np.random.default_rng(1)
     sal = rng.random(rgb.shape[:2]).astype(np.float32)
     r = encode(rgb, saliency=sal, quality=80, return_result=True)
-    coder = encoder._DctCoder(rgb, sal, 5, encoder._check_options({}, "dct"))
+    coder = encoder._DctCoder(rgb, sal, 5, encoder._check_options({}, "dct"))  # one pass: transform + quantise
     data = coder.encode(level_qualities(5, (30, 70)), 80, deadzone=deadzone)
     assert deadzone != 0.5 or data == r.data
+    kept = encoder._DctCoder(rgb, sal, 5, encoder._check_options({}, "dct"), reuse_transform=True)  # rate control
+    assert kept.encode(level_qualities(5, (30, 70)), 80, deadzone=deadzone) == data
     # the oracle: each block's DCT (the native front end, checked above) requantised per block in float32 numpy
     raw = coder.raw
     got = read_coefficients(data, tmp_path)

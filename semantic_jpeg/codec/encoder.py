@@ -115,7 +115,10 @@ def encode(image, fp=None, *, saliency=None, levels=5, quality_range=(30, 70), q
         target_size = buf.tell()
     sal = saliency_to_array(saliency, rgb)
 
-    coder = (_DctCoder if mode == "dct" else _MosaicCoder)(rgb, sal, len(qualities), options)
+    if mode == "dct":
+        coder = _DctCoder(rgb, sal, len(qualities), options, reuse_transform=target_size is not None)
+    else:
+        coder = _MosaicCoder(rgb, sal, len(qualities), options)
     if target_size is None:
         data, iterations = coder.encode(qualities, final_quality), 1
     else:
@@ -223,18 +226,21 @@ class _MosaicCoder:
 
 
 class _DctCoder:
-    """Single pass in the DCT domain: per-block requantisation + native baseline entropy coding."""
+    """Single pass in the DCT domain: per-block requantisation + native baseline entropy coding.
 
-    def __init__(self, rgb, sal, n_levels, options):
+    ``reuse_transform``: keep the float DCT of every block for several encodes (rate control); otherwise the
+    one encode transforms and requantises in a single native pass."""
+
+    def __init__(self, rgb, sal, n_levels, options, reuse_transform=False):
         self.options = options
         self.optimize = bool(options.get("optimize"))
         self.progressive = bool(options.get("progressive") or options.get("progression"))
         header_options = {k: v for k, v in options.items() if k not in ("progressive", "progression", "optimize")}
         tiny = _pillow_bytes(np.ascontiguousarray(rgb[:1, :1]), np.ones((2, 64), np.uint16), header_options)
         self.header = jpeg_stream.parse_baseline(tiny).with_size(*rgb.shape[:2])
-        if options.get("smooth"):
-            rgb = _smoothed(rgb, options["smooth"])
-        self.raw = forward_dct(rgb, self.header, to_ycbcr=rgb.ndim == 3 and not options.get("keep_rgb"))
+        self.rgb = _smoothed(rgb, options["smooth"]) if options.get("smooth") else np.ascontiguousarray(rgb)
+        self.to_ycbcr = rgb.ndim == 3 and not options.get("keep_rgb")
+        self._raw = forward_dct(self.rgb, self.header, self.to_ycbcr) if reuse_transform else None
         comps = self.header.components
         hmax, vmax = max(c.samp_h for c in comps), max(c.samp_v for c in comps)
         self.cell_size = (8 * vmax, 8 * hmax) if len(comps) > 1 else (8, 8)
@@ -245,28 +251,44 @@ class _DctCoder:
         self._huffman_args = [ffi.new(f"const {ctype} *[]", [as_pointer(t[i], t[i].dtype) for t in self._huffman])
                               for i, ctype in enumerate(("uint32_t", "uint8_t", "uint32_t", "uint8_t"))]
         self._sampling_args = (ffi.new("int[]", [c.samp_h for c in comps]), ffi.new("int[]", [c.samp_v for c in comps]))
-        self.capacity = 2 * sum(r.size for r in self.raw) + 4096  # worst case: 2 bytes per coefficient (stuffing)
+        blocks = sum(bh * bw for bh, bw in self.header.blocks())
+        self.capacity = 2 * 64 * blocks + 4096  # worst case: 2 bytes per coefficient (stuffing)
         self._scan_buffer = np.empty(self.capacity, np.uint8)
+
+    @property
+    def raw(self):
+        """The float DCT of every block of each component (see :func:`forward_dct`)."""
+        return self._raw if self._raw is not None else forward_dct(self.rgb, self.header, self.to_ycbcr)
 
     def coefficients(self, qualities, final_quality, deadzone=DEADZONE):
         """Per component, the coefficients written in the file (units of the frame tables)."""
         level_tables = np.stack([quant_tables(q) for q in qualities])  # levels x 2 x 64
         frame = quant_tables(final_quality)
+        comps = self.header.components
+        tables = [(np.ascontiguousarray(level_tables[:, min(c.quant_table, 1), :]),
+                   np.ascontiguousarray(frame[min(c.quant_table, 1)])) for c in comps]
+        out = [np.empty((bh, bw, 64), np.int16) for bh, bw in self.header.blocks()]
         ch, cw = self.cell_levels.shape
-        out = []
-        for comp, raw in zip(self.header.components, self.raw):
-            table = min(comp.quant_table, 1)
-            lv = np.ascontiguousarray(level_tables[:, table, :])
-            ft = np.ascontiguousarray(frame[table])
-            per_cell = (comp.samp_v, comp.samp_h) if len(self.raw) > 1 else (1, 1)
-            coefs = np.empty(raw.shape, np.int16)
+        if self._raw is None:  # one encode: transform and requantise in one native pass
+            rc = lib.semjpeg_forward_quantize(
+                as_pointer(self.rgb, np.uint8), self.rgb.shape[0], self.rgb.shape[1], len(comps), int(self.to_ycbcr),
+                *self._sampling_args, ffi.new("int[]", [o.shape[0] for o in out]),
+                ffi.new("int[]", [o.shape[1] for o in out]), as_pointer(self.cell_levels, np.uint8), ch, cw,
+                len(qualities), ffi.new("const uint16_t *[]", [as_pointer(lv, np.uint16) for lv, _ in tables]),
+                ffi.new("const uint16_t *[]", [as_pointer(ft, np.uint16) for _, ft in tables]), deadzone,
+                ffi.new("int16_t *[]", [as_pointer(o, np.int16) for o in out]))
+            if rc != 0:
+                raise MemoryError("native transform ran out of memory") if rc == -2 else RuntimeError(
+                    "native transform + requantisation refused its arguments")
+            return out, frame
+        for comp, raw, (lv, ft), coefs in zip(comps, self._raw, tables, out):
+            per_cell = (comp.samp_v, comp.samp_h) if len(comps) > 1 else (1, 1)
             rc = lib.semjpeg_requantize(as_pointer(raw, np.float32), raw.shape[0], raw.shape[1],
                                         as_pointer(self.cell_levels, np.uint8), ch, cw, per_cell[0], per_cell[1],
                                         len(qualities), as_pointer(lv, np.uint16), as_pointer(ft, np.uint16),
                                         deadzone, as_pointer(coefs, np.int16))
             if rc != 0:
                 raise RuntimeError("native requantisation failed")
-            out.append(coefs)
         return out, frame
 
     def encode(self, qualities, final_quality, shift=0.0, deadzone=DEADZONE):

@@ -18,7 +18,8 @@ MAX_JPEG_SIDE = 65500  # JPEG's 16-bit frame dimensions, as libjpeg enforces
 
 
 def image_to_array(image, color_order="RGB") -> np.ndarray:
-    """uint8 HxW or HxWx3 RGB array (a new array, never a view of the caller's data)."""
+    """uint8 HxW or HxWx3 RGB array, C-contiguous (the caller's array itself when it already is one: the
+    encoder only reads it)."""
     if isinstance(image, Image.Image):
         check_size(image.width, image.height)  # before converting: a huge image is refused without a copy
         array = _pil_to_array(image)
@@ -71,7 +72,7 @@ def _numpy_to_array(array: np.ndarray, color_order: str) -> np.ndarray:
     array = check_image_array(array, color_order)
     if array.dtype != np.uint8:
         array = np.rint(array * 255.0).astype(np.uint8)
-    return np.array(array, order="C")  # always a copy: the caller's array is never handed to C
+    return np.ascontiguousarray(array)
 
 
 def saliency_to_array(saliency, rgb: np.ndarray) -> np.ndarray:
@@ -101,11 +102,11 @@ def saliency_to_array(saliency, rgb: np.ndarray) -> np.ndarray:
         saliency = saliency.astype(np.float32) / 255.0
     elif not np.issubdtype(saliency.dtype, np.floating):
         raise TypeError(f"saliency map must be float in [0, 1] or uint8, got {saliency.dtype}")
-    saliency = saliency.astype(np.float32)
-    if not np.isfinite(saliency).all():
-        raise ValueError("saliency map contains NaN or infinity")
-    if saliency.min() < 0 or saliency.max() > 1:
-        raise ValueError(f"saliency map values must lie in [0, 1], got [{saliency.min()}, {saliency.max()}]")
+    saliency = saliency.astype(np.float32, copy=False)
+    low, high = saliency.min(), saliency.max()  # NaN propagates into both, and fails the test below
+    if not (0 <= low and high <= 1):
+        problem = "NaN or infinity" if not np.isfinite(saliency).all() else f"values in [{low}, {high}]"
+        raise ValueError(f"saliency map values must lie in [0, 1], got {problem}")
     if saliency.shape != (height, width):
         map_h, map_w = saliency.shape
         if abs(map_w / map_h - width / height) > 0.01 * (width / height) + 1.0 / min(map_h, map_w):

@@ -178,14 +178,75 @@ static void component_rows(const uint8_t *restrict image, int height, int width,
     }
 }
 
+/* ---- Per-block requantisation: the DCT-domain counterpart of Algorithm 1 ----
+ *
+ * A block at level n keeps exactly the coefficients its level's quantiser (step q_n) would keep, each at the
+ * frame's precision (step q_f):
+ *     out = |raw| < deadzone * q_n ? 0 : round(raw * (1 / q_f))   (float32, halves rounded away from zero)
+ * deadzone 0.5 keeps exactly what round(raw / q_n) keeps; rate control raises it to reach a file size that
+ * lies between two steps of the integer quantisation tables.
+ * Rounding survivors to multiples of q_n instead would add error without saving bits, because they are
+ * written in units of q_f either way; the rate saving of a coarse level comes from its zeros.
+ * Block (by, bx) belongs to cell (by / per_cell_v, bx / per_cell_h); blocks past the cell grid take the last
+ * cell. */
+typedef struct {
+    const uint8_t *cell_level;
+    int cells_h, cells_w, per_cell_v, per_cell_h, levels;
+    float inverse[64];  /* 1 / q_f */
+    float *zero_below;  /* levels x 64: deadzone * q_n */
+} Quantiser;
+
+/* level_tables: levels x 64 steps, frame_table: 64 steps, natural order. Returns 0, -1 on bad arguments, -2
+ * when out of memory; on success quantiser_free must follow. */
+static int quantiser_init(Quantiser *q, const uint8_t *cell_level, int cells_h, int cells_w, int per_cell_v,
+                          int per_cell_h, int levels, const uint16_t *level_tables, const uint16_t *frame_table,
+                          float deadzone) {
+    if (cells_h <= 0 || cells_w <= 0 || levels <= 0 || levels > 255 || per_cell_v <= 0 || per_cell_h <= 0 ||
+        !(deadzone >= 0.0f && deadzone <= 1.0f))
+        return -1;
+    for (int i = 0; i < 64; i++)
+        if (frame_table[i] == 0) return -1;
+    for (int i = 0; i < levels * 64; i++)
+        if (level_tables[i] == 0) return -1;
+    for (size_t i = 0; i < (size_t)cells_h * cells_w; i++)
+        if (cell_level[i] >= levels) return -1;
+    q->zero_below = malloc(sizeof(float) * 64 * (size_t)levels);
+    if (!q->zero_below) return -2;
+    q->cell_level = cell_level;
+    q->cells_h = cells_h;
+    q->cells_w = cells_w;
+    q->per_cell_v = per_cell_v;
+    q->per_cell_h = per_cell_h;
+    q->levels = levels;
+    for (int i = 0; i < 64; i++) q->inverse[i] = 1.0f / (float)frame_table[i];
+    for (int i = 0; i < levels * 64; i++) q->zero_below[i] = deadzone * (float)level_tables[i];
+    return 0;
+}
+
+static void quantiser_free(Quantiser *q) { free(q->zero_below); }
+
+static inline void quantise_block(const Quantiser *q, int by, int bx, const float *restrict c, int16_t *restrict o) {
+    int cy = by / q->per_cell_v, cx = bx / q->per_cell_h;
+    if (cy >= q->cells_h) cy = q->cells_h - 1;
+    if (cx >= q->cells_w) cx = q->cells_w - 1;
+    const float *restrict h = q->zero_below + 64 * q->cell_level[(size_t)cy * q->cells_w + cx];
+    for (int i = 0; i < 64; i++) { /* branch-free so that it vectorises */
+        float x = c[i] * q->inverse[i];
+        int keep = fabsf(c[i]) >= h[i];
+        o[i] = (int16_t)(keep * (int)(x + copysignf(0.5f, x)));
+    }
+}
+
+/* ---- The forward transform driver ---- */
+
 /* image: height x width x channels uint8 (channels 1 or 3, equal to the number of components). to_ycbcr:
  * convert RGB to YCbCr (else code the channels as they are). samp_h/samp_v: sampling factors; every factor
- * must divide the largest. coefs[c]: blocks_h[c] x blocks_w[c] x 64 floats, the component's blocks as
- * libjpeg counts them (blocks past them, inside the last MCU, are the entropy coder's dummy blocks).
- * Returns 0, or -1 on bad arguments, -2 when out of memory. */
-int semjpeg_forward_dct(const uint8_t *image, int height, int width, int channels, int to_ycbcr,
-                        const int *samp_h, const int *samp_v, const int *blocks_h, const int *blocks_w,
-                        float **coefs) {
+ * must divide the largest. Each component's blocks as libjpeg counts them (blocks_h[c] x blocks_w[c]; blocks
+ * past them, inside the last MCU, are the entropy coder's dummy blocks) go either to coefs[c] (float, 64 per
+ * block) or, when quantisers is given, through quantisers[c] to out[c] (int16). */
+static int forward_transform(const uint8_t *image, int height, int width, int channels, int to_ycbcr,
+                             const int *samp_h, const int *samp_v, const int *blocks_h, const int *blocks_w,
+                             float **coefs, const Quantiser *quantisers, int16_t **out) {
     if (height <= 0 || width <= 0 || (channels != 1 && channels != 3) || (to_ycbcr && channels != 3)) return -1;
     int hmax = 1, vmax = 1;
     for (int c = 0; c < channels; c++) {
@@ -201,7 +262,7 @@ int semjpeg_forward_dct(const uint8_t *image, int height, int width, int channel
     int pw = mcus_h * 8 * hmax;
     float *plane = malloc(sizeof(float) * (size_t)pw * 8 * vmax); /* one component of one MCU row */
     if (!plane) return -2;
-    float scale[64];
+    float scale[64], block[64];
     aan_scale(scale);
     for (int my = 0; my < mcus_v; my++) {
         for (int c = 0; c < channels; c++) {
@@ -213,9 +274,16 @@ int semjpeg_forward_dct(const uint8_t *image, int height, int width, int channel
             for (int v = 0; v < samp_v[c]; v++) {
                 int by = my * samp_v[c] + v;
                 if (by >= blocks_h[c]) break;
-                for (int bx = 0; bx < blocks_w[c]; bx++)
-                    dct_block(plane + (size_t)v * 8 * cw + (size_t)bx * 8, cw, scale,
-                              coefs[c] + ((size_t)by * blocks_w[c] + bx) * 64);
+                for (int bx = 0; bx < blocks_w[c]; bx++) {
+                    size_t at = ((size_t)by * blocks_w[c] + bx) * 64;
+                    const float *src = plane + (size_t)v * 8 * cw + (size_t)bx * 8;
+                    if (quantisers) {
+                        dct_block(src, cw, scale, block);
+                        quantise_block(&quantisers[c], by, bx, block, out[c] + at);
+                    } else {
+                        dct_block(src, cw, scale, coefs[c] + at);
+                    }
+                }
             }
         }
     }
@@ -223,49 +291,57 @@ int semjpeg_forward_dct(const uint8_t *image, int height, int width, int channel
     return 0;
 }
 
-/* DCT-domain counterpart of Algorithm 1 for one component. raw holds the exact DCT of each block (from
- * semjpeg_forward_dct). A block at level n keeps exactly the coefficients its level's quantiser (step q_n)
- * would keep, each at the frame's precision (step q_f):
- *     out = |raw| < deadzone * q_n ? 0 : round(raw * (1 / q_f))   (float32, halves rounded away from zero)
- * deadzone 0.5 keeps exactly what round(raw / q_n) keeps; rate control raises it to reach a file size that
- * lies between two steps of the integer quantisation tables.
- * Rounding survivors to multiples of q_n instead would add error without saving bits, because they are
- * written in units of q_f either way; the rate saving of a coarse level comes from its zeros.
- * level_tables: levels x 64 steps, frame_table: 64 steps, both natural order. Block (by, bx) belongs to
- * cell (by / blocks_per_cell_v, bx / blocks_per_cell_h); blocks past the cell grid take the last cell.
+/* The DCT of every block (float, for rate control, which requantises it several times). Returns 0, -1 on
+ * bad arguments, -2 when out of memory. */
+int semjpeg_forward_dct(const uint8_t *image, int height, int width, int channels, int to_ycbcr,
+                        const int *samp_h, const int *samp_v, const int *blocks_h, const int *blocks_w,
+                        float **coefs) {
+    return forward_transform(image, height, width, channels, to_ycbcr, samp_h, samp_v, blocks_h, blocks_w, coefs,
+                             NULL, NULL);
+}
+
+/* Transform and requantise in one pass (one encode, no rate control): equal to semjpeg_forward_dct followed by
+ * semjpeg_requantize on each component, without the float coefficient arrays. level_tables[c] (levels x 64)
+ * and frame_tables[c] (64) are component c's tables; a component's cell holds per_cell_v x per_cell_h of its
+ * blocks (its sampling factors when there are several components, else 1 x 1). */
+int semjpeg_forward_quantize(const uint8_t *image, int height, int width, int channels, int to_ycbcr,
+                             const int *samp_h, const int *samp_v, const int *blocks_h, const int *blocks_w,
+                             const uint8_t *cell_level, int cells_h, int cells_w, int levels,
+                             const uint16_t **level_tables, const uint16_t **frame_tables, float deadzone,
+                             int16_t **out) {
+    if (channels != 1 && channels != 3) return -1;
+    Quantiser quantisers[3];
+    int rc = 0, ready = 0;
+    for (; ready < channels && rc == 0; ready++) {
+        int several = channels > 1;
+        rc = quantiser_init(&quantisers[ready], cell_level, cells_h, cells_w, several ? samp_v[ready] : 1,
+                            several ? samp_h[ready] : 1, levels, level_tables[ready], frame_tables[ready], deadzone);
+        if (rc) break;
+    }
+    if (rc == 0)
+        rc = forward_transform(image, height, width, channels, to_ycbcr, samp_h, samp_v, blocks_h, blocks_w, NULL,
+                               quantisers, out);
+    for (int c = 0; c < ready; c++) quantiser_free(&quantisers[c]);
+    return rc;
+}
+
+/* Requantise one component's float DCT blocks (raw: blocks_h x blocks_w x 64, from semjpeg_forward_dct).
  * Returns 0, -1 on bad arguments (a zero step, a level >= levels), -2 when out of memory. */
 int semjpeg_requantize(const float *raw, int blocks_h, int blocks_w, const uint8_t *cell_level, int cells_h,
                        int cells_w, int blocks_per_cell_v, int blocks_per_cell_h, int levels,
                        const uint16_t *level_tables, const uint16_t *frame_table, float deadzone, int16_t *out) {
-    if (blocks_h <= 0 || blocks_w <= 0 || cells_h <= 0 || cells_w <= 0 || levels <= 0 ||
-        blocks_per_cell_v <= 0 || blocks_per_cell_h <= 0 || !(deadzone >= 0.0f && deadzone <= 1.0f))
-        return -1;
-    float inverse[64], *zero_below = malloc(sizeof(float) * 64 * (size_t)levels); /* 1 / q_f and deadzone * q_n */
-    if (!zero_below) return -2;
-    for (int i = 0; i < 64; i++) inverse[i] = frame_table[i] ? 1.0f / (float)frame_table[i] : 0.0f;
-    for (int i = 0; i < levels * 64; i++) zero_below[i] = deadzone * (float)level_tables[i];
-    int rc = 0;
-    for (int i = 0; i < 64; i++) rc |= frame_table[i] == 0;
-    for (int i = 0; i < levels * 64; i++) rc |= level_tables[i] == 0;
-    for (int by = 0; by < blocks_h && !rc; by++) {
-        int cy = by / blocks_per_cell_v;
-        if (cy >= cells_h) cy = cells_h - 1;
+    if (blocks_h <= 0 || blocks_w <= 0) return -1;
+    Quantiser q;
+    int rc = quantiser_init(&q, cell_level, cells_h, cells_w, blocks_per_cell_v, blocks_per_cell_h, levels,
+                            level_tables, frame_table, deadzone);
+    if (rc) return rc;
+    for (int by = 0; by < blocks_h; by++)
         for (int bx = 0; bx < blocks_w; bx++) {
-            int cx = bx / blocks_per_cell_h;
-            if (cx >= cells_w) cx = cells_w - 1;
-            int level = cell_level[(size_t)cy * cells_w + cx];
-            if (level >= levels) { rc = 1; break; }
-            const float *restrict h = zero_below + 64 * level, *restrict c = raw + ((size_t)by * blocks_w + bx) * 64;
-            int16_t *restrict o = out + ((size_t)by * blocks_w + bx) * 64;
-            for (int i = 0; i < 64; i++) { /* branch-free so that it vectorises; rounds half away from zero */
-                float x = c[i] * inverse[i];
-                int keep = fabsf(c[i]) >= h[i];
-                o[i] = (int16_t)(keep * (int)(x + copysignf(0.5f, x)));
-            }
+            size_t at = ((size_t)by * blocks_w + bx) * 64;
+            quantise_block(&q, by, bx, raw + at, out + at);
         }
-    }
-    free(zero_below);
-    return rc ? -1 : 0;
+    quantiser_free(&q);
+    return 0;
 }
 
 /* ---- Baseline Huffman entropy coding (ITU T.81 Annex F.1.2), interleaved MCUs ---- */

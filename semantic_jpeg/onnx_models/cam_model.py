@@ -171,11 +171,16 @@ class CamModel:
     def class_activation_maps(self, logits: np.ndarray, evidence: np.ndarray, mixtures: np.ndarray) -> np.ndarray:
         """Maps of class mixtures (paper 000 eq. 4.4): for one image, ``mixtures`` (M, K) rows of class
         weights -> (M, h', w') maps sum_c mixture[c] * CAM_c."""
+        # Only the classes a mixture uses are read, and the products go through einsum's own loops: these
+        # matrices are small, and BLAS would wake its thread pool, whose spinning threads take the CPU from
+        # onnxruntime and from the encoder on small machines.
+        used = np.flatnonzero(mixtures.any(axis=0))
+        mixtures = np.ascontiguousarray(mixtures[:, used])
         if self.manifest["cam"]["type"] == "linear":
-            weight = mixtures @ self._head_weight          # (M, C)
-            bias = mixtures @ self._head_bias              # (M,)
-            return np.tensordot(weight, evidence, axes=(1, 0)) + bias[:, None, None]
-        return np.tensordot(mixtures, evidence, axes=(1, 0))
+            weight = np.einsum("mk,kc->mc", mixtures, self._head_weight[used])      # (M, C)
+            bias = np.einsum("mk,k->m", mixtures, self._head_bias[used])             # (M,)
+            return np.einsum("mc,chw->mhw", weight, evidence) + bias[:, None, None]
+        return np.einsum("mk,khw->mhw", mixtures, evidence[used])
 
     # -- maps ----------------------------------------------------------------------------------------------
     def msroi_from_outputs(self, logits, evidence, grouping, k, threshold=None) -> np.ndarray:

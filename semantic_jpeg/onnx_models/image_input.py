@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from semantic_jpeg.native import as_pointer, lib
+
 COLOR_ORDERS = ("RGB", "BGR")
 # Pillow first box-reduces by an integer factor while the image stays >= 2x the target, then filters:
 # much faster on big frames, same quality for a saliency network input
@@ -97,32 +99,37 @@ def resize_rgb(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.stack(channels, axis=2) * 255.0
 
 
-def _enlarge_axis(values: np.ndarray, size_out: int, axis: int) -> np.ndarray:
-    """Bilinear enlargement along one axis with pixel centres aligned and edges clamped (what Pillow's
-    BILINEAR filter does when enlarging): each output is a blend of its two nearest inputs."""
-    size_in = values.shape[axis]
+def _blend_positions(size_in: int, size_out: int):
+    """For each output position along one axis: the two input positions it blends and the weight of the
+    second, with pixel centres aligned and edges clamped (what Pillow's BILINEAR filter does when enlarging)."""
     centre = np.clip((np.arange(size_out) + 0.5) * (size_in / size_out) - 0.5, 0, size_in - 1)
-    left = np.floor(centre).astype(np.int64)
-    right = np.minimum(left + 1, size_in - 1)
-    shape = [1, 1]
-    shape[axis] = size_out
-    frac = (centre - left).astype(np.float32).reshape(shape)
-    out = values.take(left, axis=axis)
-    out *= 1 - frac
-    right_part = values.take(right, axis=axis)
-    right_part *= frac
-    out += right_part
+    first = np.floor(centre).astype(np.int32)
+    second = np.minimum(first + 1, size_in - 1).astype(np.int32)
+    return first, second, (centre - first).astype(np.float32)
+
+
+def _enlarge(saliency: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear enlargement (native, separable, one output array)."""
+    src = np.ascontiguousarray(saliency, dtype=np.float32)
+    out = np.empty((height, width), np.float32)
+    rows, cols = _blend_positions(src.shape[0], height), _blend_positions(src.shape[1], width)
+    rc = lib.semjpeg_enlarge_bilinear(as_pointer(src, np.float32), src.shape[0], src.shape[1],
+                                      as_pointer(out, np.float32), height, width,
+                                      *(as_pointer(a, a.dtype) for a in rows + cols))
+    if rc != 0:
+        raise MemoryError("native map enlargement ran out of memory") if rc == -2 else RuntimeError(
+            "native map enlargement refused its arguments")
     return out
 
 
 def resize_map(saliency: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinear resize of a float32 map (pixel centres aligned, edges clamped) to (height, width).
-    Enlarging (the usual case: a feature-resolution map to the image) blends neighbours along each axis in
-    numpy; shrinking uses Pillow's antialiased bilinear filter."""
+    Enlarging (the usual case: a feature-resolution map to the image) blends neighbours along each axis
+    (native); shrinking uses Pillow's antialiased bilinear filter."""
     if saliency.shape == (height, width):
         return saliency.astype(np.float32)
     if height >= saliency.shape[0] and width >= saliency.shape[1]:
-        return _enlarge_axis(_enlarge_axis(saliency.astype(np.float32), height, 0), width, 1)
+        return _enlarge(saliency, height, width)
     resized = Image.fromarray(np.ascontiguousarray(saliency, dtype=np.float32)).resize((width, height),
                                                                                         Image.BILINEAR)
     return np.asarray(resized, dtype=np.float32)

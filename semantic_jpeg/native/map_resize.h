@@ -1,0 +1,1 @@
+int semjpeg_enlarge_bilinear(const float *src, int32_t h_in, int32_t w_in, float *dst, int32_t h_out, int32_t w_out, const int32_t *top, const int32_t *bottom, const float *fy, const int32_t *left, const int32_t *right, const float *fx);
