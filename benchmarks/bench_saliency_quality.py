@@ -61,6 +61,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--limit", type=int, default=None, help="first N images only")
+    parser.add_argument("--name", default="saliency_quality", help="file name stem of the results")
     parser.add_argument("--sizes", type=int, nargs="+", default=[224, 320, 448])
     parser.add_argument("--groupings", nargs="+", default=["fine", "wordnet_le16", "wordnet_le32", "wordnet_le64"])
     parser.add_argument("--threads", type=int, default=2)
@@ -107,7 +108,7 @@ def main(argv=None) -> int:
               "aug_settings": {k: d[k] for k in ("aug_n", "input_noise", "activation_noise", "top_k")},
               "density_sigma": "0.03 * longer side", "scores": summary}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "saliency_quality.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     base = summary["centre_bias"]
     lines = [f"# Saliency map quality on NUS scene ({len(names)} images, human fixations)", "",
              f"Command: `{result['command']}`", "",
@@ -115,7 +116,7 @@ def main(argv=None) -> int:
     for method, s in sorted(summary.items(), key=lambda item: -item[1]["cc"]):
         lines.append(f"| {method} | {s['auc_judd']:.3f} | {s['nss']:.3f} | {s['cc']:.3f} | "
                      f"{s['cc'] / base['cc']:.2f} |")
-    (RESULTS / "saliency_quality.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 
