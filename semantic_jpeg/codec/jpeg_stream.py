@@ -39,7 +39,6 @@ class BaselineJpeg:
     components: list
     sos_payload: bytes
     huffman: dict = field(default_factory=dict)  # (class 0=DC/1=AC, id) -> (bits[16], values)
-    scan_offset: int = 0  # where the entropy-coded data starts
 
     def blocks(self):
         """(blocks_h, blocks_w) of each component, as libjpeg sizes them."""
@@ -85,7 +84,7 @@ def parse_baseline(data: bytes) -> BaselineJpeg:
                 comp.dc_table, comp.ac_table = payload[2 + 2 * i] >> 4, payload[2 + 2 * i] & 15
             if n != len(frame[2]):
                 raise JpegStreamError("multi-scan (non-interleaved) streams are not supported")
-            return BaselineJpeg(segments, frame[0], frame[1], frame[2], payload, huffman, pos)
+            return BaselineJpeg(segments, frame[0], frame[1], frame[2], payload, huffman)
         if 0xC1 <= marker <= 0xCF and marker not in (DHT, 0xC8, 0xCC):
             raise JpegStreamError(f"only baseline JPEG is supported, found SOF marker 0x{marker:02X}")
         if marker == DRI:

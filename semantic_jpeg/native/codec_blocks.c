@@ -2,7 +2,10 @@
  *
  * A "cell" is the unit that takes one saliency level: an 8x8 block, or the MCU (16x16 for 4:2:0) when
  * chroma is subsampled, so that every block of an MCU, luma and chroma, is coded at the same level.
- * Coefficient arrays are int16 [blocks_h][blocks_w][64] in natural (row-major) order, as jpeglib reads them.
+ * Coefficient arrays are [blocks_h][blocks_w][64] in natural (row-major) order, as jpeglib reads them: float
+ * for the exact DCT, int16 for quantised coefficients.
+ * Sections: cell levels and the mosaic of Algorithm 1; the forward transform (colour conversion, downsampling,
+ * DCT); per-block requantisation; baseline Huffman entropy coding.
  */
 #include <math.h>
 #include <stdint.h>
