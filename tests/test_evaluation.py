@@ -113,6 +113,22 @@ def test_fgsm_changes_the_undefended_prediction_and_is_cached(model, cat, tmp_pa
         attacks.generate_adversarial("fgsm", estimator, x, label, cache, model_id(), spec=broken)
 
 
+def test_targeted_jsma_moves_pixels_towards_another_class(model, cat, tmp_path):
+    # ART's JSMA takes the TARGET class as y: given the true class it would return the image untouched
+    from semantic_jpeg.evaluation import attacks
+    from semantic_jpeg.evaluation.model import art_classifier, model_id, predict, to_nchw
+
+    x = to_nchw(cat)
+    label = predict(model, x)
+    spec = attacks.AttackSpec("JSMA", "SaliencyMapMethod", {"theta": 1.0, "gamma": 0.001}, batch_size=1,
+                              targeted=True)
+    x_adv = attacks.generate_adversarial("jsma", art_classifier(model), x, label, ArrayCache(tmp_path), model_id(),
+                                         spec=spec)
+    changed = int((np.abs(x_adv - x) > 1e-6).sum())
+    assert 0 < changed <= 0.001 * x.size + 2  # an L0 attack within its budget (pairs of features per step)
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+
+
 def test_tiny_end_to_end_run_writes_the_tables(model, cat, tmp_path):
     from semantic_jpeg.evaluation.model import predict, to_nchw
     from semantic_jpeg.evaluation.runner import EvalConfig, evaluate, write_outputs

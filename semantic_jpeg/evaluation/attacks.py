@@ -15,12 +15,15 @@ from .cache import ArrayCache, digest
 @dataclass(frozen=True)
 class AttackSpec:
     """An ART evasion attack: ``art_class`` from ``art.attacks.evasion`` built with ``params``.
-    ``threat`` states the budget in [0,1] pixel units; the run also reports the RMSE it measures."""
+    ``threat`` states the budget in [0,1] pixel units; the run also reports the RMSE it measures.
+    ``targeted``: the ART attack takes target classes as ``y`` (JSMA); each image then gets a random target
+    other than its true class, drawn from the batch seed."""
     label: str
     art_class: str
     params: dict = field(default_factory=dict)
     threat: str = ""
     batch_size: int = 8
+    targeted: bool = False
 
     def build(self, estimator):
         import inspect
@@ -52,8 +55,10 @@ ATTACKS: dict[str, AttackSpec] = {
                      {"confidence": 0.0, "learning_rate": 0.01, "binary_search_steps": 3, "max_iter": 10,
                       "initial_const": 1.0},
                      "minimal L2, confidence 0, 3 binary-search steps x 10 iterations", batch_size=1),
+    # ART's SaliencyMapMethod is targeted: its y is the target class (the true class would be "reached" at once)
     "jsma": AttackSpec("JSMA", "SaliencyMapMethod", {"theta": 1.0, "gamma": 0.01},
-                       "L0: at most 1% of the values, each moved by +1", batch_size=4),
+                       "L0: at most 1% of the values, each moved by +1, towards a random other class",
+                       batch_size=4, targeted=True),
 }
 DEFAULT_ATTACKS = ("fgsm", "bim", "pgd", "deepfool", "cw")
 
@@ -61,7 +66,8 @@ DEFAULT_ATTACKS = ("fgsm", "bim", "pgd", "deepfool", "cw")
 def attack_key(name: str, spec: AttackSpec, model_id: str, image: np.ndarray, label: int, seed: int) -> str:
     import art
 
-    return digest("attack", name, spec.art_class, spec.params, model_id, art.__version__, int(label), seed, image)
+    return digest("attack", name, spec.art_class, spec.params, spec.targeted, model_id, art.__version__, int(label),
+                  seed, image)
 
 
 def generate_adversarial(name: str, estimator, x: np.ndarray, labels: np.ndarray, cache: ArrayCache,
@@ -81,7 +87,11 @@ def generate_adversarial(name: str, estimator, x: np.ndarray, labels: np.ndarray
                 batch_seed = int(keys[idx[0]][:8], 16) ^ seed
                 np.random.seed(batch_seed % 2**32)
                 torch.manual_seed(batch_seed)
-                out.append(attack.generate(x=x[idx], y=labels[idx]).astype(np.float32))
+                y = labels[idx]
+                if spec.targeted:  # a random class other than the true one
+                    y = (y + np.random.default_rng(batch_seed).integers(1, estimator.nb_classes, len(idx))) % \
+                        estimator.nb_classes
+                out.append(attack.generate(x=x[idx], y=y).astype(np.float32))
                 bar.update(len(idx))
         return np.concatenate(out)
 
