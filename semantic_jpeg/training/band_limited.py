@@ -131,17 +131,42 @@ def _planar(z: torch.Tensor) -> torch.Tensor:
     return torch.stack((z.real, z.imag), dim=-2)
 
 
+@functools.lru_cache(maxsize=64)
+def _dft_columns(width: int, fft_w: int, cols: int, dtype, device) -> torch.Tensor:
+    """(width, 2 cols) real matrix: x @ it = the first ``cols`` rfft coefficients of x zero-extended to
+    ``fft_w``, as interleaved (real, imaginary) pairs."""
+    angle = 2 * math.pi * np.outer(np.arange(width), np.arange(cols)) / fft_w
+    return torch.from_numpy(np.stack((np.cos(angle), -np.sin(angle)), axis=-1).reshape(width, 2 * cols)).to(
+        device=device, dtype=dtype)
+
+
 def _band_spectrum(t: torch.Tensor, plan: _Plan, shift: bool) -> torch.Tensor:
     """Kept rfft2 coefficients of real maps ``t`` (..., h, w) zero-extended to the FFT size (and shifted by the
     padding when ``shift``), as (..., 2, K) planar real."""
     fft_h, fft_w = plan.fft_hw
-    z = torch.fft.rfft(t, n=fft_w, dim=-1)[..., : plan.cols]
+    # width-wise DFT of the kept columns only, as one real matmul with interleaved (cos, -sin) columns whose
+    # output is viewed as complex: no full-width spectrum is allocated and then cropped
+    z = torch.view_as_complex((t @ _dft_columns(t.shape[-1], fft_w, plan.cols, t.dtype, t.device))
+                              .unflatten(-1, (plan.cols, 2)))
     z = torch.fft.fft(z, n=fft_h, dim=-2)
     kept = z.flatten(-2).index_select(-1, plan.index)
     del z
     if shift:
         kept.mul_(plan.phase.to(kept.dtype))
     return _planar(kept)
+
+
+@functools.lru_cache(maxsize=64)
+def _inverse_dft_columns(cols: int, fft_w: int, width: int, dtype, device) -> torch.Tensor:
+    """(2 cols, width) real matrix: interleaved (real, imaginary) rfft coefficients 0..cols-1 (the others
+    zero) @ it = the first ``width`` samples of ``irfft(., n=fft_w)``. Columns 0 and fft_w / 2 count once,
+    the others twice (their conjugates), and imaginary parts of self-conjugate columns are ignored, as
+    irfft does."""
+    k = np.arange(cols)[:, None]
+    weight = np.where((k == 0) | (2 * k == fft_w), 1.0, 2.0) / fft_w
+    angle = 2 * math.pi * k * np.arange(width)[None, :] / fft_w
+    matrix = np.stack((weight * np.cos(angle), -weight * np.sin(angle)), axis=1)  # (cols, 2, width)
+    return torch.from_numpy(matrix.reshape(2 * cols, width)).to(device=device, dtype=dtype)
 
 
 def _band_inverse(kept: torch.Tensor, plan: _Plan, rows: slice, width: int, shift: bool) -> torch.Tensor:
@@ -156,14 +181,21 @@ def _band_inverse(kept: torch.Tensor, plan: _Plan, rows: slice, width: int, shif
     grid.index_copy_(-1, plan.index, kept)
     grid = grid.view(*kept.shape[:-1], fft_h, plan.cols)
     wanted = range(fft_h)[rows]
-    if len(wanted) < math.log2(fft_h):
+    partial = len(wanted) < math.log2(fft_h)
+    if partial:
         ky = torch.arange(fft_h, dtype=torch.float64)[:, None]
         basis = torch.exp((2j * math.pi / fft_h) * ky * torch.tensor(list(wanted), dtype=torch.float64)) / fft_h
         z = (grid.transpose(-1, -2) @ basis.to(device=grid.device, dtype=grid.dtype)).transpose(-1, -2)
     else:
-        z = torch.fft.ifft(grid, dim=-2)[..., rows, :]
+        z = torch.fft.ifft(grid, dim=-2)
     del grid
-    return torch.fft.irfft(z, n=fft_w, dim=-1)[..., :width]
+    # width-wise inverse of the kept columns straight to the ``width`` wanted outputs, as one real matmul on
+    # the (real, imaginary) pairs: no full-width map is allocated and then cropped. Full-height rows are
+    # cropped after it, so that the matmul reads the contiguous ifft output instead of a copy of its crop.
+    pairs = torch.view_as_real(z).flatten(-2)
+    del z
+    out = pairs @ _inverse_dft_columns(plan.cols, fft_w, width, pairs.dtype, pairs.device)
+    return out if partial else out[..., rows, :]
 
 
 # ----------------------------------------------------------------------------------------------- products
@@ -307,7 +339,9 @@ class BandLimitedConv2dFunction(torch.autograd.Function):
                 grad_w = _band_inverse(grad_weight_product(x_spec, g_spec), plan, slice(0, kh), kw, shift=False)
             if need_x:
                 in_h, in_w = plan.in_hw
-                grad_x = _band_inverse(grad_input_product(g_spec, w_spec), plan, slice(0, in_h), in_w, shift=True)
+                product = grad_input_product(g_spec, w_spec)
+                del g_spec  # not needed any more: its memory is free for the inverse transform's transients
+                grad_x = _band_inverse(product, plan, slice(0, in_h), in_w, shift=True)
         if need_b and ctx.has_bias:
             grad_b = grad_y.sum(dim=(0, 2, 3))
         return grad_x, grad_w, grad_b, None, None
