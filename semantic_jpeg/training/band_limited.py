@@ -169,26 +169,32 @@ def _inverse_dft_columns(cols: int, fft_w: int, width: int, dtype, device) -> to
     return torch.from_numpy(matrix.reshape(2 * cols, width)).to(device=device, dtype=dtype)
 
 
-def _band_inverse(kept: torch.Tensor, plan: _Plan, rows: slice, width: int, shift: bool) -> torch.Tensor:
+def _band_inverse(handed_over: list, plan: _Plan, rows: slice, width: int, shift: bool) -> torch.Tensor:
     """Real maps from (..., K) complex kept coefficients (zeros elsewhere), undoing the padding shift when
     ``shift`` (in place); only output ``rows`` and the first ``width`` columns are returned. Other rows are
     never transformed along the width; when fewer than log2(fft_h) rows are wanted (the filter gradient),
-    they come from a partial inverse DFT instead of a full-height inverse FFT."""
+    they come straight from the kept coefficients by one matmul (a partial inverse DFT) instead of a
+    full-height inverse FFT of the zero-filled grid.
+
+    The coefficients come as the only item of ``handed_over``, which is emptied: the caller keeps no
+    reference, so they are freed as soon as they are used, before the transforms' own buffers exist."""
     fft_h, fft_w = plan.fft_hw
+    kept = handed_over.pop()
     if shift:
         kept.mul_(plan.phase.to(kept.dtype).conj())
-    grid = kept.new_zeros(*kept.shape[:-1], fft_h * plan.cols)
-    grid.index_copy_(-1, plan.index, kept)
-    grid = grid.view(*kept.shape[:-1], fft_h, plan.cols)
-    wanted = range(fft_h)[rows]
+    batch_shape = kept.shape[:-1]
+    wanted = tuple(range(fft_h)[rows])
     partial = len(wanted) < math.log2(fft_h)
     if partial:
-        ky = torch.arange(fft_h, dtype=torch.float64)[:, None]
-        basis = torch.exp((2j * math.pi / fft_h) * ky * torch.tensor(list(wanted), dtype=torch.float64)) / fft_h
-        z = (grid.transpose(-1, -2) @ basis.to(device=grid.device, dtype=grid.dtype)).transpose(-1, -2)
+        z = (kept @ _partial_row_inverse(plan, wanted, kept.dtype, kept.device)).view(*batch_shape, len(wanted),
+                                                                                         plan.cols)
+        del kept
     else:
-        z = torch.fft.ifft(grid, dim=-2)
-    del grid
+        grid = kept.new_zeros(*batch_shape, fft_h * plan.cols)
+        grid.index_copy_(-1, plan.index, kept)
+        del kept
+        z = torch.fft.ifft(grid.view(*batch_shape, fft_h, plan.cols), dim=-2)
+        del grid
     # width-wise inverse of the kept columns straight to the ``width`` wanted outputs, as one real matmul on
     # the (real, imaginary) pairs: no full-width map is allocated and then cropped. Full-height rows are
     # cropped after it, so that the matmul reads the contiguous ifft output instead of a copy of its crop.
@@ -196,6 +202,19 @@ def _band_inverse(kept: torch.Tensor, plan: _Plan, rows: slice, width: int, shif
     del z
     out = pairs @ _inverse_dft_columns(plan.cols, fft_w, width, pairs.dtype, pairs.device)
     return out if partial else out[..., rows, :]
+
+
+@functools.lru_cache(maxsize=64)
+def _partial_row_inverse(plan: _Plan, wanted: tuple, dtype, device) -> torch.Tensor:
+    """(K, len(wanted) * cols) complex matrix: kept coefficients @ it = the height-wise inverse DFT of the
+    zero-filled (fft_h, cols) grid at the ``wanted`` rows, laid out (row, column)."""
+    fft_h = plan.fft_hw[0]
+    ky, kx = np.divmod(plan.index.cpu().numpy(), plan.cols)
+    matrix = np.zeros((len(ky), len(wanted), plan.cols), np.complex128)
+    rows = np.asarray(wanted)
+    matrix[np.arange(len(ky))[:, None], np.arange(len(rows))[None, :], kx[:, None]] = np.exp(
+        2j * np.pi * ky[:, None] * rows[None, :] / fft_h) / fft_h
+    return torch.from_numpy(matrix.reshape(len(ky), -1)).to(device=device, dtype=dtype)
 
 
 # ----------------------------------------------------------------------------------------------- products
@@ -313,7 +332,7 @@ class BandLimitedConv2dFunction(torch.autograd.Function):
         x_spec = _band_spectrum(x, plan, shift=True)
         w_spec = _band_spectrum(weight, plan, shift=False)
         (out_h, out_w), (stride_h, stride_w) = plan.full_out_hw, plan.stride
-        y = _band_inverse(forward_product(x_spec, w_spec), plan, slice(0, out_h, stride_h), out_w, shift=False)
+        y = _band_inverse([forward_product(x_spec, w_spec)], plan, slice(0, out_h, stride_h), out_w, shift=False)
         y = y[..., ::stride_w]
         y = y + bias.view(1, -1, 1, 1) if bias is not None else y.contiguous()
         ctx.save_for_backward(x_spec, w_spec)
@@ -336,10 +355,10 @@ class BandLimitedConv2dFunction(torch.autograd.Function):
             del g_full
             if need_w:  # first: its transients then do not coexist with the input-sized grad_x
                 kh, kw = plan.kernel_hw
-                grad_w = _band_inverse(grad_weight_product(x_spec, g_spec), plan, slice(0, kh), kw, shift=False)
+                grad_w = _band_inverse([grad_weight_product(x_spec, g_spec)], plan, slice(0, kh), kw, shift=False)
             if need_x:
                 in_h, in_w = plan.in_hw
-                product = grad_input_product(g_spec, w_spec)
+                product = [grad_input_product(g_spec, w_spec)]
                 del g_spec  # not needed any more: its memory is free for the inverse transform's transients
                 grad_x = _band_inverse(product, plan, slice(0, in_h), in_w, shift=True)
         if need_b and ctx.has_bias:
