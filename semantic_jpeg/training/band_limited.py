@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +96,7 @@ class _Plan:
     cols: int
     index: torch.Tensor
     phase: torch.Tensor
+    matrices: dict = field(default_factory=dict, compare=False, hash=False, repr=False)  # derived, cached
 
     @property
     def n_kept(self) -> int:
@@ -204,17 +205,23 @@ def _band_inverse(handed_over: list, plan: _Plan, rows: slice, width: int, shift
     return out if partial else out[..., rows, :]
 
 
-@functools.lru_cache(maxsize=64)
 def _partial_row_inverse(plan: _Plan, wanted: tuple, dtype, device) -> torch.Tensor:
     """(K, len(wanted) * cols) complex matrix: kept coefficients @ it = the height-wise inverse DFT of the
-    zero-filled (fft_h, cols) grid at the ``wanted`` rows, laid out (row, column)."""
+    zero-filled (fft_h, cols) grid at the ``wanted`` rows, laid out (row, column). Cached on the plan."""
+    key = ("partial_row_inverse", wanted, dtype, device)
+    if key not in plan.matrices:
+        plan.matrices[key] = _partial_row_inverse_matrix(plan, wanted).to(device=device, dtype=dtype)
+    return plan.matrices[key]
+
+
+def _partial_row_inverse_matrix(plan: _Plan, wanted: tuple) -> torch.Tensor:
     fft_h = plan.fft_hw[0]
     ky, kx = np.divmod(plan.index.cpu().numpy(), plan.cols)
     matrix = np.zeros((len(ky), len(wanted), plan.cols), np.complex128)
     rows = np.asarray(wanted)
     matrix[np.arange(len(ky))[:, None], np.arange(len(rows))[None, :], kx[:, None]] = np.exp(
         2j * np.pi * ky[:, None] * rows[None, :] / fft_h) / fft_h
-    return torch.from_numpy(matrix.reshape(len(ky), -1)).to(device=device, dtype=dtype)
+    return torch.from_numpy(matrix.reshape(len(ky), -1))
 
 
 # ----------------------------------------------------------------------------------------------- products
