@@ -110,8 +110,9 @@ def _denoise_one(image, *, sigma, wavelet, method, mode, levels, ycbcr, sigma_mo
     if levels is None:
         levels = max(pywt.dwtn_max_level((height, width), wavelet) - 3, 1)
     haar = wavelet.name in ("db1", "haar")
-    if haar and sigma is not None and sigma_mode == "rgb" and method != "SureShrink":  # the paper's setting
+    if sigma is not None and sigma_mode == "rgb":  # the RGB noise level seen by each (YCbCr) channel
         sigmas = sigma * (np.sqrt((YCBCR_FROM_RGB**2).sum(axis=1)) if ycbcr else np.ones(channels))
+    if haar and sigma is not None and sigma_mode == "rgb" and method != "SureShrink":  # the paper's setting
         out = np.empty_like(source)
         rc = lib.filters_haar_denoise(source_bytes, is_float, height, width, channels, to_ycbcr, scale, to_rgb,
                                       levels, as_pointer(np.ascontiguousarray(sigmas**2, np.float64), np.float64),
@@ -136,9 +137,7 @@ def _denoise_one(image, *, sigma, wavelet, method, mode, levels, ycbcr, sigma_mo
         coeffs = pywt.wavedec2(planes, wavelet, level=levels, axes=(-2, -1))
     if sigma is None:
         sigmas = estimate_sigma(coeffs[-1][2])
-    elif sigma_mode == "rgb":
-        sigmas = sigma * (np.sqrt((YCBCR_FROM_RGB**2).sum(axis=1)) if ycbcr else np.ones(channels))
-    else:
+    elif sigma_mode != "rgb":
         if planes is None:
             planes = np.empty((channels, height, width), np.float32)
             lib.filters_to_planes(source_bytes, is_float, as_pointer(planes, np.float32), height * width, channels,
