@@ -127,11 +127,6 @@ def _make_plan(in_hw, kernel_hw, stride, padding, compress_rate, device) -> _Pla
 
 
 # ----------------------------------------------------------------------------------------------- spectra
-def _planar(z: torch.Tensor) -> torch.Tensor:
-    """(..., K) complex -> (..., 2, K) real: the kernels' operand layout (real parts, then imaginary parts)."""
-    return torch.stack((z.real, z.imag), dim=-2)
-
-
 @functools.lru_cache(maxsize=64)
 def _dft_columns(width: int, fft_w: int, cols: int, dtype, device) -> torch.Tensor:
     """(width, 2 cols) real matrix: x @ it = the first ``cols`` rfft coefficients of x zero-extended to
@@ -141,20 +136,30 @@ def _dft_columns(width: int, fft_w: int, cols: int, dtype, device) -> torch.Tens
         device=device, dtype=dtype)
 
 
+SPECTRUM_CHUNK = 1 << 17  # complex (fft_h x cols) grid values transformed at once (1 MiB): bounds the transients
+
+
 def _band_spectrum(t: torch.Tensor, plan: _Plan, shift: bool) -> torch.Tensor:
     """Kept rfft2 coefficients of real maps ``t`` (..., h, w) zero-extended to the FFT size (and shifted by the
-    padding when ``shift``), as (..., 2, K) planar real."""
+    padding when ``shift``), as (..., 2, K) planar real (real parts, then imaginary parts: the kernels'
+    operand layout). The maps are transformed a chunk at a time
+    (``SPECTRUM_CHUNK``), so the transforms' buffers stay small whatever the batch."""
     fft_h, fft_w = plan.fft_hw
-    # width-wise DFT of the kept columns only, as one real matmul with interleaved (cos, -sin) columns whose
-    # output is viewed as complex: no full-width spectrum is allocated and then cropped
-    z = torch.view_as_complex((t @ _dft_columns(t.shape[-1], fft_w, plan.cols, t.dtype, t.device))
-                              .unflatten(-1, (plan.cols, 2)))
-    z = torch.fft.fft(z, n=fft_h, dim=-2)
-    kept = z.flatten(-2).index_select(-1, plan.index)
-    del z
-    if shift:
-        kept.mul_(plan.phase.to(kept.dtype))
-    return _planar(kept)
+    maps = t.reshape(-1, *t.shape[-2:])
+    out = t.new_empty(maps.shape[0], 2, plan.n_kept)
+    columns = _dft_columns(t.shape[-1], fft_w, plan.cols, t.dtype, t.device)
+    step = max(1, SPECTRUM_CHUNK // (fft_h * plan.cols))
+    for start in range(0, maps.shape[0], step):
+        # width-wise DFT of the kept columns only, as one real matmul with interleaved (cos, -sin) columns
+        # whose output is viewed as complex: no full-width spectrum is allocated and then cropped
+        z = torch.view_as_complex((maps[start:start + step] @ columns).unflatten(-1, (plan.cols, 2)))
+        z = torch.fft.fft(z, n=fft_h, dim=-2)
+        kept = z.flatten(-2).index_select(-1, plan.index)
+        if shift:
+            kept.mul_(plan.phase.to(kept.dtype))
+        out[start:start + step, 0] = kept.real
+        out[start:start + step, 1] = kept.imag
+    return out.view(*t.shape[:-2], 2, plan.n_kept)
 
 
 @functools.lru_cache(maxsize=64)
@@ -178,31 +183,38 @@ def _band_inverse(handed_over: list, plan: _Plan, rows: slice, width: int, shift
     full-height inverse FFT of the zero-filled grid.
 
     The coefficients come as the only item of ``handed_over``, which is emptied: the caller keeps no
-    reference, so they are freed as soon as they are used, before the transforms' own buffers exist."""
+    reference, so they are freed as soon as they are used. Full-height inverses run a chunk of maps at a time
+    (``SPECTRUM_CHUNK``), so the transforms' buffers stay small whatever the batch."""
     fft_h, fft_w = plan.fft_hw
     kept = handed_over.pop()
     if shift:
         kept.mul_(plan.phase.to(kept.dtype).conj())
     batch_shape = kept.shape[:-1]
     wanted = tuple(range(fft_h)[rows])
-    partial = len(wanted) < math.log2(fft_h)
-    if partial:
+    columns = _inverse_dft_columns(plan.cols, fft_w, width, kept.real.dtype, kept.device)
+    if len(wanted) < math.log2(fft_h):
         z = (kept @ _partial_row_inverse(plan, wanted, kept.dtype, kept.device)).view(*batch_shape, len(wanted),
                                                                                          plan.cols)
         del kept
-    else:
-        grid = kept.new_zeros(*batch_shape, fft_h * plan.cols)
-        grid.index_copy_(-1, plan.index, kept)
-        del kept
-        z = torch.fft.ifft(grid.view(*batch_shape, fft_h, plan.cols), dim=-2)
-        del grid
-    # width-wise inverse of the kept columns straight to the ``width`` wanted outputs, as one real matmul on
-    # the (real, imaginary) pairs: no full-width map is allocated and then cropped. Full-height rows are
-    # cropped after it, so that the matmul reads the contiguous ifft output instead of a copy of its crop.
-    pairs = torch.view_as_real(z).flatten(-2)
-    del z
-    out = pairs @ _inverse_dft_columns(plan.cols, fft_w, width, pairs.dtype, pairs.device)
-    return out if partial else out[..., rows, :]
+        return _columns_inverse(z, columns)
+    # full height: zero-filled grid, inverse FFT along the height, a chunk of maps at a time
+    maps = kept.reshape(-1, plan.n_kept)
+    out = columns.new_empty(maps.shape[0], len(wanted), width)
+    step = max(1, SPECTRUM_CHUNK // (fft_h * plan.cols))
+    for start in range(0, maps.shape[0], step):
+        chunk = maps[start:start + step]
+        grid = chunk.new_zeros(chunk.shape[0], fft_h * plan.cols)
+        grid.index_copy_(-1, plan.index, chunk)
+        z = torch.fft.ifft(grid.view(-1, fft_h, plan.cols), dim=-2)
+        # rows cropped after the width-wise inverse, which then reads the contiguous ifft output
+        out[start:start + step] = _columns_inverse(z, columns)[:, rows, :]
+    return out.view(*batch_shape, len(wanted), width)
+
+
+def _columns_inverse(z: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """Width-wise inverse of the kept columns straight to the wanted outputs, as one real matmul on the
+    (real, imaginary) pairs: no full-width map is allocated and then cropped."""
+    return torch.view_as_real(z).flatten(-2) @ columns
 
 
 def _partial_row_inverse(plan: _Plan, wanted: tuple, dtype, device) -> torch.Tensor:
