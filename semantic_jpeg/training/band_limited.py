@@ -14,7 +14,10 @@ which makes the backward pass the exact gradient of the band-limited forward.
 
 The FFT size is the padded input size: the forward product is a circular correlation whose valid part has
 no wrap-around, and the two backward products (full convolution for the input gradient, correlation for the
-filter gradient) fit in the same size, so one set of spectra serves all three products.
+filter gradient) fit in the same size, so one set of spectra serves all three products. The transforms are
+separable and pruned to the band: along the width, a real matmul with the DFT columns of the kept frequencies
+(and back, straight to the wanted output columns); along the height, an FFT over the kept columns, a chunk
+of maps at a time. No full spectrum is ever materialised.
 
 The hot spot, the complex product summed over a channel axis, runs on one of three backends:
 ``"torch"`` (plain complex ``einsum``, the reference), ``"native"`` (C kernel ``semjpeg_bl_cmac_f32`` from
