@@ -143,8 +143,9 @@ static void component_rows(const uint8_t *restrict image, int height, int width,
     float k0 = k[0] * box, k1 = k[1] * box, k2 = k[2] * box, off = k[3];
     size_t stride = (size_t)width * channels;
     int inside = width / fh < cw ? width / fh : cw; /* boxes that need no column clamping */
+    int full_rgb = channels == 3 && fh == 1 && fv == 1;
     float lut[3][256]; /* k_i * value (+ offset in the last): table loads beat int-to-float conversions */
-    for (int v = 0; v < 256; v++) {
+    for (int v = 0; full_rgb && v < 256; v++) {
         lut[0][v] = k0 * (float)v;
         lut[1][v] = k1 * (float)v;
         lut[2][v] = k2 * (float)v + off;
@@ -160,7 +161,7 @@ static void component_rows(const uint8_t *restrict image, int height, int width,
         int x = 0;
         if (channels == 1 && fh == 1 && fv == 1) {
             for (; x < inside; x++) dst[x] = k0 * a[x] + off;
-        } else if (channels == 3 && fh == 1 && fv == 1) {
+        } else if (full_rgb) {
             for (; x < inside; x++) dst[x] = lut[0][a[3 * x]] + lut[1][a[3 * x + 1]] + lut[2][a[3 * x + 2]];
         } else if (channels == 3 && fh == 2 && fv == 2) { /* 4:2:0 chroma */
             for (; x < inside; x++) {
