@@ -19,28 +19,24 @@ int semjpeg_block_levels(const float *saliency, int height, int width, int cell_
                          uint8_t *out) {
     if (height <= 0 || width <= 0 || cell_h <= 0 || cell_w <= 0 || levels <= 0 || levels > 255) return -1;
     int cells_h = (height + cell_h - 1) / cell_h, cells_w = (width + cell_w - 1) / cell_w;
-    double *sum = calloc((size_t)cells_w, sizeof(double));
-    if (!sum) return -1;
+    double *column = malloc(sizeof(double) * (size_t)width); /* sums down the cell row, one per pixel column */
+    if (!column) return -1;
     for (int cy = 0; cy < cells_h; cy++) {
         int y0 = cy * cell_h, y1 = y0 + cell_h < height ? y0 + cell_h : height;
-        memset(sum, 0, sizeof(double) * (size_t)cells_w);
-        for (int y = y0; y < y1; y++) {
-            const float *row = saliency + (size_t)y * width;
-            for (int cx = 0, x = 0; cx < cells_w; cx++) {
-                int x1 = x + cell_w < width ? x + cell_w : width;
-                double acc = 0.0;
-                for (; x < x1; x++) acc += row[x];
-                sum[cx] += acc;
-            }
+        for (int x = 0; x < width; x++) column[x] = saliency[(size_t)y0 * width + x];
+        for (int y = y0 + 1; y < y1; y++) {
+            const float *restrict row = saliency + (size_t)y * width;
+            for (int x = 0; x < width; x++) column[x] += row[x];
         }
         for (int cx = 0; cx < cells_w; cx++) {
             int x0 = cx * cell_w, x1 = x0 + cell_w < width ? x0 + cell_w : width;
-            double mean = sum[cx] / ((double)(y1 - y0) * (x1 - x0));
-            int level = (int)floor(mean * levels);
+            double sum = 0.0;
+            for (int x = x0; x < x1; x++) sum += column[x];
+            int level = (int)floor(sum / ((double)(y1 - y0) * (x1 - x0)) * levels);
             out[(size_t)cy * cells_w + cx] = (uint8_t)(level < 0 ? 0 : level >= levels ? levels - 1 : level);
         }
     }
-    free(sum);
+    free(column);
     return 0;
 }
 
@@ -134,51 +130,80 @@ static const float YCBCR[3][4] = {{0.299f, 0.587f, 0.114f, -128.0f},
                                   {-0.168735892f, -0.331264108f, 0.5f, 0.0f},
                                   {0.5f, -0.418687589f, -0.081312411f, 0.0f}};
 
-/* out_rows x cw samples of one component, starting at full-resolution row y0: the mean of each fv x fh box
- * of source pixels (rows and columns past the image repeat its last ones), converted by k. Conversion is
- * linear, so converting the box mean equals downsampling the converted pixels. */
-static void component_rows(const uint8_t *restrict image, int height, int width, int channels, const float k[4],
-                           int fh, int fv, int y0, int out_rows, int cw, float *restrict out) {
-    float box = 1.0f / (float)(fh * fv);
-    float k0 = k[0] * box, k1 = k[1] * box, k2 = k[2] * box, off = k[3];
-    size_t stride = (size_t)width * channels;
-    int inside = width / fh < cw ? width / fh : cw; /* boxes that need no column clamping */
-    int full_rgb = channels == 3 && fh == 1 && fv == 1;
-    float lut[3][256]; /* k_i * value (+ offset in the last): table loads beat int-to-float conversions */
-    for (int v = 0; full_rgb && v < 256; v++) {
-        lut[0][v] = k0 * (float)v;
-        lut[1][v] = k1 * (float)v;
-        lut[2][v] = k2 * (float)v + off;
-    }
-    for (int r = 0; r < out_rows; r++) {
-        const uint8_t *rows[4] = {image, image, image, image};
-        for (int dy = 0; dy < fv; dy++) {
-            int y = y0 + r * fv + dy;
-            rows[dy] = image + (size_t)(y < height ? y : height - 1) * stride;
-        }
-        float *restrict dst = out + (size_t)r * cw;
-        const uint8_t *restrict a = rows[0], *restrict b = rows[fv > 1 ? 1 : 0];
-        int x = 0;
-        if (channels == 1 && fh == 1 && fv == 1) {
-            for (; x < inside; x++) dst[x] = k0 * a[x] + off;
-        } else if (full_rgb) {
-            for (; x < inside; x++) dst[x] = lut[0][a[3 * x]] + lut[1][a[3 * x + 1]] + lut[2][a[3 * x + 2]];
-        } else if (channels == 3 && fh == 2 && fv == 2) { /* 4:2:0 chroma */
-            for (; x < inside; x++) {
-                const uint8_t *p = a + 6 * x, *q = b + 6 * x;
-                dst[x] = k0 * (float)(p[0] + p[3] + q[0] + q[3]) + k1 * (float)(p[1] + p[4] + q[1] + q[4]) +
-                         k2 * (float)(p[2] + p[5] + q[2] + q[5]) + off;
+/* One MCU row of the image as float planes: `rows` source rows (8 vmax) of `pw` samples (whole MCUs) per
+ * channel, rows and columns past the image repeating its last ones. Box sums for one pair of downsampling
+ * factors are kept until other factors are asked for (Cb and Cr share them). */
+typedef struct {
+    int channels, rows, pw;
+    float *source; /* channels x rows x pw */
+    float *boxed;  /* channels x (rows / fv) x (pw / fh): sums of fv x fh boxes of `source` */
+    float *plane;  /* one component, downsampled and converted: rows x pw at most */
+    int box_fh, box_fv;
+} McuRow;
+
+/* Split the image rows y0 .. y0 + rows - 1 (clamped to the image) into the float planes of `m`. */
+static inline void load_mcu_row(McuRow *m, const uint8_t *image, int height, int width, int y0) {
+    size_t plane = (size_t)m->rows * m->pw;
+    for (int r = 0; r < m->rows; r++) {
+        int y = y0 + r < height ? y0 + r : height - 1;
+        const uint8_t *restrict p = image + (size_t)y * width * m->channels;
+        float *restrict d0 = m->source + (size_t)r * m->pw;
+        if (m->channels == 1) {
+            for (int x = 0; x < width; x++) d0[x] = p[x];
+        } else {
+            float *restrict d1 = d0 + plane, *restrict d2 = d1 + plane;
+            for (int x = 0; x < width; x++) {
+                d0[x] = p[3 * x];
+                d1[x] = p[3 * x + 1];
+                d2[x] = p[3 * x + 2];
             }
         }
-        for (; x < cw; x++) { /* other factors, and the right edge */
-            int sum[3] = {0, 0, 0};
-            for (int dy = 0; dy < fv; dy++)
-                for (int dx = 0; dx < fh; dx++) {
-                    int sx = x * fh + dx < width ? x * fh + dx : width - 1;
-                    for (int ch = 0; ch < channels; ch++) sum[ch] += rows[dy][(size_t)sx * channels + ch];
-                }
-            dst[x] = k0 * (float)sum[0] + k1 * (float)sum[1] + k2 * (float)sum[2] + off;
+        for (int ch = 0; ch < m->channels; ch++) {
+            float *row = m->source + ch * plane + (size_t)r * m->pw;
+            for (int x = width; x < m->pw; x++) row[x] = row[width - 1];
         }
+    }
+    m->box_fh = m->box_fv = 0;
+}
+
+/* The planes of fv x fh box sums (sums of small integers: exact in float); the source itself for 1 x 1. */
+static inline const float *box_sums(McuRow *m, int fh, int fv) {
+    if (fh == 1 && fv == 1) return m->source;
+    if (m->box_fh == fh && m->box_fv == fv) return m->boxed;
+    int out_rows = m->rows / fv, cw = m->pw / fh;
+    for (int ch = 0; ch < m->channels; ch++)
+        for (int r = 0; r < out_rows; r++) {
+            const float *restrict a = m->source + ((size_t)ch * m->rows + (size_t)r * fv) * m->pw;
+            float *restrict o = m->boxed + ((size_t)ch * out_rows + r) * cw;
+            if (fh == 2 && fv == 2) {
+                const float *restrict b = a + m->pw;
+                for (int x = 0; x < cw; x++) o[x] = a[2 * x] + a[2 * x + 1] + b[2 * x] + b[2 * x + 1];
+            } else {
+                for (int x = 0; x < cw; x++) {
+                    float sum = 0.0f;
+                    for (int dy = 0; dy < fv; dy++)
+                        for (int dx = 0; dx < fh; dx++) sum += a[(size_t)dy * m->pw + (size_t)x * fh + dx];
+                    o[x] = sum;
+                }
+            }
+        }
+    m->box_fh = fh;
+    m->box_fv = fv;
+    return m->boxed;
+}
+
+/* m->plane = component with conversion k, box-downsampled by (fh, fv): rows / fv rows of pw / fh samples.
+ * Conversion is linear, so converting the box mean equals downsampling the converted pixels. */
+static inline void convert_component(McuRow *m, const float k[4], int fh, int fv) {
+    const float *sums = box_sums(m, fh, fv);
+    size_t n = (size_t)(m->rows / fv) * (m->pw / fh);
+    float box = 1.0f / (float)(fh * fv), k0 = k[0] * box, k1 = k[1] * box, k2 = k[2] * box, off = k[3];
+    const float *restrict a = sums, *restrict b = sums + n, *restrict c = sums + 2 * n;
+    float *restrict o = m->plane;
+    if (m->channels == 1) {
+        for (size_t i = 0; i < n; i++) o[i] = k0 * a[i] + off;
+    } else {
+        for (size_t i = 0; i < n; i++) o[i] = k0 * a[i] + k1 * b[i] + k2 * c[i] + off;
     }
 }
 
@@ -243,6 +268,51 @@ static inline void quantise_block(const Quantiser *q, int by, int bx, const floa
 
 /* ---- The forward transform driver ---- */
 
+/* x86-64 with GCC or Clang on glibc: an AVX2 copy of the per-MCU-row work, picked at load time (AVX2 without
+ * FMA, so both copies round identically and a file does not depend on the CPU that wrote it). */
+#if defined(__x86_64__) && defined(__GLIBC__) && (defined(__GNUC__) || defined(__clang__))
+#define SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define SIMD_CLONES
+#endif
+
+typedef struct {
+    const uint8_t *image;
+    int height, width, channels, to_ycbcr, hmax, vmax;
+    const int *samp_h, *samp_v, *blocks_h, *blocks_w;
+    float **coefs;
+    const Quantiser *quantisers;
+    int16_t **out;
+    float scale[64];
+} Transform;
+
+/* Colour conversion, downsampling, DCT and (with quantisers) requantisation of MCU row `my`. */
+SIMD_CLONES static void transform_mcu_row(const Transform *t, McuRow *m, int my) {
+    float block[64];
+    load_mcu_row(m, t->image, t->height, t->width, my * m->rows);
+    for (int c = 0; c < t->channels; c++) {
+        float k[4] = {0.0f, 0.0f, 0.0f, -128.0f};
+        if (t->to_ycbcr) memcpy(k, YCBCR[c], sizeof k);
+        else k[c] = 1.0f;
+        int fh = t->hmax / t->samp_h[c], fv = t->vmax / t->samp_v[c], cw = m->pw / fh;
+        convert_component(m, k, fh, fv);
+        for (int v = 0; v < t->samp_v[c]; v++) {
+            int by = my * t->samp_v[c] + v;
+            if (by >= t->blocks_h[c]) break;
+            for (int bx = 0; bx < t->blocks_w[c]; bx++) {
+                size_t at = ((size_t)by * t->blocks_w[c] + bx) * 64;
+                const float *src = m->plane + (size_t)v * 8 * cw + (size_t)bx * 8;
+                if (t->quantisers) {
+                    dct_block(src, cw, t->scale, block);
+                    quantise_block(&t->quantisers[c], by, bx, block, t->out[c] + at);
+                } else {
+                    dct_block(src, cw, t->scale, t->coefs[c] + at);
+                }
+            }
+        }
+    }
+}
+
 /* image: height x width x channels uint8 (channels 1 or 3, equal to the number of components). to_ycbcr:
  * convert RGB to YCbCr (else code the channels as they are). samp_h/samp_v: sampling factors; every factor
  * must divide the largest. Each component's blocks as libjpeg counts them (blocks_h[c] x blocks_w[c]; blocks
@@ -263,35 +333,17 @@ static int forward_transform(const uint8_t *image, int height, int width, int ch
         if (hmax % samp_h[c] || vmax % samp_v[c] || blocks_w[c] > mcus_h * samp_h[c] ||
             blocks_h[c] > mcus_v * samp_v[c] || blocks_w[c] < 1 || blocks_h[c] < 1)
             return -1;
-    int pw = mcus_h * 8 * hmax;
-    float *plane = malloc(sizeof(float) * (size_t)pw * 8 * vmax); /* one component of one MCU row */
-    if (!plane) return -2;
-    float scale[64], block[64];
-    aan_scale(scale);
-    for (int my = 0; my < mcus_v; my++) {
-        for (int c = 0; c < channels; c++) {
-            float k[4] = {0.0f, 0.0f, 0.0f, -128.0f};
-            if (to_ycbcr) memcpy(k, YCBCR[c], sizeof k);
-            else k[c] = 1.0f;
-            int fh = hmax / samp_h[c], fv = vmax / samp_v[c], cw = pw / fh;
-            component_rows(image, height, width, channels, k, fh, fv, my * 8 * vmax, 8 * samp_v[c], cw, plane);
-            for (int v = 0; v < samp_v[c]; v++) {
-                int by = my * samp_v[c] + v;
-                if (by >= blocks_h[c]) break;
-                for (int bx = 0; bx < blocks_w[c]; bx++) {
-                    size_t at = ((size_t)by * blocks_w[c] + bx) * 64;
-                    const float *src = plane + (size_t)v * 8 * cw + (size_t)bx * 8;
-                    if (quantisers) {
-                        dct_block(src, cw, scale, block);
-                        quantise_block(&quantisers[c], by, bx, block, out[c] + at);
-                    } else {
-                        dct_block(src, cw, scale, coefs[c] + at);
-                    }
-                }
-            }
-        }
-    }
-    free(plane);
+    Transform t = {image, height, width, channels, to_ycbcr, hmax, vmax, samp_h, samp_v, blocks_h, blocks_w,
+                   coefs, quantisers, out, {0}};
+    aan_scale(t.scale);
+    McuRow m = {channels, 8 * vmax, mcus_h * 8 * hmax, NULL, NULL, NULL, 0, 0};
+    size_t plane = (size_t)m.rows * m.pw;
+    m.source = malloc(sizeof(float) * plane * (2 * (size_t)channels + 1));
+    if (!m.source) return -2;
+    m.boxed = m.source + plane * channels;
+    m.plane = m.boxed + plane * channels;
+    for (int my = 0; my < mcus_v; my++) transform_mcu_row(&t, &m, my);
+    free(m.source);
     return 0;
 }
 
@@ -402,6 +454,17 @@ static inline int bit_length(int v) {
 #endif
 }
 
+/* Index of the lowest set bit of a nonzero mask. */
+static inline int lowest_bit(uint64_t mask) {
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_ctzll(mask);
+#else
+    int k = 0;
+    while (!(mask & 1)) { mask >>= 1; k++; }
+    return k;
+#endif
+}
+
 /* Emit a Huffman symbol followed by the n low bits of v (F.1.2.1: negative values as v-1 in n bits), in
  * one write; a symbol the table lacks (size 0) is an error, never a silently wrong stream. */
 static inline void put_symbol_value(BitWriter *w, const uint32_t *code, const uint8_t *size, int symbol, int v,
@@ -411,26 +474,31 @@ static inline void put_symbol_value(BitWriter *w, const uint32_t *code, const ui
     put_bits(w, (code[symbol] << n) | bits, size[symbol] + n);
 }
 
+/* One block: the DC difference, then (run, size) symbols for the nonzero AC coefficients in zigzag order,
+ * found through a bit mask (as libjpeg-turbo's coder does) instead of testing every coefficient. */
 static void encode_block(BitWriter *w, const int16_t *blk, int *last_dc, const uint32_t *dcc, const uint8_t *dcs,
                          const uint32_t *acc, const uint8_t *acs) {
-    int diff = blk[0] - *last_dc;
-    *last_dc = blk[0];
+    int16_t zz[64];
+    uint64_t nonzero = 0;
+    for (int k = 0; k < 64; k++) {
+        zz[k] = blk[ZIGZAG[k]];
+        nonzero |= (uint64_t)(zz[k] != 0) << k;
+    }
+    int diff = zz[0] - *last_dc;
+    *last_dc = zz[0];
     int n = bit_length(diff);
     if (n > 11) { w->error = 3; return; }
     put_symbol_value(w, dcc, dcs, n, diff, n);
-    int last = 63; /* last nonzero AC coefficient in zigzag order (0: none) */
-    while (last > 0 && blk[ZIGZAG[last]] == 0) last--;
-    int run = 0;
-    for (int k = 1; k <= last; k++) {
-        int v = blk[ZIGZAG[k]];
-        if (v == 0) { run++; continue; }
-        while (run > 15) { put_symbol_value(w, acc, acs, 0xF0, 0, 0); run -= 16; }
+    int previous = 0; /* zigzag index of the last coefficient coded */
+    for (nonzero &= ~(uint64_t)1; nonzero; nonzero &= nonzero - 1) {
+        int k = lowest_bit(nonzero), run = k - previous - 1, v = zz[k];
+        for (; run > 15; run -= 16) put_symbol_value(w, acc, acs, 0xF0, 0, 0);
         n = bit_length(v);
         if (n > 10) { w->error = 3; return; }
         put_symbol_value(w, acc, acs, (run << 4) | n, v, n);
-        run = 0;
+        previous = k;
     }
-    if (last < 63) put_symbol_value(w, acc, acs, 0x00, 0, 0); /* EOB */
+    if (previous < 63) put_symbol_value(w, acc, acs, 0x00, 0, 0); /* EOB */
 }
 
 /* Entropy-code one baseline scan. Single component: blocks in raster order. Several components: MCUs of
