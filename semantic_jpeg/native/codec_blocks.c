@@ -12,6 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "codec_blocks.h"
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 /* Level of each cell = floor(mean saliency * levels), clipped to [0, levels-1]. Edge cells average only
  * the pixels that exist. Returns 0, or -1 on bad arguments. */
@@ -474,24 +477,58 @@ static inline void put_symbol_value(BitWriter *w, const uint32_t *code, const ui
     put_bits(w, (code[symbol] << n) | bits, size[symbol] + n);
 }
 
+/* ZIGZAG_BITS[j][b]: the bits of byte j of a natural-order mask (coefficient 8j + i in bit i of b) moved to
+ * their zigzag positions. Filled once by zigzag_bits_init. */
+static uint64_t ZIGZAG_BITS[8][256];
+
+static void zigzag_bits_init(void) {
+    static int ready = 0;
+    if (ready) return;
+    int position[64];
+    for (int k = 0; k < 64; k++) position[ZIGZAG[k]] = k;
+    for (int j = 0; j < 8; j++)
+        for (int b = 0; b < 256; b++) {
+            uint64_t m = 0;
+            for (int i = 0; i < 8; i++)
+                if (b >> i & 1) m |= (uint64_t)1 << position[8 * j + i];
+            ZIGZAG_BITS[j][b] = m;
+        }
+    ready = 1;
+}
+
+/* Bit k set when the coefficient at zigzag position k is nonzero. */
+static inline uint64_t zigzag_nonzero(const int16_t *blk) {
+    uint64_t mask = 0;
+#if defined(__SSE2__)
+    const __m128i zero = _mm_setzero_si128();
+    for (int j = 0; j < 4; j++) { /* 16 coefficients -> 16 bits of the natural-order mask */
+        __m128i a = _mm_loadu_si128((const __m128i *)(blk + 16 * j));
+        __m128i b = _mm_loadu_si128((const __m128i *)(blk + 16 * j + 8));
+        unsigned bits = ~(unsigned)_mm_movemask_epi8(_mm_packs_epi16(_mm_cmpeq_epi16(a, zero), _mm_cmpeq_epi16(b, zero)));
+        mask |= ZIGZAG_BITS[2 * j][bits & 0xFF] | ZIGZAG_BITS[2 * j + 1][(bits >> 8) & 0xFF];
+    }
+#else
+    for (int j = 0; j < 8; j++) {
+        unsigned b = 0;
+        for (int i = 0; i < 8; i++) b |= (unsigned)(blk[8 * j + i] != 0) << i;
+        mask |= ZIGZAG_BITS[j][b];
+    }
+#endif
+    return mask;
+}
+
 /* One block: the DC difference, then (run, size) symbols for the nonzero AC coefficients in zigzag order,
- * found through a bit mask (as libjpeg-turbo's coder does) instead of testing every coefficient. */
+ * visited through a bit mask of the nonzero ones (as libjpeg-turbo's coder does). */
 static void encode_block(BitWriter *w, const int16_t *blk, int *last_dc, const uint32_t *dcc, const uint8_t *dcs,
                          const uint32_t *acc, const uint8_t *acs) {
-    int16_t zz[64];
-    uint64_t nonzero = 0;
-    for (int k = 0; k < 64; k++) {
-        zz[k] = blk[ZIGZAG[k]];
-        nonzero |= (uint64_t)(zz[k] != 0) << k;
-    }
-    int diff = zz[0] - *last_dc;
-    *last_dc = zz[0];
+    int diff = blk[0] - *last_dc;
+    *last_dc = blk[0];
     int n = bit_length(diff);
     if (n > 11) { w->error = 3; return; }
     put_symbol_value(w, dcc, dcs, n, diff, n);
-    int previous = 0; /* zigzag index of the last coefficient coded */
-    for (nonzero &= ~(uint64_t)1; nonzero; nonzero &= nonzero - 1) {
-        int k = lowest_bit(nonzero), run = k - previous - 1, v = zz[k];
+    int previous = 0; /* zigzag position of the last coefficient coded */
+    for (uint64_t nonzero = zigzag_nonzero(blk) & ~(uint64_t)1; nonzero; nonzero &= nonzero - 1) {
+        int k = lowest_bit(nonzero), run = k - previous - 1, v = blk[ZIGZAG[k]];
         for (; run > 15; run -= 16) put_symbol_value(w, acc, acs, 0xF0, 0, 0);
         n = bit_length(v);
         if (n > 10) { w->error = 3; return; }
@@ -515,6 +552,7 @@ int64_t semjpeg_encode_baseline_scan(int n_components, const int16_t **coefs, co
     static const int16_t zero_block[64] = {0};
     int16_t dummy[64];
     if (n_components < 1 || n_components > 4) return -4;
+    zigzag_bits_init();
     if (n_components == 1) {
         for (int b = 0; b < blocks_h[0] * blocks_w[0] && !w.error; b++)
             encode_block(&w, coefs[0] + (size_t)b * 64, &last_dc[0], dc_code[0], dc_size[0], ac_code[0], ac_size[0]);
