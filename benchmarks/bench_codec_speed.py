@@ -80,12 +80,12 @@ def main(argv=None):
         return lambda: encoder._MosaicCoder(rgb, sal, 5, options).mosaic(qualities)
 
     dct = encoder._DctCoder(rgb, sal, 5, options, reuse_transform=True)
-    coefs = dct.coefficients(qualities, qualities[-1])[0]
+    coefs, frame = dct.coefficients(qualities, qualities[-1])
 
     rows = {"plain Pillow encode Q50": median_ms(plain, args.runs),
             "MS-ROI map (shipped model)": median_ms(lambda: model.msroi_map(rgb), args.runs)}
     rows["dct: its final encode (forward DCT + entropy coding)"] = median_ms(
-        lambda: (encoder.forward_dct(rgb, dct.header), dct._entropy_code(coefs)), args.runs)
+        lambda: (encoder.forward_dct(rgb, dct.header), dct.encode_coefficients(coefs, frame)), args.runs)
     rows["dct: whole encode with the map given"] = median_ms(lambda: semantic_jpeg.encode(rgb, saliency=sal), args.runs)
     for mode in ("dct", "mosaic"):
         rows[f"{mode}: block stage"] = median_ms(block_stage(mode), args.runs)

@@ -218,6 +218,40 @@ def test_dct_mode_coefficients_equal_numpy_requantisation(astronaut, tmp_path, g
         np.testing.assert_array_equal(got_c, expect)
 
 
+@pytest.mark.parametrize("shape", [(136, 200), (77, 123), (1, 1), (9, 17)])
+@pytest.mark.parametrize("kind", ["4:2:0", "4:2:2", "4:4:4", "gray", "keep_rgb"])
+def test_fused_encode_equals_two_pass_reference(astronaut, shape, kind):
+    """The one-pass and the rate-control encoders (transform/requantise/code one MCU row at a time) write
+    exactly the file that whole-image requantisation followed by whole-image entropy coding writes."""
+    from semantic_jpeg.codec import encoder
+    img = astronaut[:shape[0], :shape[1]]
+    img = np.ascontiguousarray(img[:, :, 1] if kind == "gray" else img)
+    options = {"subsampling": {"4:2:0": 2, "4:2:2": 1}.get(kind, 0)}
+    if kind == "keep_rgb":
+        options["keep_rgb"] = True
+    sal = np.random.default_rng(3).random(img.shape[:2]).astype(np.float32)
+    qs = level_qualities(5, (20, 90))
+    for deadzone in (0.5, 0.9):
+        one_pass = encoder._DctCoder(img, sal, 5, encoder._check_options(options, "dct"))
+        trials = encoder._DctCoder(img, sal, 5, encoder._check_options(options, "dct"), reuse_transform=True)
+        reference = one_pass.encode_coefficients(*one_pass.coefficients(qs, 90, deadzone))
+        assert one_pass.encode(qs, 90, deadzone=deadzone) == reference
+        assert trials.encode(qs, 90, deadzone=deadzone) == reference
+        assert decode_pil(reference).shape[:2] == img.shape[:2]
+
+
+def test_native_scan_refuses_a_buffer_too_small(astronaut):
+    from semantic_jpeg.codec import encoder
+    from semantic_jpeg.native import lib
+    coder = encoder._DctCoder(astronaut[:64, :64], np.ones((64, 64), np.float32), 5, encoder._check_options({}, "dct"))
+    coder.capacity = 100  # a scan of this image needs far more; the coder must stop, not write past the end
+    guard = coder._scan_buffer[100:].copy()
+    with pytest.raises(RuntimeError, match="ran out of output space"):
+        coder.encode(level_qualities(5, (30, 70)), 70)
+    np.testing.assert_array_equal(coder._scan_buffer[100:], guard)
+    assert lib.SEMJPEG_NO_ROOM < 0
+
+
 def test_smooth_option_smooths(astronaut, box_map):
     sharp = decode_pil(encode(astronaut, saliency=box_map, quality=90))
     smooth = decode_pil(encode(astronaut, saliency=box_map, quality=90, smooth=100))

@@ -226,10 +226,12 @@ class _MosaicCoder:
 
 
 class _DctCoder:
-    """Single pass in the DCT domain: per-block requantisation + native baseline entropy coding.
+    """Single pass in the DCT domain: per-block requantisation fused with native baseline entropy coding.
 
-    ``reuse_transform``: keep the float DCT of every block for several encodes (rate control); otherwise the
-    one encode transforms and requantises in a single native pass."""
+    One encode transforms, requantises and entropy-codes the image one MCU row at a time
+    (``semjpeg_encode_image_scan``). ``reuse_transform`` (rate control) keeps the float DCT of every block,
+    and each trial requantises and codes it (``semjpeg_requantize_scan``). Neither holds a whole-image array
+    of quantised coefficients; :meth:`coefficients` makes one for inspection and tests."""
 
     def __init__(self, rgb, sal, n_levels, options, reuse_transform=False):
         self.options = options
@@ -245,14 +247,15 @@ class _DctCoder:
         hmax, vmax = max(c.samp_h for c in comps), max(c.samp_v for c in comps)
         self.cell_size = (8 * vmax, 8 * hmax) if len(comps) > 1 else (8, 8)
         self.cell_levels = _cell_levels(sal, self.cell_size, n_levels)
+        self.blocks = self.header.blocks()
         # per component (dc codes, dc sizes, ac codes, ac sizes); constant across rate-control trials
         self._huffman = [jpeg_stream.huffman_code_table(*self.header.huffman[(0, c.dc_table)])
                          + jpeg_stream.huffman_code_table(*self.header.huffman[(1, c.ac_table)]) for c in comps]
         self._huffman_args = [ffi.new(f"const {ctype} *[]", [as_pointer(t[i], t[i].dtype) for t in self._huffman])
                               for i, ctype in enumerate(("uint32_t", "uint8_t", "uint32_t", "uint8_t"))]
         self._sampling_args = (ffi.new("int[]", [c.samp_h for c in comps]), ffi.new("int[]", [c.samp_v for c in comps]))
-        blocks = sum(bh * bw for bh, bw in self.header.blocks())
-        self.capacity = 2 * 64 * blocks + 4096  # worst case: 2 bytes per coefficient (stuffing)
+        self._block_args = (ffi.new("int[]", [bh for bh, _ in self.blocks]), ffi.new("int[]", [bw for _, bw in self.blocks]))
+        self.capacity = 2 * 64 * sum(bh * bw for bh, bw in self.blocks) + 4096  # worst case: 2 bytes/coefficient
         self._scan_buffer = np.empty(self.capacity, np.uint8)
 
     @property
@@ -260,59 +263,79 @@ class _DctCoder:
         """The float DCT of every block of each component (see :func:`forward_dct`)."""
         return self._raw if self._raw is not None else forward_dct(self.rgb, self.header, self.to_ycbcr)
 
-    def coefficients(self, qualities, final_quality, deadzone=DEADZONE):
-        """Per component, the coefficients written in the file (units of the frame tables)."""
+    def _tables(self, qualities, final_quality):
+        """Per component (level tables levels x 64, frame table 64), and the frame tables (luma, chroma)."""
         level_tables = np.stack([quant_tables(q) for q in qualities])  # levels x 2 x 64
         frame = quant_tables(final_quality)
+        return [(np.ascontiguousarray(level_tables[:, min(c.quant_table, 1), :]),
+                 np.ascontiguousarray(frame[min(c.quant_table, 1)])) for c in self.header.components], frame
+
+    def coefficients(self, qualities, final_quality, deadzone=DEADZONE):
+        """Per component, the coefficients written in the file (units of the frame tables), and the frame
+        tables: what :meth:`encode` entropy-codes, as whole-image arrays (blocks_h, blocks_w, 64)."""
+        tables, frame = self._tables(qualities, final_quality)
         comps = self.header.components
-        tables = [(np.ascontiguousarray(level_tables[:, min(c.quant_table, 1), :]),
-                   np.ascontiguousarray(frame[min(c.quant_table, 1)])) for c in comps]
-        out = [np.empty((bh, bw, 64), np.int16) for bh, bw in self.header.blocks()]
+        out = [np.empty((bh, bw, 64), np.int16) for bh, bw in self.blocks]
         ch, cw = self.cell_levels.shape
-        if self._raw is None:  # one encode: transform and requantise in one native pass
-            rc = lib.semjpeg_forward_quantize(
-                as_pointer(self.rgb, np.uint8), self.rgb.shape[0], self.rgb.shape[1], len(comps), int(self.to_ycbcr),
-                *self._sampling_args, ffi.new("int[]", [o.shape[0] for o in out]),
-                ffi.new("int[]", [o.shape[1] for o in out]), as_pointer(self.cell_levels, np.uint8), ch, cw,
-                len(qualities), ffi.new("const uint16_t *[]", [as_pointer(lv, np.uint16) for lv, _ in tables]),
-                ffi.new("const uint16_t *[]", [as_pointer(ft, np.uint16) for _, ft in tables]), deadzone,
-                ffi.new("int16_t *[]", [as_pointer(o, np.int16) for o in out]))
-            if rc != 0:
-                raise MemoryError("native transform ran out of memory") if rc == -2 else RuntimeError(
-                    "native transform + requantisation refused its arguments")
-            return out, frame
-        for comp, raw, (lv, ft), coefs in zip(comps, self._raw, tables, out):
+        for comp, raw, (lv, ft), coefs in zip(comps, self.raw, tables, out):
             per_cell = (comp.samp_v, comp.samp_h) if len(comps) > 1 else (1, 1)
             rc = lib.semjpeg_requantize(as_pointer(raw, np.float32), raw.shape[0], raw.shape[1],
                                         as_pointer(self.cell_levels, np.uint8), ch, cw, per_cell[0], per_cell[1],
                                         len(qualities), as_pointer(lv, np.uint16), as_pointer(ft, np.uint16),
                                         deadzone, as_pointer(coefs, np.int16))
-            if rc != 0:
-                raise RuntimeError("native requantisation failed")
+            _check_native(rc, "requantisation")
         return out, frame
 
     def encode(self, qualities, final_quality, shift=0.0, deadzone=DEADZONE):
-        coefs, frame = self.coefficients(_shifted(qualities, shift), _shifted(final_quality, shift), deadzone)
-        scan = self._entropy_code(coefs)
-        data = jpeg_stream.assemble(self.header, frame[:1] if len(coefs) == 1 else frame, scan)
+        tables, frame = self._tables(_shifted(qualities, shift), _shifted(final_quality, shift))
+        level_args = ffi.new("const uint16_t *[]", [as_pointer(lv, np.uint16) for lv, _ in tables])
+        frame_args = ffi.new("const uint16_t *[]", [as_pointer(ft, np.uint16) for _, ft in tables])
+        ch, cw = self.cell_levels.shape
+        cells = (as_pointer(self.cell_levels, np.uint8), ch, cw, len(qualities), level_args, frame_args, deadzone)
+        out = (as_pointer(self._scan_buffer, np.uint8), self.capacity)
+        if self._raw is None:  # one encode: transform, requantise and code in one native pass
+            length = lib.semjpeg_encode_image_scan(
+                as_pointer(self.rgb, np.uint8), self.rgb.shape[0], self.rgb.shape[1], len(tables),
+                int(self.to_ycbcr), *self._sampling_args, *self._block_args, *cells, *self._huffman_args, *out)
+        else:
+            length = lib.semjpeg_requantize_scan(
+                len(tables), ffi.new("const float *[]", [as_pointer(r, np.float32) for r in self._raw]),
+                *self._block_args, *self._sampling_args, *cells, *self._huffman_args, *self.header.mcus(), *out)
+        _check_native(length, "semantic encode")
+        data = self._assemble(self._scan_buffer[:length].tobytes(), frame)
+        data.shift, data.deadzone = shift, deadzone
+        return data
+
+    def encode_coefficients(self, coefs, frame):
+        """The file for given quantised coefficients (as :meth:`coefficients` returns them): the two-pass
+        reference of :meth:`encode`."""
+        length = lib.semjpeg_encode_baseline_scan(
+            len(coefs), ffi.new("const int16_t *[]", [as_pointer(c, np.int16) for c in coefs]),
+            *self._block_args, *self._sampling_args, *self._huffman_args, *self.header.mcus(),
+            as_pointer(self._scan_buffer, np.uint8), self.capacity)
+        _check_native(length, "entropy coder")
+        return self._assemble(self._scan_buffer[:length].tobytes(), frame)
+
+    def _assemble(self, scan, frame):
+        data = jpeg_stream.assemble(self.header, frame[:1] if len(self.blocks) == 1 else frame, scan)
         if self.progressive:
             data = _reencode_progressive(data, frame, self.options)
         elif self.optimize:
             data = _optimize_huffman(data)
-        data = _Encoded(data)
-        data.shift, data.deadzone = shift, deadzone
-        return data
+        return _Encoded(data)
 
-    def _entropy_code(self, coefs):
-        mv, mh = self.header.mcus()
-        length = lib.semjpeg_encode_baseline_scan(
-            len(coefs), ffi.new("const int16_t *[]", [as_pointer(c, np.int16) for c in coefs]),
-            ffi.new("int[]", [c.shape[0] for c in coefs]), ffi.new("int[]", [c.shape[1] for c in coefs]),
-            *self._sampling_args, *self._huffman_args, mv, mh, as_pointer(self._scan_buffer, np.uint8),
-            self.capacity)
-        if length < 0:
-            raise RuntimeError(f"native entropy coder failed (code {length})")
-        return self._scan_buffer[:length].tobytes()
+
+def _check_native(rc, what):
+    """Turn a negative SEMJPEG_ error code of a native call into an exception."""
+    if rc >= 0:
+        return
+    if rc == lib.SEMJPEG_NO_MEMORY:
+        raise MemoryError(f"native {what} ran out of memory")
+    reasons = {lib.SEMJPEG_BAD_ARGUMENT: "refused its arguments",
+               lib.SEMJPEG_NO_ROOM: "ran out of output space",
+               lib.SEMJPEG_NO_SYMBOL: "met a symbol missing from the Huffman table",
+               lib.SEMJPEG_OUT_OF_RANGE: "met a coefficient out of the baseline range"}
+    raise RuntimeError(f"native {what} {reasons.get(rc, f'failed (code {rc})')}")
 
 
 def _temp_dir():
@@ -332,9 +355,7 @@ def forward_dct(rgb, header, to_ycbcr=True):
         ffi.new("int[]", [c.samp_h for c in comps]), ffi.new("int[]", [c.samp_v for c in comps]),
         ffi.new("int[]", [c.shape[0] for c in coefs]), ffi.new("int[]", [c.shape[1] for c in coefs]),
         ffi.new("float *[]", [as_pointer(c, np.float32) for c in coefs]))
-    if rc != 0:
-        raise MemoryError("native forward DCT ran out of memory") if rc == -2 else RuntimeError(
-            "native forward DCT refused its arguments")
+    _check_native(rc, "forward DCT")
     return coefs
 
 

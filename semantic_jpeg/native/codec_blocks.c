@@ -14,6 +14,7 @@
 #include "codec_blocks.h"
 #if defined(__SSE2__)
 #include <emmintrin.h>
+#include <xmmintrin.h>
 #endif
 
 /* Level of each cell = floor(mean saliency * levels), clipped to [0, levels-1]. Edge cells average only
@@ -73,39 +74,29 @@ int semjpeg_mosaic_select(const uint8_t *stack, int n_images, int height, int wi
  *     F(u,v) = C(u) C(v) / 4  sum_xy f(x,y) cos((2x+1) u pi / 16) cos((2y+1) v pi / 16),
  * in float, without the integer rounding of libjpeg's pipeline. Works one MCU row at a time. */
 
-/* One 8-point DCT pass (Arai-Agui-Nakajima, as libjpeg's jfdctflt.c) on the 8 columns of an 8x8 block
- * at once: d[k] is row k, so every statement works on 8 contiguous floats and vectorises. Outputs are
- * scaled by 8 * aan(u) (undone in dct_block). */
-static void aan_columns(float d[8][8]) {
-    for (int j = 0; j < 8; j++) {
-        float t0 = d[0][j] + d[7][j], t7 = d[0][j] - d[7][j], t1 = d[1][j] + d[6][j], t6 = d[1][j] - d[6][j];
-        float t2 = d[2][j] + d[5][j], t5 = d[2][j] - d[5][j], t3 = d[3][j] + d[4][j], t4 = d[3][j] - d[4][j];
-        float t10 = t0 + t3, t13 = t0 - t3, t11 = t1 + t2, t12 = t1 - t2;
-        d[0][j] = t10 + t11;
-        d[4][j] = t10 - t11;
-        float z1 = (t12 + t13) * 0.707106781f;
-        d[2][j] = t13 + z1;
-        d[6][j] = t13 - z1;
-        t10 = t4 + t5;
-        t11 = t5 + t6;
-        t12 = t6 + t7;
-        float z5 = (t10 - t12) * 0.382683433f, z2 = 0.541196100f * t10 + z5, z4 = 1.306562965f * t12 + z5;
-        float z3 = t11 * 0.707106781f, z11 = t7 + z3, z13 = t7 - z3;
-        d[5][j] = z13 + z2;
-        d[3][j] = z13 - z2;
-        d[1][j] = z11 + z4;
-        d[7][j] = z11 - z4;
-    }
-}
-
-static void transpose8(float d[8][8]) {
-    for (int i = 0; i < 8; i++)
-        for (int j = i + 1; j < 8; j++) {
-            float t = d[i][j];
-            d[i][j] = d[j][i];
-            d[j][i] = t;
-        }
-}
+/* One 8-point DCT pass (Arai-Agui-Nakajima, as libjpeg's jfdctflt.c) on a group of independent lanes at
+ * once: d[k] holds sample k of every lane, so each statement is one vector operation when T is a vector
+ * type. Outputs are scaled by 8 * aan(u) (undone by aan_scale's factors). */
+#define AAN_PASS(T, d)                                                                                     \
+    do {                                                                                                   \
+        T t0 = d[0] + d[7], t7 = d[0] - d[7], t1 = d[1] + d[6], t6 = d[1] - d[6];                          \
+        T t2 = d[2] + d[5], t5 = d[2] - d[5], t3 = d[3] + d[4], t4 = d[3] - d[4];                          \
+        T t10 = t0 + t3, t13 = t0 - t3, t11 = t1 + t2, t12 = t1 - t2;                                      \
+        d[0] = t10 + t11;                                                                                  \
+        d[4] = t10 - t11;                                                                                  \
+        T z1 = (t12 + t13) * 0.707106781f;                                                                 \
+        d[2] = t13 + z1;                                                                                   \
+        d[6] = t13 - z1;                                                                                   \
+        t10 = t4 + t5;                                                                                     \
+        t11 = t5 + t6;                                                                                     \
+        t12 = t6 + t7;                                                                                     \
+        T z5 = (t10 - t12) * 0.382683433f, z2 = t10 * 0.541196100f + z5, z4 = t12 * 1.306562965f + z5;    \
+        T z3 = t11 * 0.707106781f, z11 = t7 + z3, z13 = t7 - z3;                                           \
+        d[5] = z13 + z2;                                                                                   \
+        d[3] = z13 - z2;                                                                                   \
+        d[1] = z11 + z4;                                                                                   \
+        d[7] = z11 - z4;                                                                                   \
+    } while (0)
 
 /* scale[u * 8 + v] = 1 / (8 aan(u) aan(v)), aan(0) = 1, aan(k) = sqrt(2) cos(k pi / 16): turns the AAN
  * outputs into the orthonormal DCT. */
@@ -116,17 +107,61 @@ static void aan_scale(float scale[64]) {
         for (int v = 0; v < 8; v++) scale[u * 8 + v] = (float)(1.0 / (8.0 * aan[u] * aan[v]));
 }
 
+#if defined(__SSE2__) && (defined(__GNUC__) || defined(__clang__))
+/* 8x8 block held as two column halves of 8 row vectors: left[r] = row r, columns 0-3; right[r]: 4-7. */
+static inline void transpose8_sse(__m128 left[8], __m128 right[8]) {
+    __m128 a[4] = {left[0], left[1], left[2], left[3]}, b[4] = {right[0], right[1], right[2], right[3]};
+    __m128 c[4] = {left[4], left[5], left[6], left[7]}, d[4] = {right[4], right[5], right[6], right[7]};
+    _MM_TRANSPOSE4_PS(a[0], a[1], a[2], a[3]);
+    _MM_TRANSPOSE4_PS(b[0], b[1], b[2], b[3]);
+    _MM_TRANSPOSE4_PS(c[0], c[1], c[2], c[3]);
+    _MM_TRANSPOSE4_PS(d[0], d[1], d[2], d[3]);
+    for (int i = 0; i < 4; i++) { /* [A B; C D]^T = [A^T C^T; B^T D^T] */
+        left[i] = a[i];
+        right[i] = c[i];
+        left[i + 4] = b[i];
+        right[i + 4] = d[i];
+    }
+}
+
+/* out (natural order, u = vertical frequency) = the orthonormal DCT of the 8x8 block at src (row stride
+ * `stride` floats): a column pass, a transpose, a column pass and a transpose, all in registers. */
+static inline void dct_block(const float *restrict src, int stride, const float *restrict scale,
+                             float *restrict out) {
+    __m128 left[8], right[8];
+    for (int r = 0; r < 8; r++) {
+        left[r] = _mm_loadu_ps(src + (size_t)r * stride);
+        right[r] = _mm_loadu_ps(src + (size_t)r * stride + 4);
+    }
+    AAN_PASS(__m128, left);
+    AAN_PASS(__m128, right);
+    transpose8_sse(left, right);
+    AAN_PASS(__m128, left);
+    AAN_PASS(__m128, right);
+    transpose8_sse(left, right);
+    for (int u = 0; u < 8; u++) {
+        _mm_storeu_ps(out + 8 * u, left[u] * _mm_loadu_ps(scale + 8 * u));
+        _mm_storeu_ps(out + 8 * u + 4, right[u] * _mm_loadu_ps(scale + 8 * u + 4));
+    }
+}
+#else
 /* out (natural order, u = vertical frequency) = the orthonormal DCT of the 8x8 block at src (row stride
  * `stride` floats). */
-static void dct_block(const float *restrict src, int stride, const float *restrict scale, float *restrict out) {
-    float d[8][8];
+static inline void dct_block(const float *restrict src, int stride, const float *restrict scale,
+                             float *restrict out) {
+    float d[8][8], col[8];
     for (int r = 0; r < 8; r++) memcpy(d[r], src + (size_t)r * stride, sizeof d[r]);
-    aan_columns(d); /* d[u][x] */
-    transpose8(d);  /* d[x][u] */
-    aan_columns(d); /* d[v][u] */
-    for (int u = 0; u < 8; u++)
-        for (int v = 0; v < 8; v++) out[u * 8 + v] = d[v][u] * scale[u * 8 + v];
+    for (int x = 0; x < 8; x++) { /* columns: d[u][x] */
+        for (int r = 0; r < 8; r++) col[r] = d[r][x];
+        AAN_PASS(float, col);
+        for (int r = 0; r < 8; r++) d[r][x] = col[r];
+    }
+    for (int u = 0; u < 8; u++) { /* rows: d[u][v] */
+        AAN_PASS(float, d[u]);
+        for (int v = 0; v < 8; v++) out[u * 8 + v] = d[u][v] * scale[u * 8 + v];
+    }
 }
+#endif
 
 /* Colour conversion of component c as out = k[0] R + k[1] G + k[2] B + k[3] (JFIF YCbCr, level-shifted). */
 static const float YCBCR[3][4] = {{0.299f, 0.587f, 0.114f, -128.0f},
@@ -228,22 +263,22 @@ typedef struct {
     float *zero_below;  /* levels x 64: deadzone * q_n */
 } Quantiser;
 
-/* level_tables: levels x 64 steps, frame_table: 64 steps, natural order. Returns 0, -1 on bad arguments, -2
- * when out of memory; on success quantiser_free must follow. */
+/* level_tables: levels x 64 steps, frame_table: 64 steps, natural order. Returns 0 or a SEMJPEG_ error; on
+ * success quantiser_free must follow. */
 static int quantiser_init(Quantiser *q, const uint8_t *cell_level, int cells_h, int cells_w, int per_cell_v,
                           int per_cell_h, int levels, const uint16_t *level_tables, const uint16_t *frame_table,
                           float deadzone) {
     if (cells_h <= 0 || cells_w <= 0 || levels <= 0 || levels > 255 || per_cell_v <= 0 || per_cell_h <= 0 ||
         !(deadzone >= 0.0f && deadzone <= 1.0f))
-        return -1;
+        return SEMJPEG_BAD_ARGUMENT;
     for (int i = 0; i < 64; i++)
-        if (frame_table[i] == 0) return -1;
+        if (frame_table[i] == 0) return SEMJPEG_BAD_ARGUMENT;
     for (int i = 0; i < levels * 64; i++)
-        if (level_tables[i] == 0) return -1;
+        if (level_tables[i] == 0) return SEMJPEG_BAD_ARGUMENT;
     for (size_t i = 0; i < (size_t)cells_h * cells_w; i++)
-        if (cell_level[i] >= levels) return -1;
+        if (cell_level[i] >= levels) return SEMJPEG_BAD_ARGUMENT;
     q->zero_below = malloc(sizeof(float) * 64 * (size_t)levels);
-    if (!q->zero_below) return -2;
+    if (!q->zero_below) return SEMJPEG_NO_MEMORY;
     q->cell_level = cell_level;
     q->cells_h = cells_h;
     q->cells_w = cells_w;
@@ -267,140 +302,6 @@ static inline void quantise_block(const Quantiser *q, int by, int bx, const floa
         int keep = fabsf(c[i]) >= h[i];
         o[i] = (int16_t)(keep * (int)(x + copysignf(0.5f, x)));
     }
-}
-
-/* ---- The forward transform driver ---- */
-
-/* x86-64 with GCC or Clang on glibc: an AVX2 copy of the per-MCU-row work, picked at load time (AVX2 without
- * FMA, so both copies round identically and a file does not depend on the CPU that wrote it). */
-#if defined(__x86_64__) && defined(__GLIBC__) && (defined(__GNUC__) || defined(__clang__))
-#define SIMD_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define SIMD_CLONES
-#endif
-
-typedef struct {
-    const uint8_t *image;
-    int height, width, channels, to_ycbcr, hmax, vmax;
-    const int *samp_h, *samp_v, *blocks_h, *blocks_w;
-    float **coefs;
-    const Quantiser *quantisers;
-    int16_t **out;
-    float scale[64];
-} Transform;
-
-/* Colour conversion, downsampling, DCT and (with quantisers) requantisation of MCU row `my`. */
-SIMD_CLONES static void transform_mcu_row(const Transform *t, McuRow *m, int my) {
-    float block[64];
-    load_mcu_row(m, t->image, t->height, t->width, my * m->rows);
-    for (int c = 0; c < t->channels; c++) {
-        float k[4] = {0.0f, 0.0f, 0.0f, -128.0f};
-        if (t->to_ycbcr) memcpy(k, YCBCR[c], sizeof k);
-        else k[c] = 1.0f;
-        int fh = t->hmax / t->samp_h[c], fv = t->vmax / t->samp_v[c], cw = m->pw / fh;
-        convert_component(m, k, fh, fv);
-        for (int v = 0; v < t->samp_v[c]; v++) {
-            int by = my * t->samp_v[c] + v;
-            if (by >= t->blocks_h[c]) break;
-            for (int bx = 0; bx < t->blocks_w[c]; bx++) {
-                size_t at = ((size_t)by * t->blocks_w[c] + bx) * 64;
-                const float *src = m->plane + (size_t)v * 8 * cw + (size_t)bx * 8;
-                if (t->quantisers) {
-                    dct_block(src, cw, t->scale, block);
-                    quantise_block(&t->quantisers[c], by, bx, block, t->out[c] + at);
-                } else {
-                    dct_block(src, cw, t->scale, t->coefs[c] + at);
-                }
-            }
-        }
-    }
-}
-
-/* image: height x width x channels uint8 (channels 1 or 3, equal to the number of components). to_ycbcr:
- * convert RGB to YCbCr (else code the channels as they are). samp_h/samp_v: sampling factors; every factor
- * must divide the largest. Each component's blocks as libjpeg counts them (blocks_h[c] x blocks_w[c]; blocks
- * past them, inside the last MCU, are the entropy coder's dummy blocks) go either to coefs[c] (float, 64 per
- * block) or, when quantisers is given, through quantisers[c] to out[c] (int16). */
-static int forward_transform(const uint8_t *image, int height, int width, int channels, int to_ycbcr,
-                             const int *samp_h, const int *samp_v, const int *blocks_h, const int *blocks_w,
-                             float **coefs, const Quantiser *quantisers, int16_t **out) {
-    if (height <= 0 || width <= 0 || (channels != 1 && channels != 3) || (to_ycbcr && channels != 3)) return -1;
-    int hmax = 1, vmax = 1;
-    for (int c = 0; c < channels; c++) {
-        if (samp_h[c] < 1 || samp_h[c] > 4 || samp_v[c] < 1 || samp_v[c] > 4) return -1;
-        if (samp_h[c] > hmax) hmax = samp_h[c];
-        if (samp_v[c] > vmax) vmax = samp_v[c];
-    }
-    int mcus_h = (width + 8 * hmax - 1) / (8 * hmax), mcus_v = (height + 8 * vmax - 1) / (8 * vmax);
-    for (int c = 0; c < channels; c++)
-        if (hmax % samp_h[c] || vmax % samp_v[c] || blocks_w[c] > mcus_h * samp_h[c] ||
-            blocks_h[c] > mcus_v * samp_v[c] || blocks_w[c] < 1 || blocks_h[c] < 1)
-            return -1;
-    Transform t = {image, height, width, channels, to_ycbcr, hmax, vmax, samp_h, samp_v, blocks_h, blocks_w,
-                   coefs, quantisers, out, {0}};
-    aan_scale(t.scale);
-    McuRow m = {channels, 8 * vmax, mcus_h * 8 * hmax, NULL, NULL, NULL, 0, 0};
-    size_t plane = (size_t)m.rows * m.pw;
-    m.source = malloc(sizeof(float) * plane * (2 * (size_t)channels + 1));
-    if (!m.source) return -2;
-    m.boxed = m.source + plane * channels;
-    m.plane = m.boxed + plane * channels;
-    for (int my = 0; my < mcus_v; my++) transform_mcu_row(&t, &m, my);
-    free(m.source);
-    return 0;
-}
-
-/* The DCT of every block (float, for rate control, which requantises it several times). Returns 0, -1 on
- * bad arguments, -2 when out of memory. */
-int semjpeg_forward_dct(const uint8_t *image, int height, int width, int channels, int to_ycbcr,
-                        const int *samp_h, const int *samp_v, const int *blocks_h, const int *blocks_w,
-                        float **coefs) {
-    return forward_transform(image, height, width, channels, to_ycbcr, samp_h, samp_v, blocks_h, blocks_w, coefs,
-                             NULL, NULL);
-}
-
-/* Transform and requantise in one pass (one encode, no rate control): equal to semjpeg_forward_dct followed by
- * semjpeg_requantize on each component, without the float coefficient arrays. level_tables[c] (levels x 64)
- * and frame_tables[c] (64) are component c's tables; a component's cell holds per_cell_v x per_cell_h of its
- * blocks (its sampling factors when there are several components, else 1 x 1). */
-int semjpeg_forward_quantize(const uint8_t *image, int height, int width, int channels, int to_ycbcr,
-                             const int *samp_h, const int *samp_v, const int *blocks_h, const int *blocks_w,
-                             const uint8_t *cell_level, int cells_h, int cells_w, int levels,
-                             const uint16_t **level_tables, const uint16_t **frame_tables, float deadzone,
-                             int16_t **out) {
-    if (channels != 1 && channels != 3) return -1;
-    Quantiser quantisers[3];
-    int rc = 0, ready = 0;
-    for (; ready < channels && rc == 0; ready++) {
-        int several = channels > 1;
-        rc = quantiser_init(&quantisers[ready], cell_level, cells_h, cells_w, several ? samp_v[ready] : 1,
-                            several ? samp_h[ready] : 1, levels, level_tables[ready], frame_tables[ready], deadzone);
-        if (rc) break;
-    }
-    if (rc == 0)
-        rc = forward_transform(image, height, width, channels, to_ycbcr, samp_h, samp_v, blocks_h, blocks_w, NULL,
-                               quantisers, out);
-    for (int c = 0; c < ready; c++) quantiser_free(&quantisers[c]);
-    return rc;
-}
-
-/* Requantise one component's float DCT blocks (raw: blocks_h x blocks_w x 64, from semjpeg_forward_dct).
- * Returns 0, -1 on bad arguments (a zero step, a level >= levels), -2 when out of memory. */
-int semjpeg_requantize(const float *raw, int blocks_h, int blocks_w, const uint8_t *cell_level, int cells_h,
-                       int cells_w, int blocks_per_cell_v, int blocks_per_cell_h, int levels,
-                       const uint16_t *level_tables, const uint16_t *frame_table, float deadzone, int16_t *out) {
-    if (blocks_h <= 0 || blocks_w <= 0) return -1;
-    Quantiser q;
-    int rc = quantiser_init(&q, cell_level, cells_h, cells_w, blocks_per_cell_v, blocks_per_cell_h, levels,
-                            level_tables, frame_table, deadzone);
-    if (rc) return rc;
-    for (int by = 0; by < blocks_h; by++)
-        for (int bx = 0; bx < blocks_w; bx++) {
-            size_t at = ((size_t)by * blocks_w + bx) * 64;
-            quantise_block(&q, by, bx, raw + at, out + at);
-        }
-    quantiser_free(&q);
-    return 0;
 }
 
 /* ---- Baseline Huffman entropy coding (ITU T.81 Annex F.1.2), interleaved MCUs ---- */
@@ -477,13 +378,11 @@ static inline void put_symbol_value(BitWriter *w, const uint32_t *code, const ui
     put_bits(w, (code[symbol] << n) | bits, size[symbol] + n);
 }
 
-/* ZIGZAG_BITS[j][b]: the bits of byte j of a natural-order mask (coefficient 8j + i in bit i of b) moved to
- * their zigzag positions. Filled once by zigzag_bits_init. */
-static uint64_t ZIGZAG_BITS[8][256];
+/* zigzag_bits[j][b]: the bits of byte j of a natural-order mask (coefficient 8j + i in bit i of b) moved to
+ * their zigzag positions. */
+typedef uint64_t ZigzagBits[8][256];
 
-static void zigzag_bits_init(void) {
-    static int ready = 0;
-    if (ready) return;
+static void zigzag_bits_init(ZigzagBits t) {
     int position[64];
     for (int k = 0; k < 64; k++) position[ZIGZAG[k]] = k;
     for (int j = 0; j < 8; j++)
@@ -491,13 +390,12 @@ static void zigzag_bits_init(void) {
             uint64_t m = 0;
             for (int i = 0; i < 8; i++)
                 if (b >> i & 1) m |= (uint64_t)1 << position[8 * j + i];
-            ZIGZAG_BITS[j][b] = m;
+            t[j][b] = m;
         }
-    ready = 1;
 }
 
 /* Bit k set when the coefficient at zigzag position k is nonzero. */
-static inline uint64_t zigzag_nonzero(const int16_t *blk) {
+static inline uint64_t zigzag_nonzero(ZigzagBits t, const int16_t *blk) {
     uint64_t mask = 0;
 #if defined(__SSE2__)
     const __m128i zero = _mm_setzero_si128();
@@ -505,13 +403,13 @@ static inline uint64_t zigzag_nonzero(const int16_t *blk) {
         __m128i a = _mm_loadu_si128((const __m128i *)(blk + 16 * j));
         __m128i b = _mm_loadu_si128((const __m128i *)(blk + 16 * j + 8));
         unsigned bits = ~(unsigned)_mm_movemask_epi8(_mm_packs_epi16(_mm_cmpeq_epi16(a, zero), _mm_cmpeq_epi16(b, zero)));
-        mask |= ZIGZAG_BITS[2 * j][bits & 0xFF] | ZIGZAG_BITS[2 * j + 1][(bits >> 8) & 0xFF];
+        mask |= t[2 * j][bits & 0xFF] | t[2 * j + 1][(bits >> 8) & 0xFF];
     }
 #else
     for (int j = 0; j < 8; j++) {
         unsigned b = 0;
         for (int i = 0; i < 8; i++) b |= (unsigned)(blk[8 * j + i] != 0) << i;
-        mask |= ZIGZAG_BITS[j][b];
+        mask |= t[j][b];
     }
 #endif
     return mask;
@@ -519,15 +417,15 @@ static inline uint64_t zigzag_nonzero(const int16_t *blk) {
 
 /* One block: the DC difference, then (run, size) symbols for the nonzero AC coefficients in zigzag order,
  * visited through a bit mask of the nonzero ones (as libjpeg-turbo's coder does). */
-static void encode_block(BitWriter *w, const int16_t *blk, int *last_dc, const uint32_t *dcc, const uint8_t *dcs,
-                         const uint32_t *acc, const uint8_t *acs) {
+static void encode_block(BitWriter *w, ZigzagBits zz, const int16_t *blk, int *last_dc, const uint32_t *dcc,
+                         const uint8_t *dcs, const uint32_t *acc, const uint8_t *acs) {
     int diff = blk[0] - *last_dc;
     *last_dc = blk[0];
     int n = bit_length(diff);
     if (n > 11) { w->error = 3; return; }
     put_symbol_value(w, dcc, dcs, n, diff, n);
     int previous = 0; /* zigzag position of the last coefficient coded */
-    for (uint64_t nonzero = zigzag_nonzero(blk) & ~(uint64_t)1; nonzero; nonzero &= nonzero - 1) {
+    for (uint64_t nonzero = zigzag_nonzero(zz, blk) & ~(uint64_t)1; nonzero; nonzero &= nonzero - 1) {
         int k = lowest_bit(nonzero), run = k - previous - 1, v = blk[ZIGZAG[k]];
         for (; run > 15; run -= 16) put_symbol_value(w, acc, acs, 0xF0, 0, 0);
         n = bit_length(v);
@@ -538,50 +436,311 @@ static void encode_block(BitWriter *w, const int16_t *blk, int *last_dc, const u
     if (previous < 63) put_symbol_value(w, acc, acs, 0x00, 0, 0); /* EOB */
 }
 
-/* Entropy-code one baseline scan. Single component: blocks in raster order. Several components: MCUs of
- * samp_v x samp_h blocks per component; blocks past a component's edge are dummy blocks (DC repeated,
- * AC zero, discarded by decoders). Returns the number of bytes written (padded with 1-bits), -1 when
- * capacity is too small, -2 when a symbol is missing from a table, -3 for a coefficient out of range. */
+/* One interleaved baseline scan (single component: blocks in raster order), coded one MCU row at a time so
+ * that the fused drivers below never hold more than one MCU row of quantised coefficients. */
+typedef struct {
+    BitWriter w;
+    int n_components, mcus_h, last_dc[4];
+    const int *blocks_h, *blocks_w, *samp_h, *samp_v;
+    const uint32_t **dc_code, **ac_code;
+    const uint8_t **dc_size, **ac_size;
+    uint64_t (*zigzag)[256]; /* ZigzagBits */
+} Scan;
+
+/* Returns 0, or SEMJPEG_NO_MEMORY. */
+static int scan_init(Scan *s, int n_components, const int *blocks_h, const int *blocks_w, const int *samp_h,
+                     const int *samp_v, const uint32_t **dc_code, const uint8_t **dc_size, const uint32_t **ac_code,
+                     const uint8_t **ac_size, int mcus_h, uint8_t *out, int64_t capacity) {
+    Scan init = {{out, 0, capacity, 0, 0, 0}, n_components, mcus_h, {0, 0, 0, 0}, blocks_h, blocks_w, samp_h,
+                 samp_v, dc_code, ac_code, dc_size, ac_size, malloc(sizeof(ZigzagBits))};
+    *s = init;
+    if (!s->zigzag) return SEMJPEG_NO_MEMORY;
+    zigzag_bits_init(s->zigzag);
+    return 0;
+}
+
+/* Code MCU row `my`. rows[c] holds component c's block rows my * samp_v[c] onwards, blocks_w[c] blocks each
+ * (rows past blocks_h[c] are not read). Blocks past a component's edge inside the last MCU are dummy blocks
+ * (DC repeated, AC zero; decoders discard them). */
+static void scan_mcu_row(Scan *s, int my, int16_t *const *rows) {
+    BitWriter *w = &s->w;
+    if (s->n_components == 1) {
+        for (int bx = 0; bx < s->blocks_w[0] && !w->error; bx++)
+            encode_block(w, s->zigzag, rows[0] + (size_t)bx * 64, &s->last_dc[0], s->dc_code[0], s->dc_size[0],
+                         s->ac_code[0], s->ac_size[0]);
+        return;
+    }
+    int16_t dummy[64];
+    for (int mx = 0; mx < s->mcus_h && !w->error; mx++)
+        for (int c = 0; c < s->n_components; c++)
+            for (int v = 0; v < s->samp_v[c]; v++)
+                for (int h = 0; h < s->samp_h[c]; h++) {
+                    int by = my * s->samp_v[c] + v, bx = mx * s->samp_h[c] + h;
+                    const int16_t *blk;
+                    if (by < s->blocks_h[c] && bx < s->blocks_w[c]) {
+                        blk = rows[c] + ((size_t)v * s->blocks_w[c] + bx) * 64;
+                    } else {
+                        memset(dummy, 0, sizeof dummy);
+                        dummy[0] = (int16_t)s->last_dc[c];
+                        blk = dummy;
+                    }
+                    encode_block(w, s->zigzag, blk, &s->last_dc[c], s->dc_code[c], s->dc_size[c], s->ac_code[c],
+                                 s->ac_size[c]);
+                }
+}
+
+/* Pad the last byte with 1-bits and flush; returns the scan's length or a negative SEMJPEG_ error. */
+static int64_t scan_finish(Scan *s) {
+    BitWriter *w = &s->w;
+    int pad = (8 - w->nbits % 8) % 8;
+    put_bits(w, (1u << pad) - 1, pad);
+    while (w->nbits >= 8) {
+        w->nbits -= 8;
+        put_byte(w, (uint8_t)(w->acc >> w->nbits));
+    }
+    free(s->zigzag);
+    s->zigzag = NULL;
+    if (w->error == 1) return SEMJPEG_NO_ROOM;
+    if (w->error == 2) return SEMJPEG_NO_SYMBOL;
+    if (w->error == 3) return SEMJPEG_OUT_OF_RANGE;
+    return w->len;
+}
+
+/* One MCU row of quantised coefficients per component: samp_v[c] x blocks_w[c] blocks. Returns 0 or
+ * SEMJPEG_NO_MEMORY; row_buffers_free must follow. */
+static int row_buffers_init(int16_t *rows[4], int n, const int *samp_v, const int *blocks_w) {
+    int rc = 0;
+    for (int c = 0; c < n; c++) {
+        rows[c] = malloc(sizeof(int16_t) * 64 * (size_t)samp_v[c] * blocks_w[c]);
+        if (!rows[c]) rc = SEMJPEG_NO_MEMORY;
+    }
+    return rc;
+}
+
+static void row_buffers_free(int16_t *rows[4], int n) {
+    for (int c = 0; c < n; c++) free(rows[c]);
+}
+
+/* Quantisers for each component; a component's cell holds per_cell_v x per_cell_h of its blocks (its
+ * sampling factors when there are several components, else 1 x 1). Returns 0 or a negative SEMJPEG_ error;
+ * on error nothing is left to free. */
+static int quantisers_init(Quantiser *q, int n, const int *samp_h, const int *samp_v, const uint8_t *cell_level,
+                           int cells_h, int cells_w, int levels, const uint16_t **level_tables,
+                           const uint16_t **frame_tables, float deadzone) {
+    for (int c = 0; c < n; c++) {
+        int rc = quantiser_init(&q[c], cell_level, cells_h, cells_w, n > 1 ? samp_v[c] : 1, n > 1 ? samp_h[c] : 1,
+                                levels, level_tables[c], frame_tables[c], deadzone);
+        if (rc) {
+            while (c--) quantiser_free(&q[c]);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* ---- The drivers: forward transform, requantisation and entropy coding, alone or fused ---- */
+
+/* x86-64 with GCC or Clang on glibc: an AVX2 copy of the per-MCU-row work, picked at load time (AVX2 without
+ * FMA, so both copies round identically and a file does not depend on the CPU that wrote it). */
+#if defined(__x86_64__) && defined(__GLIBC__) && (defined(__GNUC__) || defined(__clang__))
+#define SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define SIMD_CLONES
+#endif
+
+typedef struct {
+    const uint8_t *image;
+    int height, width, channels, to_ycbcr, hmax, vmax;
+    const int *samp_h, *samp_v, *blocks_h, *blocks_w;
+    float **coefs;               /* float DCT of every block, or */
+    const Quantiser *quantisers; /* requantise each block into `rows` (one MCU row) and code it with `scan` */
+    int16_t **rows;
+    Scan *scan;
+    float scale[64];
+} Transform;
+
+/* Colour conversion, downsampling and DCT of MCU row `my`; then either the float blocks are stored, or they
+ * are requantised and the row is entropy-coded. */
+SIMD_CLONES static void transform_mcu_row(const Transform *t, McuRow *m, int my) {
+    float block[64];
+    load_mcu_row(m, t->image, t->height, t->width, my * m->rows);
+    for (int c = 0; c < t->channels; c++) {
+        float k[4] = {0.0f, 0.0f, 0.0f, -128.0f};
+        if (t->to_ycbcr) memcpy(k, YCBCR[c], sizeof k);
+        else k[c] = 1.0f;
+        int fh = t->hmax / t->samp_h[c], fv = t->vmax / t->samp_v[c], cw = m->pw / fh;
+        convert_component(m, k, fh, fv);
+        for (int v = 0; v < t->samp_v[c]; v++) {
+            int by = my * t->samp_v[c] + v;
+            if (by >= t->blocks_h[c]) break;
+            for (int bx = 0; bx < t->blocks_w[c]; bx++) {
+                const float *src = m->plane + (size_t)v * 8 * cw + (size_t)bx * 8;
+                if (t->quantisers) {
+                    dct_block(src, cw, t->scale, block);
+                    quantise_block(&t->quantisers[c], by, bx, block, t->rows[c] + ((size_t)v * t->blocks_w[c] + bx) * 64);
+                } else {
+                    dct_block(src, cw, t->scale, t->coefs[c] + ((size_t)by * t->blocks_w[c] + bx) * 64);
+                }
+            }
+        }
+    }
+    if (t->scan) scan_mcu_row(t->scan, my, t->rows);
+}
+
+/* image: height x width x channels uint8 (channels 1 or 3, equal to the number of components). to_ycbcr:
+ * convert RGB to YCbCr (else code the channels as they are). samp_h/samp_v: sampling factors; every factor
+ * must divide the largest. Each component's blocks as libjpeg counts them (blocks_h[c] x blocks_w[c]; blocks
+ * past them, inside the last MCU, are the entropy coder's dummy blocks) go either to coefs[c] (float, 64 per
+ * block) or, with quantisers and scan, through quantisers[c] into the scan. Returns 0 or a SEMJPEG_ error. */
+static int forward_transform(const uint8_t *image, int height, int width, int channels, int to_ycbcr,
+                             const int *samp_h, const int *samp_v, const int *blocks_h, const int *blocks_w,
+                             float **coefs, const Quantiser *quantisers, Scan *scan) {
+    if (height <= 0 || width <= 0 || (channels != 1 && channels != 3) || (to_ycbcr && channels != 3))
+        return SEMJPEG_BAD_ARGUMENT;
+    int hmax = 1, vmax = 1;
+    for (int c = 0; c < channels; c++) {
+        if (samp_h[c] < 1 || samp_h[c] > 4 || samp_v[c] < 1 || samp_v[c] > 4) return SEMJPEG_BAD_ARGUMENT;
+        if (samp_h[c] > hmax) hmax = samp_h[c];
+        if (samp_v[c] > vmax) vmax = samp_v[c];
+    }
+    int mcus_h = (width + 8 * hmax - 1) / (8 * hmax), mcus_v = (height + 8 * vmax - 1) / (8 * vmax);
+    for (int c = 0; c < channels; c++)
+        if (hmax % samp_h[c] || vmax % samp_v[c] || blocks_w[c] > mcus_h * samp_h[c] ||
+            blocks_h[c] > mcus_v * samp_v[c] || blocks_w[c] < 1 || blocks_h[c] < 1)
+            return SEMJPEG_BAD_ARGUMENT;
+    if (scan && channels == 1 && (samp_h[0] != 1 || samp_v[0] != 1)) return SEMJPEG_BAD_ARGUMENT;
+    Transform t = {image, height, width, channels, to_ycbcr, hmax, vmax, samp_h, samp_v, blocks_h, blocks_w,
+                   coefs, quantisers, NULL, scan, {0}};
+    int16_t *rows[4] = {NULL, NULL, NULL, NULL};
+    t.rows = rows;
+    aan_scale(t.scale);
+    McuRow m = {channels, 8 * vmax, mcus_h * 8 * hmax, NULL, NULL, NULL, 0, 0};
+    size_t plane = (size_t)m.rows * m.pw;
+    m.source = malloc(sizeof(float) * plane * (2 * (size_t)channels + 1));
+    int rc = m.source ? 0 : SEMJPEG_NO_MEMORY;
+    if (rc == 0 && scan) rc = row_buffers_init(rows, channels, samp_v, blocks_w);
+    if (rc == 0) {
+        m.boxed = m.source + plane * channels;
+        m.plane = m.boxed + plane * channels;
+        for (int my = 0; my < mcus_v && !(scan && scan->w.error); my++) transform_mcu_row(&t, &m, my);
+    }
+    row_buffers_free(rows, channels);
+    free(m.source);
+    return rc;
+}
+
+/* The DCT of every block (float; rate control requantises it several times). Returns 0 or a SEMJPEG_ error. */
+int semjpeg_forward_dct(const uint8_t *image, int height, int width, int channels, int to_ycbcr,
+                        const int *samp_h, const int *samp_v, const int *blocks_h, const int *blocks_w,
+                        float **coefs) {
+    return forward_transform(image, height, width, channels, to_ycbcr, samp_h, samp_v, blocks_h, blocks_w, coefs,
+                             NULL, NULL);
+}
+
+/* Requantise one component's float DCT blocks (raw: blocks_h x blocks_w x 64, from semjpeg_forward_dct) into
+ * out (int16, same layout). Returns 0 or a SEMJPEG_ error (a zero step, a level >= levels: bad argument). */
+int semjpeg_requantize(const float *raw, int blocks_h, int blocks_w, const uint8_t *cell_level, int cells_h,
+                       int cells_w, int blocks_per_cell_v, int blocks_per_cell_h, int levels,
+                       const uint16_t *level_tables, const uint16_t *frame_table, float deadzone, int16_t *out) {
+    if (blocks_h <= 0 || blocks_w <= 0) return SEMJPEG_BAD_ARGUMENT;
+    Quantiser q;
+    int rc = quantiser_init(&q, cell_level, cells_h, cells_w, blocks_per_cell_v, blocks_per_cell_h, levels,
+                            level_tables, frame_table, deadzone);
+    if (rc) return rc;
+    for (int by = 0; by < blocks_h; by++)
+        for (int bx = 0; bx < blocks_w; bx++) {
+            size_t at = ((size_t)by * blocks_w + bx) * 64;
+            quantise_block(&q, by, bx, raw + at, out + at);
+        }
+    quantiser_free(&q);
+    return 0;
+}
+
+/* Entropy-code the quantised coefficients of every block (coefs[c]: blocks_h[c] x blocks_w[c] x 64, natural
+ * order) as one baseline scan. Returns the number of bytes written or a negative SEMJPEG_ error. */
 int64_t semjpeg_encode_baseline_scan(int n_components, const int16_t **coefs, const int *blocks_h,
                                      const int *blocks_w, const int *samp_h, const int *samp_v,
                                      const uint32_t **dc_code, const uint8_t **dc_size, const uint32_t **ac_code,
                                      const uint8_t **ac_size, int mcus_v, int mcus_h, uint8_t *out,
                                      int64_t capacity) {
-    BitWriter w = {out, 0, capacity, 0, 0, 0};
-    int last_dc[4] = {0, 0, 0, 0};
-    static const int16_t zero_block[64] = {0};
-    int16_t dummy[64];
-    if (n_components < 1 || n_components > 4) return -4;
-    zigzag_bits_init();
-    if (n_components == 1) {
-        for (int b = 0; b < blocks_h[0] * blocks_w[0] && !w.error; b++)
-            encode_block(&w, coefs[0] + (size_t)b * 64, &last_dc[0], dc_code[0], dc_size[0], ac_code[0], ac_size[0]);
-    } else {
-        for (int my = 0; my < mcus_v && !w.error; my++)
-            for (int mx = 0; mx < mcus_h && !w.error; mx++)
-                for (int c = 0; c < n_components; c++)
-                    for (int v = 0; v < samp_v[c]; v++)
-                        for (int h = 0; h < samp_h[c]; h++) {
-                            int by = my * samp_v[c] + v, bx = mx * samp_h[c] + h;
-                            const int16_t *blk;
-                            if (by < blocks_h[c] && bx < blocks_w[c]) {
-                                blk = coefs[c] + ((size_t)by * blocks_w[c] + bx) * 64;
-                            } else {
-                                memcpy(dummy, zero_block, sizeof dummy);
-                                dummy[0] = (int16_t)last_dc[c];
-                                blk = dummy;
-                            }
-                            encode_block(&w, blk, &last_dc[c], dc_code[c], dc_size[c], ac_code[c], ac_size[c]);
-                        }
+    if (n_components < 1 || n_components > 4) return SEMJPEG_BAD_ARGUMENT;
+    if (n_components == 1) mcus_v = blocks_h[0];
+    Scan s;
+    if (scan_init(&s, n_components, blocks_h, blocks_w, samp_h, samp_v, dc_code, dc_size, ac_code, ac_size, mcus_h,
+                  out, capacity))
+        return SEMJPEG_NO_MEMORY;
+    int16_t *rows[4];
+    for (int my = 0; my < mcus_v && !s.w.error; my++) {
+        for (int c = 0; c < n_components; c++)
+            rows[c] = (int16_t *)coefs[c] + (size_t)my * (n_components > 1 ? samp_v[c] : 1) * blocks_w[c] * 64;
+        scan_mcu_row(&s, my, rows);
     }
-    int pad = (8 - w.nbits % 8) % 8;
-    put_bits(&w, (1u << pad) - 1, pad); /* pad the last byte with 1-bits */
-    while (w.nbits >= 8) {
-        w.nbits -= 8;
-        put_byte(&w, (uint8_t)(w.acc >> w.nbits));
+    return scan_finish(&s);
+}
+
+/* One encode, fused: transform, requantise and entropy-code the image one MCU row at a time. The file equals
+ * semjpeg_forward_dct + semjpeg_requantize + semjpeg_encode_baseline_scan, without any whole-image
+ * coefficient array. level_tables[c] (levels x 64) and frame_tables[c] (64) are component c's tables. Returns
+ * the scan's length or a negative SEMJPEG_ error. */
+int64_t semjpeg_encode_image_scan(const uint8_t *image, int height, int width, int channels, int to_ycbcr,
+                                  const int *samp_h, const int *samp_v, const int *blocks_h, const int *blocks_w,
+                                  const uint8_t *cell_level, int cells_h, int cells_w, int levels,
+                                  const uint16_t **level_tables, const uint16_t **frame_tables, float deadzone,
+                                  const uint32_t **dc_code, const uint8_t **dc_size, const uint32_t **ac_code,
+                                  const uint8_t **ac_size, uint8_t *out, int64_t capacity) {
+    if (channels != 1 && channels != 3) return SEMJPEG_BAD_ARGUMENT;
+    static const int unit[1] = {1};
+    if (channels == 1) samp_h = samp_v = unit; /* a lone component's scan is block by block, whatever its factors */
+    int hmax = 1;
+    for (int c = 0; c < channels; c++) hmax = samp_h[c] > hmax ? samp_h[c] : hmax;
+    Quantiser q[3];
+    Scan s;
+    int rc = quantisers_init(q, channels, samp_h, samp_v, cell_level, cells_h, cells_w, levels, level_tables,
+                             frame_tables, deadzone);
+    if (rc) return rc;
+    rc = scan_init(&s, channels, blocks_h, blocks_w, samp_h, samp_v, dc_code, dc_size, ac_code, ac_size,
+                   (width + 8 * hmax - 1) / (8 * hmax), out, capacity);
+    if (rc == 0) rc = forward_transform(image, height, width, channels, to_ycbcr, samp_h, samp_v, blocks_h,
+                                        blocks_w, NULL, q, &s);
+    int64_t length = s.zigzag ? scan_finish(&s) : rc;
+    for (int c = 0; c < channels; c++) quantiser_free(&q[c]);
+    return rc ? rc : length;
+}
+
+/* Rate control's trial encode, fused: requantise the float DCT blocks (from semjpeg_forward_dct) and
+ * entropy-code them one MCU row at a time; equal to semjpeg_requantize + semjpeg_encode_baseline_scan.
+ * Returns the scan's length or a negative SEMJPEG_ error. */
+int64_t semjpeg_requantize_scan(int n_components, const float **raw, const int *blocks_h, const int *blocks_w,
+                                const int *samp_h, const int *samp_v, const uint8_t *cell_level, int cells_h,
+                                int cells_w, int levels, const uint16_t **level_tables,
+                                const uint16_t **frame_tables, float deadzone, const uint32_t **dc_code,
+                                const uint8_t **dc_size, const uint32_t **ac_code, const uint8_t **ac_size,
+                                int mcus_v, int mcus_h, uint8_t *out, int64_t capacity) {
+    if (n_components != 1 && n_components != 3) return SEMJPEG_BAD_ARGUMENT;
+    if (n_components == 1) mcus_v = blocks_h[0];
+    Quantiser q[3];
+    Scan s;
+    int16_t *rows[4] = {NULL, NULL, NULL, NULL};
+    int rc = quantisers_init(q, n_components, samp_h, samp_v, cell_level, cells_h, cells_w, levels, level_tables,
+                             frame_tables, deadzone);
+    if (rc) return rc;
+    const int one[4] = {1, 1, 1, 1}, *per_row = n_components > 1 ? samp_v : one;
+    rc = scan_init(&s, n_components, blocks_h, blocks_w, samp_h, samp_v, dc_code, dc_size, ac_code, ac_size,
+                   mcus_h, out, capacity);
+    if (rc == 0) rc = row_buffers_init(rows, n_components, per_row, blocks_w);
+    for (int my = 0; rc == 0 && my < mcus_v && !s.w.error; my++) {
+        for (int c = 0; c < n_components; c++)
+            for (int v = 0; v < per_row[c]; v++) {
+                int by = my * per_row[c] + v;
+                if (by >= blocks_h[c]) break;
+                for (int bx = 0; bx < blocks_w[c]; bx++)
+                    quantise_block(&q[c], by, bx, raw[c] + ((size_t)by * blocks_w[c] + bx) * 64,
+                                   rows[c] + ((size_t)v * blocks_w[c] + bx) * 64);
+            }
+        scan_mcu_row(&s, my, rows);
     }
-    if (w.error == 1) return -1;
-    if (w.error == 2) return -2;
-    if (w.error == 3) return -3;
-    return w.len;
+    int64_t length = s.zigzag ? scan_finish(&s) : rc;
+    row_buffers_free(rows, n_components);
+    for (int c = 0; c < n_components; c++) quantiser_free(&q[c]);
+    return rc ? rc : length;
 }
