@@ -5,7 +5,10 @@
  * Coefficient arrays are [blocks_h][blocks_w][64] in natural (row-major) order, as jpeglib reads them: float
  * for the exact DCT, int16 for quantised coefficients.
  * Sections: cell levels and the mosaic of Algorithm 1; the forward transform (colour conversion, downsampling,
- * DCT); per-block requantisation; baseline Huffman entropy coding.
+ * DCT); per-block requantisation; baseline Huffman entropy coding; the drivers, which run the last three
+ * one MCU row at a time (a single encode, or a rate-control trial on a kept float DCT) or one stage at a time
+ * over whole-image arrays (the two-pass reference the fused drivers are tested against).
+ * Error codes: enum semjpeg_error in codec_blocks.h.
  */
 #include <math.h>
 #include <stdint.h>
