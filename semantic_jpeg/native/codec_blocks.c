@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "codec_blocks.h"
+#include "internal/simd.h" /* SIMD_CLONES: an AVX2 copy of the per-MCU-row work; a file does not depend on the CPU */
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #include <xmmintrin.h>
@@ -542,14 +543,6 @@ static int quantisers_init(Quantiser *q, int n, const int *samp_h, const int *sa
 }
 
 /* ---- The drivers: forward transform, requantisation and entropy coding, alone or fused ---- */
-
-/* x86-64 with GCC or Clang on glibc: an AVX2 copy of the per-MCU-row work, picked at load time (AVX2 without
- * FMA, so both copies round identically and a file does not depend on the CPU that wrote it). */
-#if defined(__x86_64__) && defined(__GLIBC__) && (defined(__GNUC__) || defined(__clang__))
-#define SIMD_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define SIMD_CLONES
-#endif
 
 typedef struct {
     const uint8_t *image;

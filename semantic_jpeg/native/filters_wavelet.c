@@ -12,8 +12,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include "filters_wavelet.h"
+#include "internal/simd.h"
 
-void filters_haar_forward(const float *src, float *approx, float *detail_rows, float *detail_cols, float *detail_diag,
+SIMD_CLONES void filters_haar_forward(const float *src, float *approx, float *detail_rows, float *detail_cols, float *detail_diag,
                           int32_t planes, int32_t height, int32_t width) {
     const int32_t h2 = (height + 1) / 2, w2 = (width + 1) / 2;
     for (int32_t p = 0; p < planes; p++) {
@@ -36,7 +37,7 @@ void filters_haar_forward(const float *src, float *approx, float *detail_rows, f
     }
 }
 
-void filters_haar_inverse(const float *approx, const float *detail_rows, const float *detail_cols,
+SIMD_CLONES void filters_haar_inverse(const float *approx, const float *detail_rows, const float *detail_cols,
                           const float *detail_diag, float *dst, int32_t planes, int32_t height, int32_t width) {
     const int32_t h2 = (height + 1) / 2, w2 = (width + 1) / 2;
     for (int32_t p = 0; p < planes; p++) {
@@ -73,6 +74,9 @@ static inline float round_even(float x) {
 }
 
 static inline float clip01(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x); }
+
+/* x in [0, 1] -> round_even(255 x) as a byte (through int32, which vectorises). */
+static inline uint8_t to_byte(float x) { return (uint8_t)(int32_t)round_even(x * 255.0f); }
 
 void filters_to_planes(const uint8_t *src, int32_t src_is_float, float *planes, int64_t pixels, int32_t channels,
                        const float *matrix, float scale) {
@@ -128,57 +132,87 @@ void filters_from_planes(const float *planes, uint8_t *dst, int32_t dst_is_float
     }
 }
 
-/* Fused first level: interleaved pixels -> (matrix, scale) -> one Haar level, written as bands[4][channels][h2][w2]
- * (approx, rows, cols, diag), plus each detail band's sum of squares per channel, sum_squares[3][channels]
- * (what BayesShrink needs), in one pass over the image. */
-static inline void pixels_to_haar_body(const uint8_t *src, int32_t src_is_float, int32_t height, int32_t width,
-                                       int32_t channels, const float *matrix, float scale, float *bands,
-                                       double *sum_squares) {
-    const int32_t h2 = (height + 1) / 2, w2 = (width + 1) / 2;
-    const size_t band_size = (size_t)h2 * w2, stride = (size_t)channels * band_size;
-    const float *srcf = (const float *)src;
-    float m[9], u8[256]; /* u8: exact uint8 -> float by table (faster than conversion instructions) */
-    if (matrix) for (int i = 0; i < 9; i++) m[i] = matrix[i] * scale;
-    for (int i = 0; i < 256; i++) u8[i] = (float)i;
-    for (int i = 0; i < 3 * channels; i++) sum_squares[i] = 0.0;
-    for (int32_t i = 0; i < h2; i++) {
-        int32_t rows[2] = {2 * i, 2 * i + 1 < height ? 2 * i + 1 : 2 * i};
-        double row_sums[3][4] = {{0}};
-        for (int32_t j = 0; j < w2; j++) {
-            int32_t cols[2] = {2 * j, 2 * j + 1 < width ? 2 * j + 1 : 2 * j};
-            float v[4][4]; /* v[block position][channel] */
-            for (int q = 0; q < 4; q++) {
-                size_t at = ((size_t)rows[q >> 1] * width + cols[q & 1]) * channels;
-                float x[4];
-                for (int32_t c = 0; c < channels; c++) x[c] = src_is_float ? srcf[at + c] : u8[src[at + c]];
-                for (int32_t c = 0; c < channels; c++)
-                    v[q][c] = matrix ? m[3 * c] * x[0] + m[3 * c + 1] * x[1] + m[3 * c + 2] * x[2] : x[c] * scale;
-            }
-            size_t o = (size_t)i * w2 + j;
-            for (int32_t c = 0; c < channels; c++) {
-                float s0 = v[0][c] + v[1][c], s1 = v[2][c] + v[3][c], d0 = v[0][c] - v[1][c], d1 = v[2][c] - v[3][c];
-                float lh = 0.5f * (s0 - s1), hl = 0.5f * (d0 + d1), hh = 0.5f * (d0 - d1);
-                size_t at = (size_t)c * band_size + o;
-                bands[at] = 0.5f * (s0 + s1);
-                bands[stride + at] = lh;
-                bands[2 * stride + at] = hl;
-                bands[3 * stride + at] = hh;
-                row_sums[0][c] += (double)lh * lh;
-                row_sums[1][c] += (double)hl * hl;
-                row_sums[2][c] += (double)hh * hh;
-            }
+/* ---- The first level, fused with the colour conversion, one pair of image rows at a time ----
+ * Rows are held as float planes of `padded` = 2 ceil(width / 2) samples per channel, the mirrored column
+ * appended when the width is odd. */
+
+/* Image row y -> planes[channels][padded]: matrix (3 channels, already multiplied by the scale) or scale. */
+static inline void load_row(const uint8_t *src, int32_t src_is_float, int32_t y, int32_t width, int32_t channels,
+                            const float *m, float scale, int32_t padded, float *restrict planes) {
+    size_t at = (size_t)y * width * channels;
+    const uint8_t *restrict p = src + at;
+    const float *restrict pf = (const float *)src + at;
+    if (m && channels == 3) {
+        float *restrict a = planes, *restrict b = planes + padded, *restrict c = planes + 2 * padded;
+        if (src_is_float)
+            for (int32_t x = 0; x < width; x++) { a[x] = pf[3 * x]; b[x] = pf[3 * x + 1]; c[x] = pf[3 * x + 2]; }
+        else
+            for (int32_t x = 0; x < width; x++) { a[x] = p[3 * x]; b[x] = p[3 * x + 1]; c[x] = p[3 * x + 2]; }
+        for (int32_t x = 0; x < width; x++) { /* in place: each sample reads only its own column */
+            float r = a[x], g = b[x], bl = c[x];
+            a[x] = m[0] * r + m[1] * g + m[2] * bl;
+            b[x] = m[3] * r + m[4] * g + m[5] * bl;
+            c[x] = m[6] * r + m[7] * g + m[8] * bl;
         }
-        for (int b = 0; b < 3; b++)
-            for (int32_t c = 0; c < channels; c++) sum_squares[b * channels + c] += row_sums[b][c];
+    } else {
+        for (int32_t ch = 0; ch < channels; ch++) {
+            float *restrict o = planes + (size_t)ch * padded;
+            for (int32_t x = 0; x < width; x++)
+                o[x] = (src_is_float ? pf[(size_t)x * channels + ch] : (float)p[(size_t)x * channels + ch]) * scale;
+        }
     }
+    if (padded > width)
+        for (int32_t ch = 0; ch < channels; ch++) planes[(size_t)ch * padded + width] = planes[(size_t)ch * padded + width - 1];
 }
 
-void filters_pixels_to_haar(const uint8_t *src, int32_t src_is_float, int32_t height, int32_t width, int32_t channels,
-                            const float *matrix, float scale, float *bands, double *sum_squares) {
-    if (channels == 3 && matrix && !src_is_float) /* the common case, with constant loop bounds */
-        pixels_to_haar_body(src, 0, height, width, 3, matrix, scale, bands, sum_squares);
-    else
-        pixels_to_haar_body(src, src_is_float, height, width, channels, matrix, scale, bands, sum_squares);
+/* Sum of x^2 in double (four partial sums, so that it vectorises). */
+static inline double sum_squares(const float *restrict x, size_t n) {
+    double s[4] = {0.0, 0.0, 0.0, 0.0};
+    size_t j = 0;
+    for (; j + 4 <= n; j += 4)
+        for (int k = 0; k < 4; k++) s[k] += (double)x[j + k] * x[j + k];
+    for (; j < n; j++) s[0] += (double)x[j] * x[j];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/* Fused first level: interleaved pixels -> (matrix, scale) -> one Haar level, written as bands[4][channels][h2][w2]
+ * (approx, rows, cols, diag), plus each detail band's sum of squares per channel, sum_squares[3][channels]
+ * (what BayesShrink needs), in one pass over the image. Returns 0, or -2 when out of memory. */
+SIMD_CLONES int32_t filters_pixels_to_haar(const uint8_t *src, int32_t src_is_float, int32_t height, int32_t width,
+                                           int32_t channels, const float *matrix, float scale, float *bands,
+                                           double *sum_squares_out) {
+    const int32_t h2 = (height + 1) / 2, w2 = (width + 1) / 2, padded = 2 * w2;
+    const size_t band_size = (size_t)h2 * w2, stride = (size_t)channels * band_size;
+    float m[9];
+    if (matrix) for (int i = 0; i < 9; i++) m[i] = matrix[i] * scale;
+    float *rows = malloc(sizeof(float) * 2 * (size_t)channels * padded);
+    if (!rows) return -2;
+    for (int i = 0; i < 3 * channels; i++) sum_squares_out[i] = 0.0;
+    for (int32_t i = 0; i < h2; i++) {
+        float *top = rows, *bottom = rows + (size_t)channels * padded;
+        load_row(src, src_is_float, 2 * i, width, channels, matrix ? m : NULL, scale, padded, top);
+        if (2 * i + 1 < height) load_row(src, src_is_float, 2 * i + 1, width, channels, matrix ? m : NULL, scale,
+                                         padded, bottom);
+        else bottom = top; /* odd height: the last row mirrored */
+        for (int32_t c = 0; c < channels; c++) {
+            const float *restrict r0 = top + (size_t)c * padded, *restrict r1 = bottom + (size_t)c * padded;
+            float *restrict ll = bands + (size_t)c * band_size + (size_t)i * w2, *restrict lh = ll + stride;
+            float *restrict hl = ll + 2 * stride, *restrict hh = ll + 3 * stride;
+            for (int32_t j = 0; j < w2; j++) {
+                float a = r0[2 * j], b = r0[2 * j + 1], cc = r1[2 * j], d = r1[2 * j + 1];
+                float s0 = a + b, s1 = cc + d, d0 = a - b, d1 = cc - d;
+                ll[j] = 0.5f * (s0 + s1);
+                lh[j] = 0.5f * (s0 - s1);
+                hl[j] = 0.5f * (d0 + d1);
+                hh[j] = 0.5f * (d0 - d1);
+            }
+            sum_squares_out[c] += sum_squares(lh, (size_t)w2);
+            sum_squares_out[channels + c] += sum_squares(hl, (size_t)w2);
+            sum_squares_out[2 * channels + c] += sum_squares(hh, (size_t)w2);
+        }
+    }
+    free(rows);
+    return 0;
 }
 
 /* Soft: sign(x) max(|x| - t, 0); hard: x where |x| >= t else 0. Written without branches (the signs of noisy
@@ -191,71 +225,86 @@ static inline float shrink(float x, float t, int32_t hard) {
     return copysignf(kept, x);
 }
 
-static inline void haar_to_pixels_body(const float *bands, int32_t height, int32_t width, int32_t channels,
-                                       const float *thresholds, int32_t hard, const float *m, int mix, uint8_t *dst,
-                                       int32_t dst_is_float) {
-    const int32_t h2 = (height + 1) / 2, w2 = (width + 1) / 2;
-    const size_t band_size = (size_t)h2 * w2, stride = (size_t)channels * band_size;
-    float *dstf = (float *)dst;
-    for (int32_t i = 0; i < h2; i++) {
-        for (int32_t j = 0; j < w2; j++) {
-            size_t o = (size_t)i * w2 + j;
-            float v[4][4];
-            for (int32_t c = 0; c < channels; c++) {
-                size_t at = (size_t)c * band_size + o;
-                float ll = bands[at];
-                float lh = shrink(bands[stride + at], thresholds[c], hard);
-                float hl = shrink(bands[2 * stride + at], thresholds[channels + c], hard);
-                float hh = shrink(bands[3 * stride + at], thresholds[2 * channels + c], hard);
-                float s0 = ll + lh, s1 = ll - lh, d0 = hl + hh, d1 = hl - hh;
-                v[0][c] = 0.5f * (s0 + d0);
-                v[1][c] = 0.5f * (s0 - d0);
-                v[2][c] = 0.5f * (s1 + d1);
-                v[3][c] = 0.5f * (s1 - d1);
+/* planes[channels][padded] -> image row y: matrix (3 channels) or as they are, clipped to [0, 1], stored
+ * interleaved (uint8: x255, rounded half to even). */
+static inline void store_row(const float *planes, int32_t padded, int32_t y, int32_t width, int32_t channels,
+                             const float *m, uint8_t *dst, int32_t dst_is_float) {
+    size_t at = (size_t)y * width * channels;
+    uint8_t *restrict d = dst + at;
+    float *restrict df = (float *)dst + at;
+    if (m && channels == 3) {
+        const float *restrict a = planes, *restrict b = planes + padded, *restrict c = planes + 2 * padded;
+#define MIXED(k, x) clip01(m[3 * (k)] * a[x] + m[3 * (k) + 1] * b[x] + m[3 * (k) + 2] * c[x])
+        if (dst_is_float)
+            for (int32_t x = 0; x < width; x++) {
+                df[3 * x] = MIXED(0, x);
+                df[3 * x + 1] = MIXED(1, x);
+                df[3 * x + 2] = MIXED(2, x);
             }
-            int full = 2 * i + 1 < height && 2 * j + 1 < width;
-            for (int q = 0; q < 4; q++) {
-                int32_t y = 2 * i + (q >> 1), x = 2 * j + (q & 1);
-                if (!full && (y >= height || x >= width)) continue;
-                size_t at = ((size_t)y * width + x) * channels;
-                float r[4];
-                if (mix) {
-                    r[0] = m[0] * v[q][0] + m[1] * v[q][1] + m[2] * v[q][2];
-                    r[1] = m[3] * v[q][0] + m[4] * v[q][1] + m[5] * v[q][2];
-                    r[2] = m[6] * v[q][0] + m[7] * v[q][1] + m[8] * v[q][2];
-                } else {
-                    for (int32_t c = 0; c < channels; c++) r[c] = v[q][c];
-                }
-                for (int32_t c = 0; c < channels; c++) {
-                    float value = clip01(r[c]);
-                    if (dst_is_float) dstf[at + c] = value;
-                    else dst[at + c] = (uint8_t)round_even(value * 255.0f);
-                }
+        else
+            for (int32_t x = 0; x < width; x++) {
+                d[3 * x] = to_byte(MIXED(0, x));
+                d[3 * x + 1] = to_byte(MIXED(1, x));
+                d[3 * x + 2] = to_byte(MIXED(2, x));
             }
-        }
+#undef MIXED
+        return;
+    }
+    for (int32_t ch = 0; ch < channels; ch++) {
+        const float *restrict p = planes + (size_t)ch * padded;
+        if (dst_is_float)
+            for (int32_t x = 0; x < width; x++) df[(size_t)x * channels + ch] = clip01(p[x]);
+        else
+            for (int32_t x = 0; x < width; x++) d[(size_t)x * channels + ch] = to_byte(clip01(p[x]));
+    }
+}
+
+/* One channel's pair of output rows from one row of its four first-level bands (details thresholded by t). */
+static inline void inverse_rows(const float *restrict ll, const float *restrict lh, const float *restrict hl,
+                                const float *restrict hh, const float t[3], int32_t hard, int32_t w2,
+                                float *restrict o0, float *restrict o1) {
+    for (int32_t j = 0; j < w2; j++) {
+        float h = shrink(lh[j], t[0], hard), v = shrink(hl[j], t[1], hard), g = shrink(hh[j], t[2], hard);
+        float s0 = ll[j] + h, s1 = ll[j] - h, d0 = v + g, d1 = v - g;
+        o0[2 * j] = 0.5f * (s0 + d0);
+        o0[2 * j + 1] = 0.5f * (s0 - d0);
+        o1[2 * j] = 0.5f * (s1 + d1);
+        o1[2 * j + 1] = 0.5f * (s1 - d1);
     }
 }
 
 /* Fused last step: threshold the first level's detail bands (thresholds[3][channels]; soft, or hard when hard != 0),
- * inverse Haar, matrix back to the output colours, clip to [0, 1] and store interleaved (uint8: x255, rint). */
-void filters_haar_to_pixels(const float *bands, int32_t height, int32_t width, int32_t channels,
-                            const float *thresholds, int32_t hard, const float *matrix, uint8_t *dst,
-                            int32_t dst_is_float) {
-    if (channels == 3 && matrix && !dst_is_float) /* the common case, with constant loop bounds */
-        haar_to_pixels_body(bands, height, width, 3, thresholds, hard, matrix, 1, dst, 0);
-    else
-        haar_to_pixels_body(bands, height, width, channels, thresholds, hard, matrix, matrix && channels == 3, dst,
-                            dst_is_float);
+ * inverse Haar, matrix back to the output colours, clip to [0, 1] and store interleaved (uint8: x255, rint).
+ * Returns 0, or -2 when out of memory. */
+SIMD_CLONES int32_t filters_haar_to_pixels(const float *bands, int32_t height, int32_t width, int32_t channels,
+                                           const float *thresholds, int32_t hard, const float *matrix, uint8_t *dst,
+                                           int32_t dst_is_float) {
+    const int32_t h2 = (height + 1) / 2, w2 = (width + 1) / 2, padded = 2 * w2;
+    const size_t band_size = (size_t)h2 * w2, stride = (size_t)channels * band_size;
+    float *rows = malloc(sizeof(float) * 2 * (size_t)channels * padded);
+    if (!rows) return -2;
+    float *top = rows, *bottom = rows + (size_t)channels * padded;
+    for (int32_t i = 0; i < h2; i++) {
+        for (int32_t c = 0; c < channels; c++) {
+            const float *restrict ll = bands + (size_t)c * band_size + (size_t)i * w2, *restrict lh = ll + stride;
+            const float *restrict hl = ll + 2 * stride, *restrict hh = ll + 3 * stride;
+            float t[3] = {thresholds[c], thresholds[channels + c], thresholds[2 * channels + c]};
+            float *o0 = top + (size_t)c * padded, *o1 = bottom + (size_t)c * padded;
+            if (hard) inverse_rows(ll, lh, hl, hh, t, 1, w2, o0, o1); /* constant `hard`: no branch in the loop */
+            else inverse_rows(ll, lh, hl, hh, t, 0, w2, o0, o1);
+        }
+        store_row(top, padded, 2 * i, width, channels, matrix && channels == 3 ? matrix : NULL, dst, dst_is_float);
+        if (2 * i + 1 < height)
+            store_row(bottom, padded, 2 * i + 1, width, channels, matrix && channels == 3 ? matrix : NULL, dst,
+                      dst_is_float);
+    }
+    free(rows);
+    return 0;
 }
 
 /* Mean square of each channel's plane of `count` values (planes[channels][count]). */
 static void mean_squares(const float *planes, int32_t channels, size_t count, double *out) {
-    for (int32_t c = 0; c < channels; c++) {
-        const float *p = planes + (size_t)c * count;
-        double total = 0.0;
-        for (size_t n = 0; n < count; n++) total += (double)p[n] * p[n];
-        out[c] = total / (double)count;
-    }
+    for (int32_t c = 0; c < channels; c++) out[c] = sum_squares(planes + (size_t)c * count, count) / (double)count;
 }
 
 /* Per channel threshold of one detail band: BayesShrink sigma^2 / sqrt(max(E[d^2] - sigma^2, eps)) (eq. 4.6), or
@@ -298,7 +347,11 @@ int32_t filters_haar_denoise(const uint8_t *src, int32_t src_is_float, int32_t h
     if (!buffer) return -2;
     double energy[3 * 4], mean_square[4];
     float first_thresholds[3 * 4], thresholds[4];
-    filters_pixels_to_haar(src, src_is_float, height, width, channels, to_planes, scale, buffer + offsets[1], energy);
+    if (filters_pixels_to_haar(src, src_is_float, height, width, channels, to_planes, scale, buffer + offsets[1],
+                               energy)) {
+        free(buffer);
+        return -2;
+    }
     for (int32_t b = 0; b < 3; b++) {
         for (int32_t c = 0; c < channels; c++) mean_square[c] = energy[b * channels + c] / ((double)hs[1] * ws[1]);
         band_thresholds(method, mean_square, variance, visu_factor, channels, first_thresholds + b * channels);
@@ -323,8 +376,8 @@ int32_t filters_haar_denoise(const uint8_t *src, int32_t src_is_float, int32_t h
         filters_haar_inverse(cur, cur + band, cur + 2 * band, cur + 3 * band, buffer + offsets[l - 1], channels,
                              hs[l - 1], ws[l - 1]);
     }
-    filters_haar_to_pixels(buffer + offsets[1], height, width, channels, first_thresholds, hard, to_pixels, dst,
-                           dst_is_float);
+    int32_t rc = filters_haar_to_pixels(buffer + offsets[1], height, width, channels, first_thresholds, hard,
+                                        to_pixels, dst, dst_is_float);
     free(buffer);
-    return 0;
+    return rc;
 }
