@@ -56,8 +56,9 @@ def check_saliency(saliency: np.ndarray, image: np.ndarray) -> np.ndarray:
     allowed = [(height, width)] + ([(image.shape[0], height, width)] if image.ndim == 4 else [])
     if saliency.shape not in allowed:
         raise ValueError(f"saliency map must have shape {' or '.join(map(str, allowed))}, got {saliency.shape}")
-    if not np.isfinite(saliency).all():
+    low, high = float(saliency.min()), float(saliency.max())  # NaN propagates into both
+    if not (np.isfinite(low) and np.isfinite(high)):
         raise ValueError("saliency map contains NaN or infinite values")
-    if saliency.min() < 0.0 or saliency.max() > 1.0:
+    if low < 0.0 or high > 1.0:
         raise ValueError("saliency map values must lie in [0, 1]")
     return saliency

@@ -27,6 +27,12 @@ YCBCR_FROM_RGB = np.array([[65.481, 128.553, 24.966],
                            [-37.797, -74.203, 112.0],
                            [112.0, -93.786, -18.214]]) / 255.0
 RGB_FROM_YCBCR = np.linalg.inv(YCBCR_FROM_RGB)
+YCBCR_SIGMA_GAIN = np.sqrt((YCBCR_FROM_RGB**2).sum(axis=1))  # noise of std s per RGB channel -> s * gain in Y, Cb, Cr
+# float32 copies for the native kernels, by colour order: (to YCbCr, back to the colour order)
+_MATRICES = {bgr: (np.ascontiguousarray(YCBCR_FROM_RGB[:, ::-1] if bgr else YCBCR_FROM_RGB, dtype=np.float32),
+                   np.ascontiguousarray(RGB_FROM_YCBCR[::-1] if bgr else RGB_FROM_YCBCR, dtype=np.float32))
+             for bgr in (False, True)}
+_DISCRETE_WAVELETS = frozenset(pywt.wavelist(kind="discrete"))
 
 
 def bayes_threshold(details: np.ndarray, variance: np.ndarray, mean_square=None) -> np.ndarray:
@@ -82,7 +88,7 @@ def wavelet_denoise(image, sigma: float | None = 0.04, *, wavelet: str = "db1", 
         raise ValueError(f"sigma_mode must be one of {SIGMA_MODES}, got {sigma_mode!r}")
     if sigma is not None and (not isinstance(sigma, numbers.Real) or not np.isfinite(sigma) or sigma < 0):
         raise ValueError(f"sigma must be a finite number >= 0 or None, got {sigma!r}")
-    if wavelet not in pywt.wavelist(kind="discrete"):
+    if wavelet not in _DISCRETE_WAVELETS:
         raise ValueError(f"unknown discrete wavelet {wavelet!r}; see pywt.wavelist(kind='discrete')")
     if levels is not None and (not isinstance(levels, numbers.Integral) or levels < 1):
         raise ValueError(f"levels must be an integer >= 1 or None, got {levels!r}")
@@ -101,9 +107,7 @@ def _denoise_one(image, *, sigma, wavelet, method, mode, levels, ycbcr, sigma_mo
     source_bytes = as_pointer(source.reshape(-1).view(np.uint8), np.uint8)
     is_float = int(image.dtype == np.float32)
     scale = 1.0 if is_float else 1.0 / 255.0
-    # the matrices stay referenced here while C reads them (a cffi pointer does not keep its array alive)
-    forward = np.ascontiguousarray(YCBCR_FROM_RGB[:, ::-1] if bgr else YCBCR_FROM_RGB, dtype=np.float32)
-    backward = np.ascontiguousarray(RGB_FROM_YCBCR[::-1] if bgr else RGB_FROM_YCBCR, dtype=np.float32)
+    forward, backward = _MATRICES[bgr]
     to_ycbcr = as_pointer(forward, np.float32) if ycbcr else ffi.NULL
     to_rgb = as_pointer(backward, np.float32) if ycbcr else ffi.NULL
     wavelet = pywt.Wavelet(wavelet)
@@ -111,7 +115,7 @@ def _denoise_one(image, *, sigma, wavelet, method, mode, levels, ycbcr, sigma_mo
         levels = max(pywt.dwtn_max_level((height, width), wavelet) - 3, 1)
     haar = wavelet.name in ("db1", "haar")
     if sigma is not None and sigma_mode == "rgb":  # the RGB noise level seen by each (YCbCr) channel
-        sigmas = sigma * (np.sqrt((YCBCR_FROM_RGB**2).sum(axis=1)) if ycbcr else np.ones(channels))
+        sigmas = sigma * (YCBCR_SIGMA_GAIN if ycbcr else np.ones(channels))
     if haar and sigma is not None and sigma_mode == "rgb" and method != "SureShrink":  # the paper's setting
         out = np.empty_like(source)
         rc = lib.filters_haar_denoise(source_bytes, is_float, height, width, channels, to_ycbcr, scale, to_rgb,
