@@ -10,20 +10,27 @@ baseline), and ART's JpegCompression, SpatialSmoothing, FeatureSqueezing and Tot
 """
 from __future__ import annotations
 
-import argparse
-import json
-import platform
-import random
-import shlex
-import sys
-import time
-from pathlib import Path
+import os
 
-import numpy as np
-from PIL import Image
-from tqdm import tqdm
+# One thread per call for every method, as the report states: thread pools of BLAS/OpenMP libraries would
+# otherwise spin on the second core after a baseline's call and slow the next method down.
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
 
-from semantic_jpeg.defense_filters import pixel_deflection, preset, wavelet_denoise
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import random  # noqa: E402
+import shlex  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from semantic_jpeg.defense_filters import pixel_deflection, preset, wavelet_denoise  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared/data"
 RESULTS = Path(__file__).resolve().parent / "results"
