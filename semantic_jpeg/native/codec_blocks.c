@@ -245,7 +245,8 @@ static inline void convert_component(McuRow *m, const float k[4], int fh, int fv
     if (m->channels == 1) {
         for (size_t i = 0; i < n; i++) o[i] = k0 * a[i] + off;
     } else {
-        for (size_t i = 0; i < n; i++) o[i] = k0 * a[i] + k1 * b[i] + k2 * c[i] + off;
+        /* summed in the order earlier versions used, so that files stay byte-identical across versions */
+        for (size_t i = 0; i < n; i++) o[i] = k0 * a[i] + k1 * b[i] + (k2 * c[i] + off);
     }
 }
 
