@@ -123,16 +123,14 @@ def _denoise_one(image, *, sigma, wavelet, method, mode, levels, ycbcr, sigma_mo
                                       METHODS.index(method), float(np.sqrt(2 * np.log(height * width))),
                                       int(mode == "hard"), as_pointer(out.reshape(-1).view(np.uint8), np.uint8),
                                       is_float)
-        if rc != 0:
-            raise MemoryError("native wavelet denoiser ran out of memory") if rc == -2 else RuntimeError(
-                "native wavelet denoiser refused its arguments")
+        _check_native(rc)
         return out
     planes = None
     if haar:  # first level fused with the colour conversion; its band energies come out of the same pass
         first = np.empty((4, channels, (height + 1) // 2, (width + 1) // 2), np.float32)
         energy = np.empty((3, channels), np.float64)
-        lib.filters_pixels_to_haar(source_bytes, is_float, height, width, channels, to_ycbcr, scale,
-                                   as_pointer(first, np.float32), as_pointer(energy, np.float64))
+        _check_native(lib.filters_pixels_to_haar(source_bytes, is_float, height, width, channels, to_ycbcr, scale,
+                                                 as_pointer(first, np.float32), as_pointer(energy, np.float64)))
         coeffs = _haar_decompose(first[0], levels - 1) + [tuple(first[1:])]
     else:
         planes = np.empty((channels, height, width), np.float32)
@@ -167,13 +165,22 @@ def _denoise_one(image, *, sigma, wavelet, method, mode, levels, ycbcr, sigma_mo
     if haar:
         first[0] = _haar_reconstruct(coeffs[:-1], first.shape[2:]) if levels > 1 else first[0]
         finest = np.array(finest, np.float32)
-        lib.filters_haar_to_pixels(as_pointer(first, np.float32), height, width, channels,
-                                   as_pointer(finest, np.float32), int(mode == "hard"), to_rgb, out_bytes, is_float)
+        _check_native(lib.filters_haar_to_pixels(as_pointer(first, np.float32), height, width, channels,
+                                                 as_pointer(finest, np.float32), int(mode == "hard"), to_rgb,
+                                                 out_bytes, is_float))
     else:
         planes = np.ascontiguousarray(pywt.waverec2(coeffs, wavelet, axes=(-2, -1))[:, :height, :width])
         lib.filters_from_planes(as_pointer(planes, np.float32), out_bytes, is_float, height * width, channels,
                                 to_rgb)
     return out
+
+
+def _check_native(rc: int) -> None:
+    """Turn a native denoiser kernel's return code (0, -1 bad arguments, -2 out of memory) into an exception."""
+    if rc == -2:
+        raise MemoryError("native wavelet denoiser ran out of memory")
+    if rc != 0:
+        raise RuntimeError("native wavelet denoiser refused its arguments")
 
 
 def _haar_decompose(planes: np.ndarray, levels: int) -> list:

@@ -78,77 +78,22 @@ static inline float clip01(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f 
 /* x in [0, 1] -> round_even(255 x) as a byte (through int32, which vectorises). */
 static inline uint8_t to_byte(float x) { return (uint8_t)(int32_t)round_even(x * 255.0f); }
 
-void filters_to_planes(const uint8_t *src, int32_t src_is_float, float *planes, int64_t pixels, int32_t channels,
-                       const float *matrix, float scale) {
-    const float *srcf = (const float *)src;
-    if (channels == 3 && matrix) {
-        float m[9];
-        for (int i = 0; i < 9; i++) m[i] = matrix[i] * scale;
-        float *p0 = planes, *p1 = planes + pixels, *p2 = planes + 2 * pixels;
-        for (int64_t n = 0; n < pixels; n++) {
-            float a, b, c;
-            if (src_is_float) { a = srcf[3 * n]; b = srcf[3 * n + 1]; c = srcf[3 * n + 2]; }
-            else { a = (float)src[3 * n]; b = (float)src[3 * n + 1]; c = (float)src[3 * n + 2]; }
-            p0[n] = m[0] * a + m[1] * b + m[2] * c;
-            p1[n] = m[3] * a + m[4] * b + m[5] * c;
-            p2[n] = m[6] * a + m[7] * b + m[8] * c;
-        }
-        return;
-    }
-    for (int32_t c = 0; c < channels; c++) {
-        float *plane = planes + (size_t)c * pixels;
-        for (int64_t n = 0; n < pixels; n++)
-            plane[n] = (src_is_float ? srcf[n * channels + c] : (float)src[n * channels + c]) * scale;
-    }
-}
-
-void filters_from_planes(const float *planes, uint8_t *dst, int32_t dst_is_float, int64_t pixels, int32_t channels,
-                         const float *matrix) {
-    float *dstf = (float *)dst;
-    if (channels == 3 && matrix) {
-        const float *p0 = planes, *p1 = planes + pixels, *p2 = planes + 2 * pixels;
-        const float *m = matrix;
-        for (int64_t n = 0; n < pixels; n++) {
-            float a = p0[n], b = p1[n], c = p2[n];
-            float r0 = clip01(m[0] * a + m[1] * b + m[2] * c);
-            float r1 = clip01(m[3] * a + m[4] * b + m[5] * c);
-            float r2 = clip01(m[6] * a + m[7] * b + m[8] * c);
-            if (dst_is_float) { dstf[3 * n] = r0; dstf[3 * n + 1] = r1; dstf[3 * n + 2] = r2; }
-            else {
-                dst[3 * n] = (uint8_t)round_even(r0 * 255.0f);
-                dst[3 * n + 1] = (uint8_t)round_even(r1 * 255.0f);
-                dst[3 * n + 2] = (uint8_t)round_even(r2 * 255.0f);
-            }
-        }
-        return;
-    }
-    for (int32_t c = 0; c < channels; c++) {
-        const float *plane = planes + (size_t)c * pixels;
-        for (int64_t n = 0; n < pixels; n++) {
-            float v = clip01(plane[n]);
-            if (dst_is_float) dstf[n * channels + c] = v;
-            else dst[n * channels + c] = (uint8_t)round_even(v * 255.0f);
-        }
-    }
-}
-
-/* ---- The first level, fused with the colour conversion, one pair of image rows at a time ----
- * Rows are held as float planes of `padded` = 2 ceil(width / 2) samples per channel, the mirrored column
- * appended when the width is odd. */
+/* ---- Interleaved rows <-> float planes of `padded` samples per channel (padded >= width; the sample after
+ * the last is the mirrored column when padded > width) ---- */
 
 /* Image row y -> planes[channels][padded]: matrix (3 channels, already multiplied by the scale) or scale. */
-static inline void load_row(const uint8_t *src, int32_t src_is_float, int32_t y, int32_t width, int32_t channels,
-                            const float *m, float scale, int32_t padded, float *restrict planes) {
+static inline void load_row(const uint8_t *src, int32_t src_is_float, int64_t y, int64_t width, int32_t channels,
+                            const float *m, float scale, int64_t padded, float *restrict planes) {
     size_t at = (size_t)y * width * channels;
     const uint8_t *restrict p = src + at;
     const float *restrict pf = (const float *)src + at;
     if (m && channels == 3) {
         float *restrict a = planes, *restrict b = planes + padded, *restrict c = planes + 2 * padded;
         if (src_is_float)
-            for (int32_t x = 0; x < width; x++) { a[x] = pf[3 * x]; b[x] = pf[3 * x + 1]; c[x] = pf[3 * x + 2]; }
+            for (int64_t x = 0; x < width; x++) { a[x] = pf[3 * x]; b[x] = pf[3 * x + 1]; c[x] = pf[3 * x + 2]; }
         else
-            for (int32_t x = 0; x < width; x++) { a[x] = p[3 * x]; b[x] = p[3 * x + 1]; c[x] = p[3 * x + 2]; }
-        for (int32_t x = 0; x < width; x++) { /* in place: each sample reads only its own column */
+            for (int64_t x = 0; x < width; x++) { a[x] = p[3 * x]; b[x] = p[3 * x + 1]; c[x] = p[3 * x + 2]; }
+        for (int64_t x = 0; x < width; x++) { /* in place: each sample reads only its own column */
             float r = a[x], g = b[x], bl = c[x];
             a[x] = m[0] * r + m[1] * g + m[2] * bl;
             b[x] = m[3] * r + m[4] * g + m[5] * bl;
@@ -157,13 +102,63 @@ static inline void load_row(const uint8_t *src, int32_t src_is_float, int32_t y,
     } else {
         for (int32_t ch = 0; ch < channels; ch++) {
             float *restrict o = planes + (size_t)ch * padded;
-            for (int32_t x = 0; x < width; x++)
+            for (int64_t x = 0; x < width; x++)
                 o[x] = (src_is_float ? pf[(size_t)x * channels + ch] : (float)p[(size_t)x * channels + ch]) * scale;
         }
     }
     if (padded > width)
         for (int32_t ch = 0; ch < channels; ch++) planes[(size_t)ch * padded + width] = planes[(size_t)ch * padded + width - 1];
 }
+
+/* planes[channels][padded] -> image row y: matrix (3 channels) or as they are, clipped to [0, 1], stored
+ * interleaved (uint8: x255, rounded half to even). */
+static inline void store_row(const float *planes, int64_t padded, int64_t y, int64_t width, int32_t channels,
+                             const float *m, uint8_t *dst, int32_t dst_is_float) {
+    size_t at = (size_t)y * width * channels;
+    uint8_t *restrict d = dst + at;
+    float *restrict df = (float *)dst + at;
+    if (m && channels == 3) {
+        const float *restrict a = planes, *restrict b = planes + padded, *restrict c = planes + 2 * padded;
+#define MIXED(k, x) clip01(m[3 * (k)] * a[x] + m[3 * (k) + 1] * b[x] + m[3 * (k) + 2] * c[x])
+        if (dst_is_float)
+            for (int64_t x = 0; x < width; x++) {
+                df[3 * x] = MIXED(0, x);
+                df[3 * x + 1] = MIXED(1, x);
+                df[3 * x + 2] = MIXED(2, x);
+            }
+        else
+            for (int64_t x = 0; x < width; x++) {
+                d[3 * x] = to_byte(MIXED(0, x));
+                d[3 * x + 1] = to_byte(MIXED(1, x));
+                d[3 * x + 2] = to_byte(MIXED(2, x));
+            }
+#undef MIXED
+        return;
+    }
+    for (int32_t ch = 0; ch < channels; ch++) {
+        const float *restrict p = planes + (size_t)ch * padded;
+        if (dst_is_float)
+            for (int64_t x = 0; x < width; x++) df[(size_t)x * channels + ch] = clip01(p[x]);
+        else
+            for (int64_t x = 0; x < width; x++) d[(size_t)x * channels + ch] = to_byte(clip01(p[x]));
+    }
+}
+
+/* The whole image as one row of `pixels` samples: the same kernels as the fused Haar levels. */
+SIMD_CLONES void filters_to_planes(const uint8_t *src, int32_t src_is_float, float *planes, int64_t pixels,
+                                   int32_t channels, const float *matrix, float scale) {
+    float m[9];
+    if (matrix) for (int i = 0; i < 9; i++) m[i] = matrix[i] * scale;
+    load_row(src, src_is_float, 0, pixels, channels, matrix ? m : NULL, scale, pixels, planes);
+}
+
+SIMD_CLONES void filters_from_planes(const float *planes, uint8_t *dst, int32_t dst_is_float, int64_t pixels,
+                                     int32_t channels, const float *matrix) {
+    store_row(planes, pixels, 0, pixels, channels, matrix, dst, dst_is_float);
+}
+
+/* ---- The first level, fused with the colour conversion, one pair of image rows at a time ----
+ * Rows are held as float planes of `padded` = 2 ceil(width / 2) samples per channel. */
 
 /* Sum of x^2 in double (four partial sums, so that it vectorises). */
 static inline double sum_squares(const float *restrict x, size_t n) {
@@ -223,40 +218,6 @@ static inline float shrink(float x, float t, int32_t hard) {
     float kept = magnitude - t;
     kept = kept > 0.0f ? kept : 0.0f;
     return copysignf(kept, x);
-}
-
-/* planes[channels][padded] -> image row y: matrix (3 channels) or as they are, clipped to [0, 1], stored
- * interleaved (uint8: x255, rounded half to even). */
-static inline void store_row(const float *planes, int32_t padded, int32_t y, int32_t width, int32_t channels,
-                             const float *m, uint8_t *dst, int32_t dst_is_float) {
-    size_t at = (size_t)y * width * channels;
-    uint8_t *restrict d = dst + at;
-    float *restrict df = (float *)dst + at;
-    if (m && channels == 3) {
-        const float *restrict a = planes, *restrict b = planes + padded, *restrict c = planes + 2 * padded;
-#define MIXED(k, x) clip01(m[3 * (k)] * a[x] + m[3 * (k) + 1] * b[x] + m[3 * (k) + 2] * c[x])
-        if (dst_is_float)
-            for (int32_t x = 0; x < width; x++) {
-                df[3 * x] = MIXED(0, x);
-                df[3 * x + 1] = MIXED(1, x);
-                df[3 * x + 2] = MIXED(2, x);
-            }
-        else
-            for (int32_t x = 0; x < width; x++) {
-                d[3 * x] = to_byte(MIXED(0, x));
-                d[3 * x + 1] = to_byte(MIXED(1, x));
-                d[3 * x + 2] = to_byte(MIXED(2, x));
-            }
-#undef MIXED
-        return;
-    }
-    for (int32_t ch = 0; ch < channels; ch++) {
-        const float *restrict p = planes + (size_t)ch * padded;
-        if (dst_is_float)
-            for (int32_t x = 0; x < width; x++) df[(size_t)x * channels + ch] = clip01(p[x]);
-        else
-            for (int32_t x = 0; x < width; x++) d[(size_t)x * channels + ch] = to_byte(clip01(p[x]));
-    }
 }
 
 /* One channel's pair of output rows from one row of its four first-level bands (details thresholded by t). */
