@@ -103,18 +103,22 @@ def candidates(rgb: np.ndarray, rcam: np.ndarray):
     }
 
 
-def median_ms(funcs: dict, runs: int, slow_runs: int) -> dict:
-    """Median wall time per function; runs are interleaved (round robin) so load spikes on the shared machine
-    hit every method alike. Methods with "TotalVarMin" in their name get ``slow_runs`` runs."""
+def median_ms(funcs: dict, runs: int, slow_runs: int, seed: int = 0) -> dict:
+    """Median wall time per function. Runs are interleaved (every method once per round) so load spikes on the
+    shared machine hit every method alike, in a new random order each round: a method's time depends on what ran
+    just before it (a call right after a similar one finds the interpreter's and the library's code and data in
+    the caches, one after a different library pays to reload them), and a fixed order would favour some methods
+    every round. Methods with "TotalVarMin" in their name get ``slow_runs`` runs."""
     times = {name: [] for name in funcs}
     for func in funcs.values():
         func()  # warm-up
+    order = random.Random(seed)
     for run in tqdm(range(runs), leave=False):
-        for name, func in funcs.items():
+        for name in order.sample(list(funcs), len(funcs)):
             if "TotalVarMin" in name and run >= slow_runs:
                 continue
             start = time.perf_counter()
-            func()
+            funcs[name]()
             times[name].append(time.perf_counter() - start)
     return {name: {"median_ms": float(np.median(t) * 1e3), "runs": len(t)} for name, t in times.items()}
 

@@ -144,6 +144,18 @@ def test_deflection_bad_arguments(kwargs, error):
         df.pixel_deflection(np.zeros((64, 64, 3), np.uint8), **{"deflections": 10, "window": 10, **kwargs})
 
 
+@pytest.mark.parametrize("value, message", [(np.nan, "NaN"), (np.inf, "NaN"), (-np.inf, "NaN"), (-1e-6, r"\[0, 1\]"),
+                                            (np.nextafter(np.float32(1), np.float32(2)), r"\[0, 1\]")])
+@pytest.mark.parametrize("at", [0, 37 * 64 + 5, 64 * 64 - 1])  # first, middle (off a vector boundary), last
+def test_one_bad_saliency_value_is_found(value, message, at):
+    saliency = np.full(64 * 64, 0.5, np.float32)
+    saliency[at] = value
+    with pytest.raises(ValueError, match=message):
+        df.pixel_deflection(np.zeros((64, 64, 3), np.uint8), 10, 2, saliency=saliency.reshape(64, 64))
+    saliency[at] = 1.0  # the closed interval's ends are valid
+    df.pixel_deflection(np.zeros((64, 64, 3), np.uint8), 10, 2, saliency=saliency.reshape(64, 64))
+
+
 # ---------------------------------------------------------------- wavelet denoising
 
 
@@ -214,6 +226,31 @@ def test_sure_threshold_minimises_sure_risk():
 def test_wavelet_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         df.wavelet_denoise(np.zeros((32, 32, 3), np.uint8), **kwargs)
+
+
+def test_wavelet_workspace_kept_per_thread(astronaut, monkeypatch):
+    """The native denoiser's scratch memory is reused within a thread, separate between threads (results of
+    concurrent calls equal serial ones) and not kept beyond WORKSPACE_KEPT_BYTES."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from semantic_jpeg import native
+
+    first, second = native.workspace(1000, np.float32), native.workspace(10, np.float64)
+    assert np.shares_memory(first, second) and second.dtype == np.float64 and second.shape == (10,)
+    with ThreadPoolExecutor(1) as pool:
+        assert not np.shares_memory(first, pool.submit(native.workspace, 1000, np.float32).result())
+    images = [np.ascontiguousarray(np.roll(astronaut, 7 * k, axis=1)) for k in range(6)]
+    serial = [df.wavelet_denoise(image) for image in images]
+    with ThreadPoolExecutor(3) as pool:
+        for _ in range(3):
+            for got, expected in zip(pool.map(df.wavelet_denoise, images), serial):
+                np.testing.assert_array_equal(got, expected)
+    monkeypatch.setattr(native, "WORKSPACE_KEPT_BYTES", 1 << 10)
+    kept = native.workspace(1, np.uint8)
+    size = kept.base.nbytes + 1  # more than this thread keeps, and above the (lowered) limit
+    big = native.workspace(size, np.uint8)
+    assert big.nbytes == size and not np.shares_memory(big, native.workspace(size, np.uint8))
+    assert np.shares_memory(kept, native.workspace(1, np.uint8))  # the kept buffer stayed
 
 
 # ---------------------------------------------------------------- lossy channels

@@ -96,6 +96,25 @@ def check_dst(dst, like: np.ndarray) -> None:
                          f"got {dst.shape} {dst.dtype}")
 
 
+def kernel_output(source: np.ndarray, dst) -> np.ndarray:
+    """Where a native kernel writes its result for ``source``: ``dst`` itself when it is C-contiguous and does
+    not overlap ``source``, else a new array like ``source`` (hand it to :func:`deliver`)."""
+    if dst is None:
+        return np.empty_like(source)
+    check_dst(dst, source)
+    if dst.flags.c_contiguous and not np.shares_memory(dst, source):
+        return dst
+    return np.empty_like(source)
+
+
+def deliver(out: np.ndarray, dst) -> np.ndarray:
+    """A kernel's output ``out`` as the filter's result: copied into ``dst`` when it was not written there."""
+    if dst is None or out is dst:
+        return out
+    np.copyto(dst, out)
+    return dst
+
+
 def images_of(image: np.ndarray):
     """Iterate over the single images of a batch (or the image itself)."""
     return iter(image) if image.ndim == 4 else iter((image,))

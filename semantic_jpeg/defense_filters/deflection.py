@@ -7,7 +7,7 @@ import numpy as np
 
 from semantic_jpeg.native import as_pointer, ffi, lib
 
-from ._conventions import as_generator, check_color_order, check_dst, check_image, spatial_shape
+from ._conventions import as_generator, check_color_order, check_image, deliver, kernel_output, spatial_shape
 from .saliency import resolve_saliency
 
 
@@ -35,27 +35,20 @@ def pixel_deflection(image, deflections: int = 100, window: int = 10, *, salienc
         raise ValueError(f"window of apothem {window} ({2 * window + 1} px) is larger than the {height}x{width} image")
     rng = as_generator(rng)
     maps = resolve_saliency(saliency, image, color_order=check_color_order(color_order), rng=rng)
-    channels = image.shape[-1] if image.ndim >= 3 else 1
     source = np.ascontiguousarray(image)
-    if dst is not None:
-        check_dst(dst, image)
-    out = dst if dst is not None and dst.flags.c_contiguous and not np.shares_memory(dst, source) else None
-    if out is None:
-        out = source.copy()
-    else:
-        np.copyto(out, source)
-    batch = source.reshape(-1, height, width, channels)
-    out_batch = out.reshape(batch.shape)
-    for index, (single, single_out) in enumerate(zip(batch, out_batch)):
-        single_map = None if maps is None else (maps if maps.ndim == 2 else maps[index])
+    out = kernel_output(source, dst)  # the kernel reads `source` and deflects within a copy of it
+    np.copyto(out, source)
+    count = image.shape[0] if image.ndim == 4 else 1
+    channels = image.shape[-1] if image.ndim >= 3 else 1
+    image_bytes = source.nbytes // count
+    source_bytes = ffi.from_buffer("uint8_t[]", source)  # contiguous, uint8 or float32 (checked above)
+    out_bytes = ffi.from_buffer("uint8_t[]", out)
+    maps_pointer = ffi.NULL if maps is None else as_pointer(maps, np.float32)
+    for index in range(count):
         lib.filters_pixel_deflection(
-            as_pointer(single.reshape(-1).view(np.uint8), np.uint8),
-            as_pointer(single_out.reshape(-1).view(np.uint8), np.uint8),
-            height, width, channels, image.itemsize, int(deflections), int(window),
-            ffi.NULL if single_map is None else as_pointer(single_map, np.float32),
+            source_bytes + index * image_bytes, out_bytes + index * image_bytes, height, width, channels,
+            image.itemsize, int(deflections), int(window),
+            maps_pointer if maps is None or maps.ndim == 2 else maps_pointer + index * height * width,
             int(bool(per_channel)), int(rng.integers(2**64, dtype=np.uint64)),
         )
-    if dst is not None and out is not dst:
-        np.copyto(dst, out)
-        return dst
-    return out
+    return deliver(out, dst)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from semantic_jpeg.native import as_pointer, lib
+
 from ._conventions import images_of, spatial_shape, to_uint8
 
 MODEL_MAPS = ("rcam", "msroi", "aug-msroi")
@@ -56,9 +58,9 @@ def check_saliency(saliency: np.ndarray, image: np.ndarray) -> np.ndarray:
     allowed = [(height, width)] + ([(image.shape[0], height, width)] if image.ndim == 4 else [])
     if saliency.shape not in allowed:
         raise ValueError(f"saliency map must have shape {' or '.join(map(str, allowed))}, got {saliency.shape}")
-    low, high = float(saliency.min()), float(saliency.max())  # NaN propagates into both
-    if not (np.isfinite(low) and np.isfinite(high)):
+    outside = lib.filters_unit_interval_check(as_pointer(saliency, np.float32), saliency.size)
+    if outside == 1:
         raise ValueError("saliency map contains NaN or infinite values")
-    if low < 0.0 or high > 1.0:
+    if outside:
         raise ValueError("saliency map values must lie in [0, 1]")
     return saliency

@@ -9,14 +9,16 @@ with a known sigma and BayesShrink or VisuShrink (the paper's setting) the whole
 """
 from __future__ import annotations
 
+import functools
+import math
 import numbers
 
 import numpy as np
 import pywt
 
-from semantic_jpeg.native import as_pointer, ffi, lib
+from semantic_jpeg.native import as_pointer, ffi, lib, workspace
 
-from ._conventions import check_color_order, check_image, finish, per_image
+from ._conventions import check_color_order, check_image, deliver, finish, kernel_output, per_image, spatial_shape
 
 METHODS = ("BayesShrink", "VisuShrink", "SureShrink")
 MODES = ("soft", "hard")
@@ -86,7 +88,7 @@ def wavelet_denoise(image, sigma: float | None = 0.04, *, wavelet: str = "db1", 
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if sigma_mode not in SIGMA_MODES:
         raise ValueError(f"sigma_mode must be one of {SIGMA_MODES}, got {sigma_mode!r}")
-    if sigma is not None and (not isinstance(sigma, numbers.Real) or not np.isfinite(sigma) or sigma < 0):
+    if sigma is not None and (not isinstance(sigma, numbers.Real) or not math.isfinite(sigma) or sigma < 0):
         raise ValueError(f"sigma must be a finite number >= 0 or None, got {sigma!r}")
     if wavelet not in _DISCRETE_WAVELETS:
         raise ValueError(f"unknown discrete wavelet {wavelet!r}; see pywt.wavelist(kind='discrete')")
@@ -95,9 +97,49 @@ def wavelet_denoise(image, sigma: float | None = 0.04, *, wavelet: str = "db1", 
     color = image.ndim >= 3 and image.shape[-1] == 3
     if ycbcr and image.ndim >= 3 and image.shape[-1] not in (1, 3):
         raise ValueError(f"ycbcr=True needs 1 or 3 channels, got shape {image.shape}")
+    bgr = check_color_order(color_order) == "BGR"
+    haar = wavelet in ("db1", "haar")
+    if haar and sigma is not None and sigma_mode == "rgb" and method != "SureShrink":  # the paper's setting
+        channels = image.shape[-1] if image.ndim >= 3 else 1
+        plan = _haar_plan(*spatial_shape(image), channels, color and ycbcr, sigma, levels, method, mode, bgr)
+        if image.ndim == 4:
+            return finish(np.stack([_haar_denoise_one(single, None, plan) for single in image]), image, dst)
+        return _haar_denoise_one(image, dst, plan)
     settings = dict(sigma=sigma, wavelet=wavelet, method=method, mode=mode, levels=levels,
-                    ycbcr=ycbcr and color, sigma_mode=sigma_mode, bgr=check_color_order(color_order) == "BGR")
+                    ycbcr=ycbcr and color, sigma_mode=sigma_mode, bgr=bgr)
     return finish(per_image(_denoise_one, image, **settings), image, dst)
+
+
+@functools.lru_cache(maxsize=64)
+def _haar_plan(height: int, width: int, channels: int, ycbcr: bool, sigma: float, levels, method: str, mode: str,
+               bgr: bool) -> tuple:
+    """The arguments of the one-call native denoiser that depend only on the image size and the settings, built
+    once per size: each is a few numpy calls that cost more than the whole denoising of a small image when the
+    interpreter's caches are cold (as between the requests of a server)."""
+    if levels is None:
+        levels = max(pywt.dwtn_max_level((height, width), "db1") - 3, 1)
+    forward, backward = _MATRICES[bgr]
+    sigmas = sigma * (YCBCR_SIGMA_GAIN if ycbcr else np.ones(channels))  # the RGB noise level in each channel
+    return (as_pointer(forward, np.float32) if ycbcr else ffi.NULL, as_pointer(backward, np.float32) if ycbcr
+            else ffi.NULL, levels, as_pointer(np.ascontiguousarray(sigmas**2, np.float64), np.float64),
+            METHODS.index(method), float(np.sqrt(2 * np.log(height * width))), int(mode == "hard"),
+            lib.filters_haar_denoise_workspace(height, width, channels, levels))
+
+
+def _haar_denoise_one(image: np.ndarray, dst, plan: tuple) -> np.ndarray:
+    """db1 denoising of one image with a known sigma (BayesShrink or VisuShrink) in one native call."""
+    to_ycbcr, to_rgb, levels, variance, method, visu_factor, hard, workspace_floats = plan
+    height, width = image.shape[:2]
+    channels = image.shape[2] if image.ndim == 3 else 1
+    source = np.ascontiguousarray(image)
+    out = kernel_output(source, dst)
+    is_float = int(image.dtype == np.float32)
+    scratch = workspace(workspace_floats, np.float32)
+    _check_native(lib.filters_haar_denoise(ffi.from_buffer("uint8_t[]", source), is_float, height, width, channels,
+                                           to_ycbcr, 1.0 if is_float else 1.0 / 255.0, to_rgb, levels, variance,
+                                           method, visu_factor, hard, ffi.from_buffer("uint8_t[]", out), is_float,
+                                           as_pointer(scratch, np.float32)))
+    return deliver(out, dst)
 
 
 def _denoise_one(image, *, sigma, wavelet, method, mode, levels, ycbcr, sigma_mode, bgr) -> np.ndarray:
@@ -116,15 +158,6 @@ def _denoise_one(image, *, sigma, wavelet, method, mode, levels, ycbcr, sigma_mo
     haar = wavelet.name in ("db1", "haar")
     if sigma is not None and sigma_mode == "rgb":  # the RGB noise level seen by each (YCbCr) channel
         sigmas = sigma * (YCBCR_SIGMA_GAIN if ycbcr else np.ones(channels))
-    if haar and sigma is not None and sigma_mode == "rgb" and method != "SureShrink":  # the paper's setting
-        out = np.empty_like(source)
-        rc = lib.filters_haar_denoise(source_bytes, is_float, height, width, channels, to_ycbcr, scale, to_rgb,
-                                      levels, as_pointer(np.ascontiguousarray(sigmas**2, np.float64), np.float64),
-                                      METHODS.index(method), float(np.sqrt(2 * np.log(height * width))),
-                                      int(mode == "hard"), as_pointer(out.reshape(-1).view(np.uint8), np.uint8),
-                                      is_float)
-        _check_native(rc)
-        return out
     planes = None
     if haar:  # first level fused with the colour conversion; its band energies come out of the same pass
         first = np.empty((4, channels, (height + 1) // 2, (width + 1) // 2), np.float32)

@@ -282,20 +282,11 @@ static void band_thresholds(int32_t method, const double *mean_square, const dou
     }
 }
 
-/* The whole db1 denoiser for a known noise level (the paper's setting) in one call: colour conversion fused with
- * the first Haar level, `levels` levels, each detail band thresholded (BayesShrink: method 0, VisuShrink: 1; soft,
- * or hard when hard != 0) with variance[c] = sigma_c^2, inverse, conversion back fused with the first level.
- * Same arithmetic as the step-by-step path (filters_pixels_to_haar ... filters_haar_to_pixels). Returns 0, -1 on
- * bad arguments, -2 when out of memory. */
-int32_t filters_haar_denoise(const uint8_t *src, int32_t src_is_float, int32_t height, int32_t width,
-                             int32_t channels, const float *to_planes, float scale, const float *to_pixels,
-                             int32_t levels, const double *variance, int32_t method, double visu_factor,
-                             int32_t hard, uint8_t *dst, int32_t dst_is_float) {
-    if (height < 1 || width < 1 || channels < 1 || channels > 4 || levels < 1 || levels > 30 || method < 0 ||
-        method > 1)
-        return -1;
-    int32_t hs[32], ws[32]; /* band sizes of each level */
-    size_t offsets[32], total = 0;
+/* Band sizes of `levels` Haar levels of a height x width image (hs[l] x ws[l] for level l >= 1, hs[0] x ws[0] the
+ * image) and each level's offset in the workspace of filters_haar_denoise; returns the workspace's float count. */
+static size_t haar_layout(int32_t height, int32_t width, int32_t channels, int32_t levels, int32_t hs[32],
+                          int32_t ws[32], size_t offsets[32]) {
+    size_t total = 0;
     hs[0] = height;
     ws[0] = width;
     for (int32_t l = 1; l <= levels; l++) {
@@ -304,22 +295,49 @@ int32_t filters_haar_denoise(const uint8_t *src, int32_t src_is_float, int32_t h
         offsets[l] = total;
         total += 4 * (size_t)channels * hs[l] * ws[l];
     }
-    float *buffer = malloc(sizeof(float) * total);
-    if (!buffer) return -2;
+    return total;
+}
+
+static int32_t haar_denoise_arguments_valid(int32_t height, int32_t width, int32_t channels, int32_t levels) {
+    return height >= 1 && width >= 1 && channels >= 1 && channels <= 4 && levels >= 1 && levels <= 30;
+}
+
+/* Floats of workspace filters_haar_denoise needs (the bands of all levels), or -1 on bad arguments. */
+int64_t filters_haar_denoise_workspace(int32_t height, int32_t width, int32_t channels, int32_t levels) {
+    int32_t hs[32], ws[32];
+    size_t offsets[32];
+    if (!haar_denoise_arguments_valid(height, width, channels, levels)) return -1;
+    return (int64_t)haar_layout(height, width, channels, levels, hs, ws, offsets);
+}
+
+/* The whole db1 denoiser for a known noise level (the paper's setting) in one call: colour conversion fused with
+ * the first Haar level, `levels` levels, each detail band thresholded (BayesShrink: method 0, VisuShrink: 1; soft,
+ * or hard when hard != 0) with variance[c] = sigma_c^2, inverse, conversion back fused with the first level.
+ * Same arithmetic as the step-by-step path (filters_pixels_to_haar ... filters_haar_to_pixels). `workspace` holds
+ * filters_haar_denoise_workspace() floats; the caller keeps it between calls, so that a fresh allocation's page
+ * faults (as costly as the denoising at 224x224) are not paid on every image. Returns 0, -1 on bad arguments, -2
+ * when out of memory. */
+int32_t filters_haar_denoise(const uint8_t *src, int32_t src_is_float, int32_t height, int32_t width,
+                             int32_t channels, const float *to_planes, float scale, const float *to_pixels,
+                             int32_t levels, const double *variance, int32_t method, double visu_factor,
+                             int32_t hard, uint8_t *dst, int32_t dst_is_float, float *workspace) {
+    if (!haar_denoise_arguments_valid(height, width, channels, levels) || method < 0 || method > 1 || !workspace)
+        return -1;
+    int32_t hs[32], ws[32]; /* band sizes of each level */
+    size_t offsets[32];
+    haar_layout(height, width, channels, levels, hs, ws, offsets);
     double energy[3 * 4], mean_square[4];
     float first_thresholds[3 * 4], thresholds[4];
-    if (filters_pixels_to_haar(src, src_is_float, height, width, channels, to_planes, scale, buffer + offsets[1],
-                               energy)) {
-        free(buffer);
+    if (filters_pixels_to_haar(src, src_is_float, height, width, channels, to_planes, scale, workspace + offsets[1],
+                               energy))
         return -2;
-    }
     for (int32_t b = 0; b < 3; b++) {
         for (int32_t c = 0; c < channels; c++) mean_square[c] = energy[b * channels + c] / ((double)hs[1] * ws[1]);
         band_thresholds(method, mean_square, variance, visu_factor, channels, first_thresholds + b * channels);
     }
     for (int32_t l = 2; l <= levels; l++) {
         size_t band = (size_t)channels * hs[l] * ws[l];
-        float *prev = buffer + offsets[l - 1], *cur = buffer + offsets[l];
+        float *prev = workspace + offsets[l - 1], *cur = workspace + offsets[l];
         filters_haar_forward(prev, cur, cur + band, cur + 2 * band, cur + 3 * band, channels, hs[l - 1], ws[l - 1]);
         for (int32_t b = 1; b <= 3; b++) {
             float *details = cur + b * band;
@@ -333,12 +351,10 @@ int32_t filters_haar_denoise(const uint8_t *src, int32_t src_is_float, int32_t h
     }
     for (int32_t l = levels; l >= 2; l--) {
         size_t band = (size_t)channels * hs[l] * ws[l];
-        float *cur = buffer + offsets[l];
-        filters_haar_inverse(cur, cur + band, cur + 2 * band, cur + 3 * band, buffer + offsets[l - 1], channels,
+        float *cur = workspace + offsets[l];
+        filters_haar_inverse(cur, cur + band, cur + 2 * band, cur + 3 * band, workspace + offsets[l - 1], channels,
                              hs[l - 1], ws[l - 1]);
     }
-    int32_t rc = filters_haar_to_pixels(buffer + offsets[1], height, width, channels, first_thresholds, hard,
-                                        to_pixels, dst, dst_is_float);
-    free(buffer);
-    return rc;
+    return filters_haar_to_pixels(workspace + offsets[1], height, width, channels, first_thresholds, hard, to_pixels,
+                                  dst, dst_is_float);
 }

@@ -68,3 +68,14 @@ int64_t filters_pixel_deflection(const uint8_t *src, uint8_t *dst, int32_t heigh
     }
     return moved;
 }
+
+/* Where the values of x[0..n) lie: 0 when all are in [0, 1], 1 when one is NaN or infinite, else 2 (one lies
+ * outside [0, 1]). Validates saliency maps in one vectorised pass. */
+int32_t filters_unit_interval_check(const float *x, int64_t n) {
+    int32_t outside = 0;
+    for (int64_t i = 0; i < n; i++) outside |= !(x[i] >= 0.0f && x[i] <= 1.0f); /* NaN fails both */
+    if (!outside) return 0;
+    for (int64_t i = 0; i < n; i++)
+        if (x[i] != x[i] || x[i] - x[i] != 0.0f) return 1; /* NaN, or inf (inf - inf is NaN) */
+    return 2;
+}
