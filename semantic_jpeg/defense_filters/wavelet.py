@@ -102,9 +102,7 @@ def wavelet_denoise(image, sigma: float | None = 0.04, *, wavelet: str = "db1", 
     if haar and sigma is not None and sigma_mode == "rgb" and method != "SureShrink":  # the paper's setting
         channels = image.shape[-1] if image.ndim >= 3 else 1
         plan = _haar_plan(*spatial_shape(image), channels, color and ycbcr, sigma, levels, method, mode, bgr)
-        if image.ndim == 4:
-            return finish(np.stack([_haar_denoise_one(single, None, plan) for single in image]), image, dst)
-        return _haar_denoise_one(image, dst, plan)
+        return _haar_denoise(image, dst, plan)
     settings = dict(sigma=sigma, wavelet=wavelet, method=method, mode=mode, levels=levels,
                     ycbcr=ycbcr and color, sigma_mode=sigma_mode, bgr=bgr)
     return finish(per_image(_denoise_one, image, **settings), image, dst)
@@ -126,19 +124,23 @@ def _haar_plan(height: int, width: int, channels: int, ycbcr: bool, sigma: float
             lib.filters_haar_denoise_workspace(height, width, channels, levels))
 
 
-def _haar_denoise_one(image: np.ndarray, dst, plan: tuple) -> np.ndarray:
-    """db1 denoising of one image with a known sigma (BayesShrink or VisuShrink) in one native call."""
+def _haar_denoise(image: np.ndarray, dst, plan: tuple) -> np.ndarray:
+    """db1 denoising with a known sigma (BayesShrink or VisuShrink): one native call per image of a batch."""
     to_ycbcr, to_rgb, levels, variance, method, visu_factor, hard, workspace_floats = plan
-    height, width = image.shape[:2]
-    channels = image.shape[2] if image.ndim == 3 else 1
+    height, width = spatial_shape(image)
+    channels = image.shape[-1] if image.ndim >= 3 else 1
+    count = image.shape[0] if image.ndim == 4 else 1
     source = np.ascontiguousarray(image)
     out = kernel_output(source, dst)
     is_float = int(image.dtype == np.float32)
-    scratch = workspace(workspace_floats, np.float32)
-    _check_native(lib.filters_haar_denoise(ffi.from_buffer("uint8_t[]", source), is_float, height, width, channels,
-                                           to_ycbcr, 1.0 if is_float else 1.0 / 255.0, to_rgb, levels, variance,
-                                           method, visu_factor, hard, ffi.from_buffer("uint8_t[]", out), is_float,
-                                           as_pointer(scratch, np.float32)))
+    image_bytes = source.nbytes // count
+    source_bytes, out_bytes = ffi.from_buffer("uint8_t[]", source), ffi.from_buffer("uint8_t[]", out)
+    scratch = as_pointer(workspace(workspace_floats, np.float32), np.float32)
+    for index in range(count):
+        _check_native(lib.filters_haar_denoise(source_bytes + index * image_bytes, is_float, height, width, channels,
+                                               to_ycbcr, 1.0 if is_float else 1.0 / 255.0, to_rgb, levels, variance,
+                                               method, visu_factor, hard, out_bytes + index * image_bytes, is_float,
+                                               scratch))
     return deliver(out, dst)
 
 
