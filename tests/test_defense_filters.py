@@ -253,6 +253,23 @@ def test_wavelet_workspace_kept_per_thread(astronaut, monkeypatch):
     assert np.shares_memory(kept, native.workspace(1, np.uint8))  # the kept buffer stayed
 
 
+def test_native_haar_denoiser_refuses_bad_arguments():
+    from semantic_jpeg.native import as_pointer, ffi, lib
+
+    assert lib.filters_haar_denoise_workspace(0, 8, 3, 1) == -1
+    assert lib.filters_haar_denoise_workspace(8, 8, 5, 1) == -1
+    assert lib.filters_haar_denoise_workspace(8, 8, 3, 0) == -1
+    assert lib.filters_haar_denoise_workspace(8, 8, 3, 1) == 4 * 3 * 4 * 4
+    image, out = np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 3), np.uint8)
+    variance = np.full(3, 0.0016)
+    arguments = [as_pointer(image, np.uint8), 0, 8, 8, 3, ffi.NULL, 1 / 255, ffi.NULL, 1,
+                 as_pointer(variance, np.float64), 0, 1.0, 0, as_pointer(out, np.uint8), 0]
+    assert lib.filters_haar_denoise(*arguments, ffi.NULL) == -1  # no workspace
+    scratch = np.empty(lib.filters_haar_denoise_workspace(8, 8, 3, 1), np.float32)
+    assert lib.filters_haar_denoise(*arguments[:10], 2, *arguments[11:], as_pointer(scratch, np.float32)) == -1  # method
+    assert lib.filters_haar_denoise(*arguments, as_pointer(scratch, np.float32)) == 0
+
+
 # ---------------------------------------------------------------- lossy channels
 
 

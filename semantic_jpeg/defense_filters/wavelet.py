@@ -112,8 +112,8 @@ def wavelet_denoise(image, sigma: float | None = 0.04, *, wavelet: str = "db1", 
 def _haar_plan(height: int, width: int, channels: int, ycbcr: bool, sigma: float, levels, method: str, mode: str,
                bgr: bool) -> tuple:
     """The arguments of the one-call native denoiser that depend only on the image size and the settings, built
-    once per size: each is a few numpy calls that cost more than the whole denoising of a small image when the
-    interpreter's caches are cold (as between the requests of a server)."""
+    once per size and settings rather than per image (pywt's level count, the per-channel variances, the
+    VisuShrink factor and the workspace size)."""
     if levels is None:
         levels = max(pywt.dwtn_max_level((height, width), "db1") - 3, 1)
     forward, backward = _MATRICES[bgr]
