@@ -35,6 +35,7 @@ _MATRICES = {bgr: (np.ascontiguousarray(YCBCR_FROM_RGB[:, ::-1] if bgr else YCBC
                    np.ascontiguousarray(RGB_FROM_YCBCR[::-1] if bgr else RGB_FROM_YCBCR, dtype=np.float32))
              for bgr in (False, True)}
 _DISCRETE_WAVELETS = frozenset(pywt.wavelist(kind="discrete"))
+_HAAR_NAMES = ("db1", "haar")  # the wavelets the native Haar kernels compute
 
 
 def bayes_threshold(details: np.ndarray, variance: np.ndarray, mean_square=None) -> np.ndarray:
@@ -98,7 +99,7 @@ def wavelet_denoise(image, sigma: float | None = 0.04, *, wavelet: str = "db1", 
     if ycbcr and image.ndim >= 3 and image.shape[-1] not in (1, 3):
         raise ValueError(f"ycbcr=True needs 1 or 3 channels, got shape {image.shape}")
     bgr = check_color_order(color_order) == "BGR"
-    haar = wavelet in ("db1", "haar")
+    haar = wavelet in _HAAR_NAMES
     if haar and sigma is not None and sigma_mode == "rgb" and method != "SureShrink":  # the paper's setting
         channels = image.shape[-1] if image.ndim >= 3 else 1
         plan = _haar_plan(*spatial_shape(image), channels, color and ycbcr, sigma, levels, method, mode, bgr)
@@ -117,11 +118,16 @@ def _haar_plan(height: int, width: int, channels: int, ycbcr: bool, sigma: float
     if levels is None:
         levels = max(pywt.dwtn_max_level((height, width), "db1") - 3, 1)
     forward, backward = _MATRICES[bgr]
-    sigmas = sigma * (YCBCR_SIGMA_GAIN if ycbcr else np.ones(channels))  # the RGB noise level in each channel
+    sigmas = _channel_sigmas(sigma, ycbcr, channels)
     return (as_pointer(forward, np.float32) if ycbcr else ffi.NULL, as_pointer(backward, np.float32) if ycbcr
             else ffi.NULL, levels, as_pointer(np.ascontiguousarray(sigmas**2, np.float64), np.float64),
             METHODS.index(method), float(np.sqrt(2 * np.log(height * width))), int(mode == "hard"),
             lib.filters_haar_denoise_workspace(height, width, channels, levels))
+
+
+def _channel_sigmas(sigma: float, ycbcr: bool, channels: int) -> np.ndarray:
+    """The noise level seen by each (YCbCr) channel when every RGB channel has noise of std ``sigma``."""
+    return sigma * (YCBCR_SIGMA_GAIN if ycbcr else np.ones(channels))
 
 
 def _haar_denoise(image: np.ndarray, dst, plan: tuple) -> np.ndarray:
@@ -157,9 +163,9 @@ def _denoise_one(image, *, sigma, wavelet, method, mode, levels, ycbcr, sigma_mo
     wavelet = pywt.Wavelet(wavelet)
     if levels is None:
         levels = max(pywt.dwtn_max_level((height, width), wavelet) - 3, 1)
-    haar = wavelet.name in ("db1", "haar")
-    if sigma is not None and sigma_mode == "rgb":  # the RGB noise level seen by each (YCbCr) channel
-        sigmas = sigma * (YCBCR_SIGMA_GAIN if ycbcr else np.ones(channels))
+    haar = wavelet.name in _HAAR_NAMES
+    if sigma is not None and sigma_mode == "rgb":
+        sigmas = _channel_sigmas(sigma, ycbcr, channels)
     planes = None
     if haar:  # first level fused with the colour conversion; its band energies come out of the same pass
         first = np.empty((4, channels, (height + 1) // 2, (width + 1) // 2), np.float32)
