@@ -122,7 +122,7 @@ def main(argv=None) -> int:
         return [r["final_test_accuracy"] * 100 for r in runs if r["scheme"] == scheme and r["augment"] == augment
                 and (seed is None or r["seed"] == seed) and r.get("table", False) == table]
 
-    lines = [f"# RePr vs standard, C3(32), CIFAR-10 images (8000 train / 2000 test)", "",
+    lines = ["# RePr vs standard, C3(32), CIFAR-10 images (8000 train / 2000 test)", "",
              f"Command: `{command}`  ", f"Schedule: {args.epochs} units of {args.unit} training images "
              f"({args.epochs * args.unit / 8000:g} passes), S1={args.s1}, S2={args.s2}, N={args.n}, "
              f"p={args.p:.0%}, SGD lr {args.lr} momentum 0.9, batch {args.batch}; seeds {args.seeds}; "

@@ -1,7 +1,6 @@
 """Semantic JPEG codec: decoders agree, saliency works, size control, Algorithm 1 oracle, options, bad input."""
 import io
 import os
-import warnings
 
 import cv2
 import jpeglib

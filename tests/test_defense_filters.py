@@ -132,6 +132,19 @@ def test_deflection_determinism_and_grayscale(astronaut):
     np.testing.assert_array_equal(df.pixel_deflection(gray, 0, 4, rng=1), gray)
 
 
+def test_numpy_scalar_settings_equal_python_ones(astronaut):
+    """Settings checks take numpy integers and floats like Python ones (and refuse strings and inf)."""
+    np.testing.assert_array_equal(df.pixel_deflection(astronaut, np.int64(300), np.int32(3), rng=5),
+                                  df.pixel_deflection(astronaut, 300, 3, rng=5))
+    np.testing.assert_array_equal(df.wavelet_denoise(astronaut, np.float32(0.05), levels=np.uint8(2)),
+                                  df.wavelet_denoise(astronaut, float(np.float32(0.05)), levels=2))
+    for bad in ("0.04", np.float64(np.inf)):
+        with pytest.raises(ValueError, match="sigma must be a finite number >= 0"):
+            df.wavelet_denoise(astronaut, bad)
+    with pytest.raises(ValueError, match="draws must be an integer >= 1"):
+        df.majority_vote(lambda batch: np.zeros(len(batch), int), astronaut, df.preset("dwt"), draws=np.int8(0))
+
+
 @pytest.mark.parametrize("kwargs, error", [
     (dict(deflections=-1), ValueError), (dict(deflections=2.5), ValueError), (dict(window=0), ValueError),
     (dict(window=50), ValueError), (dict(saliency=np.ones((5, 5), np.float32)), ValueError),

@@ -1,5 +1,4 @@
 """``semantic-jpeg encode``: semantic-encode images from the command line."""
-import argparse
 import os
 import sys
 

@@ -8,26 +8,13 @@ All follow the package conventions (see :mod:`._conventions`).
 from __future__ import annotations
 
 import io
-import numbers
 
 import numpy as np
 from PIL import Image
 
-from ._conventions import (as_generator, check_color_order, check_image, finish, per_image, spatial_shape,
-                           to_float, to_uint8)
+from ._conventions import (as_generator, check_color_order, check_image, check_integer, check_nonnegative, finish,
+                           per_image, spatial_shape, to_float, to_uint8)
 from .saliency import resolve_saliency
-
-
-def _positive_int(value, name: str, minimum: int = 1) -> int:
-    if not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _nonnegative(value, name: str) -> float:
-    if not isinstance(value, numbers.Real) or not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
 
 
 def _to_rgb_uint8(image: np.ndarray, color_order: str) -> np.ndarray:
@@ -51,7 +38,7 @@ def jpeg(image, quality: int = 75, *, color_order: str = "BGR", dst=None, rng=No
     """Encode to a baseline JPEG at ``quality`` (Pillow, 4:2:0) and decode it back (paper 000 Table 4.7)."""
     image = check_image(image)
     _check_jpeg_channels(image)
-    quality = _positive_int(quality, "quality")
+    quality = check_integer(quality, "quality", 1)
     if quality > 100:
         raise ValueError(f"quality must be in 1..100, got {quality}")
     order = check_color_order(color_order)
@@ -101,7 +88,7 @@ def fft_lowpass(image, compression: float = 0.5, *, dst=None, rng=None) -> np.nd
     spectrum is 1 - compression (paper 003 sec 2.2 / 3.3, "FC" channel).
     """
     image = check_image(image)
-    compression = _nonnegative(compression, "compression")
+    compression = check_nonnegative(compression, "compression")
     if compression >= 1:
         raise ValueError(f"compression must be in [0, 1), got {compression}")
     height, width = spatial_shape(image)
@@ -119,7 +106,7 @@ def fft_lowpass(image, compression: float = 0.5, *, dst=None, rng=None) -> np.nd
 def color_depth(image, bits: int = 4, *, dst=None, rng=None) -> np.ndarray:
     """Colour-depth reduction C(v, b) = round((2^b - 1) v) / (2^b - 1) (paper 003 sec 3.2.1, rounded)."""
     image = check_image(image)
-    bits = _positive_int(bits, "bits")
+    bits = check_integer(bits, "bits", 1)
     if bits > 8:
         raise ValueError(f"bits must be in 1..8, got {bits}")
     levels = np.float32(2**bits - 1)
@@ -129,7 +116,7 @@ def color_depth(image, bits: int = 4, *, dst=None, rng=None) -> np.ndarray:
 def svd_truncate(image, rank: int = 32, *, dst=None, rng=None) -> np.ndarray:
     """Keep the ``rank`` largest singular values of each channel (the SVD channel of paper 003 sec 3.3)."""
     image = check_image(image)
-    rank = _positive_int(rank, "rank")
+    rank = check_integer(rank, "rank", 1)
 
     def one(single):
         planes = np.moveaxis(to_float(single).reshape(single.shape[0], single.shape[1], -1), -1, 0)
@@ -143,7 +130,7 @@ def svd_truncate(image, rank: int = 32, *, dst=None, rng=None) -> np.ndarray:
 def gaussian_noise(image, sigma: float = 0.05, *, rng=None, dst=None) -> np.ndarray:
     """x + N(0, sigma^2) per value, clipped to [0, 1] (paper 003 sec 3.2.1)."""
     image = check_image(image)
-    sigma = np.float32(_nonnegative(sigma, "sigma"))
+    sigma = np.float32(check_nonnegative(sigma, "sigma"))
     noise = as_generator(rng).standard_normal(image.shape, dtype=np.float32)
     return finish(to_float(image) + sigma * noise, image, dst)
 
@@ -151,7 +138,7 @@ def gaussian_noise(image, sigma: float = 0.05, *, rng=None, dst=None) -> np.ndar
 def uniform_noise(image, bound: float = 0.05, *, rng=None, dst=None) -> np.ndarray:
     """x + U(-bound, bound) per value, clipped to [0, 1] (paper 003 sec 3.2.1)."""
     image = check_image(image)
-    bound = np.float32(_nonnegative(bound, "bound"))
+    bound = np.float32(check_nonnegative(bound, "bound"))
     noise = as_generator(rng).random(image.shape, dtype=np.float32)
     return finish(to_float(image) + bound * (2 * noise - 1), image, dst)
 
@@ -159,7 +146,7 @@ def uniform_noise(image, bound: float = 0.05, *, rng=None, dst=None) -> np.ndarr
 def laplace_noise(image, scale: float = 0.03, *, rng=None, dst=None) -> np.ndarray:
     """x + Laplace(0, scale) per value, clipped to [0, 1] (paper 003 sec 1, the "strong" channel)."""
     image = check_image(image)
-    scale = _nonnegative(scale, "scale")
+    scale = check_nonnegative(scale, "scale")
     noise = as_generator(rng).laplace(0.0, scale, image.shape).astype(np.float32)
     return finish(to_float(image) + noise, image, dst)
 
@@ -169,7 +156,7 @@ def median_smoothing(image, size: int = 3, *, dst=None, rng=None) -> np.ndarray:
     from scipy.ndimage import median_filter
 
     image = check_image(image)
-    size = _positive_int(size, "size")
+    size = check_integer(size, "size", 1)
     if size % 2 == 0:
         raise ValueError(f"size must be odd, got {size}")
     footprint = (1,) * (image.ndim == 4) + (size, size) + (1,) * (image.ndim - 2 - (image.ndim == 4))
@@ -186,7 +173,7 @@ def non_local_means(image, strength: float = 10.0, *, template_size: int = 7, se
     except ImportError as exc:
         raise ImportError("non_local_means needs OpenCV: pip install opencv-python-headless") from exc
     image = check_image(image)
-    strength = _nonnegative(strength, "strength")
+    strength = check_nonnegative(strength, "strength")
     order = check_color_order(color_order)
 
     def one(single):
@@ -211,10 +198,10 @@ def random_resize_pad(image, min_scale: float = 0.9, *, fill: float = 0.0, rng=N
     from scipy.ndimage import zoom
 
     image = check_image(image)
-    min_scale = _nonnegative(min_scale, "min_scale")
+    min_scale = check_nonnegative(min_scale, "min_scale")
     if not 0 < min_scale <= 1:
         raise ValueError(f"min_scale must be in (0, 1], got {min_scale}")
-    fill = _nonnegative(fill, "fill")
+    fill = check_nonnegative(fill, "fill")
     rng = as_generator(rng)
     height, width = spatial_shape(image)
 

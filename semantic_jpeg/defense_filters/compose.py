@@ -7,11 +7,10 @@ the papers' configurations; :func:`majority_vote` is Ens-T (paper 000 Tables 4.1
 from __future__ import annotations
 
 import inspect
-import numbers
 
 import numpy as np
 
-from ._conventions import as_generator, check_image
+from ._conventions import as_generator, check_image, check_integer
 from .channels import jpeg, semantic_jpeg
 from .deflection import pixel_deflection
 from .wavelet import wavelet_denoise
@@ -102,8 +101,7 @@ def majority_vote(classifier, image, purifier, draws: int = 10, *, rng=None, ret
     ``overrides`` (e.g. ``saliency=``, ``color_order=``) are passed to every purifier call. With
     ``return_votes`` also returns the per-draw labels, shape (T,) or (N, T).
     """
-    if not isinstance(draws, numbers.Integral) or draws < 1:
-        raise ValueError(f"draws must be an integer >= 1, got {draws!r}")
+    draws = check_integer(draws, "draws", 1)
     image = check_image(image)
     rng = as_generator(rng)
     if image.ndim == 4:

@@ -1,13 +1,12 @@
 """Pixel deflection (paper 000 Algorithm 2) and R-CAM-targeted pixel deflection (sec 4.6, 4.8), native C."""
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from semantic_jpeg.native import as_pointer, ffi, lib
 
-from ._conventions import as_generator, check_color_order, check_image, deliver, kernel_output, spatial_shape
+from ._conventions import (as_generator, check_color_order, check_image, check_integer, deliver, kernel_output,
+                           spatial_shape)
 from .saliency import resolve_saliency
 
 
@@ -26,29 +25,28 @@ def pixel_deflection(image, deflections: int = 100, window: int = 10, *, salienc
     (C times as many draws, colours mixed). The loop runs in C with xoshiro256** seeded from ``rng``.
     """
     image = check_image(image)
-    if not isinstance(deflections, numbers.Integral) or deflections < 0:
-        raise ValueError(f"deflections must be an integer >= 0, got {deflections!r}")
-    if not isinstance(window, numbers.Integral) or window < 1:
-        raise ValueError(f"window (apothem) must be an integer >= 1, got {window!r}")
+    deflections = check_integer(deflections, "deflections", 0)
+    window = check_integer(window, "window (apothem)", 1)
     height, width = spatial_shape(image)
     if 2 * window + 1 > min(height, width):
         raise ValueError(f"window of apothem {window} ({2 * window + 1} px) is larger than the {height}x{width} image")
     rng = as_generator(rng)
     maps = resolve_saliency(saliency, image, color_order=check_color_order(color_order), rng=rng)
     source = np.ascontiguousarray(image)
-    out = kernel_output(source, dst)  # the kernel reads `source` and deflects within a copy of it
-    np.copyto(out, source)
+    out = kernel_output(source, dst)  # the kernel copies `source` there and deflects within the copy
     count = image.shape[0] if image.ndim == 4 else 1
     channels = image.shape[-1] if image.ndim >= 3 else 1
     image_bytes = source.nbytes // count
     source_bytes = ffi.from_buffer("uint8_t[]", source)  # contiguous, uint8 or float32 (checked above)
     out_bytes = ffi.from_buffer("uint8_t[]", out)
     maps_pointer = ffi.NULL if maps is None else as_pointer(maps, np.float32)
+    # Each image's xoshiro256** seed is one raw 64-bit draw: the value rng.integers(2**64, dtype=np.uint64)
+    # returns, without its argument handling (a third of this function's time on a 224x224 image).
     for index in range(count):
         lib.filters_pixel_deflection(
             source_bytes + index * image_bytes, out_bytes + index * image_bytes, height, width, channels,
-            image.itemsize, int(deflections), int(window),
+            image.itemsize, deflections, window,
             maps_pointer if maps is None or maps.ndim == 2 else maps_pointer + index * height * width,
-            int(bool(per_channel)), int(rng.integers(2**64, dtype=np.uint64)),
+            int(bool(per_channel)), int(rng.bit_generator.random_raw()),
         )
     return deliver(out, dst)

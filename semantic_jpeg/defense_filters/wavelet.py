@@ -10,15 +10,14 @@ with a known sigma and BayesShrink or VisuShrink (the paper's setting) the whole
 from __future__ import annotations
 
 import functools
-import math
-import numbers
 
 import numpy as np
 import pywt
 
 from semantic_jpeg.native import as_pointer, ffi, lib, workspace
 
-from ._conventions import check_color_order, check_image, deliver, finish, kernel_output, per_image, spatial_shape
+from ._conventions import (check_color_order, check_image, check_integer, check_nonnegative, deliver, finish,
+                           kernel_output, per_image, spatial_shape)
 
 METHODS = ("BayesShrink", "VisuShrink", "SureShrink")
 MODES = ("soft", "hard")
@@ -89,12 +88,12 @@ def wavelet_denoise(image, sigma: float | None = 0.04, *, wavelet: str = "db1", 
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if sigma_mode not in SIGMA_MODES:
         raise ValueError(f"sigma_mode must be one of {SIGMA_MODES}, got {sigma_mode!r}")
-    if sigma is not None and (not isinstance(sigma, numbers.Real) or not math.isfinite(sigma) or sigma < 0):
-        raise ValueError(f"sigma must be a finite number >= 0 or None, got {sigma!r}")
+    if sigma is not None:
+        sigma = check_nonnegative(sigma, "sigma")
     if wavelet not in _DISCRETE_WAVELETS:
         raise ValueError(f"unknown discrete wavelet {wavelet!r}; see pywt.wavelist(kind='discrete')")
-    if levels is not None and (not isinstance(levels, numbers.Integral) or levels < 1):
-        raise ValueError(f"levels must be an integer >= 1 or None, got {levels!r}")
+    if levels is not None:
+        levels = check_integer(levels, "levels", 1)
     color = image.ndim >= 3 and image.shape[-1] == 3
     if ycbcr and image.ndim >= 3 and image.shape[-1] not in (1, 3):
         raise ValueError(f"ycbcr=True needs 1 or 3 channels, got shape {image.shape}")

@@ -10,7 +10,8 @@
  * below(n) = ((next() >> 32) * n) >> 32 (Lemire's multiply-shift; bias < n / 2^32), unit() = (next() >> 40) / 2^24.
  * per_channel != 0 repeats the attempt independently for each channel (as in the authors' released code);
  * otherwise all channels of p move together (Algorithm 2 as written).
- * Arrays are C-contiguous HxWxC with elements of elem_bytes bytes; dst already holds a copy of src.
+ * Arrays are C-contiguous HxWxC with elements of elem_bytes bytes and must not overlap; dst first receives a copy
+ * of src.
  * Returns the number of values (pixels, or channel values when per_channel) actually deflected. */
 #include <stdint.h>
 #include <string.h>
@@ -53,6 +54,7 @@ int64_t filters_pixel_deflection(const uint8_t *src, uint8_t *dst, int32_t heigh
     const size_t pixel_bytes = (size_t)channels * (size_t)elem_bytes;
     const size_t move_bytes = per_channel ? (size_t)elem_bytes : pixel_bytes;
     int64_t moved = 0;
+    memcpy(dst, src, (size_t)height * (size_t)width * pixel_bytes);
     for (int64_t i = 0; i < deflections; i++) {
         for (int32_t c = 0; c < copies; c++) {
             int32_t y = below(s, height), x = below(s, width);
