@@ -43,6 +43,11 @@ def spatial_shape(image: np.ndarray) -> tuple[int, int]:
     return image.shape[:2] if image.ndim in (2, 3) else image.shape[1:3]
 
 
+def channel_count(image: np.ndarray) -> int:
+    """Channels of an image or batch (1 for HxW)."""
+    return image.shape[-1] if image.ndim >= 3 else 1
+
+
 def check_color_order(color_order: str) -> str:
     order = str(color_order).upper()
     if order not in ("BGR", "RGB"):

@@ -12,8 +12,8 @@ import io
 import numpy as np
 from PIL import Image
 
-from ._conventions import (as_generator, check_color_order, check_image, check_integer, check_nonnegative, finish,
-                           per_image, spatial_shape, to_float, to_uint8)
+from ._conventions import (as_generator, channel_count, check_color_order, check_image, check_integer,
+                           check_nonnegative, finish, per_image, spatial_shape, to_float, to_uint8)
 from .saliency import resolve_saliency
 
 
@@ -96,7 +96,7 @@ def fft_lowpass(image, compression: float = 0.5, *, dst=None, rng=None) -> np.nd
     keep_rows = np.abs(np.fft.fftfreq(height)) <= half
     keep_cols = np.abs(np.fft.rfftfreq(width)) <= half
     mask = keep_rows[:, None] & keep_cols[None, :]
-    pixels = to_float(image).reshape((-1, height, width, image.shape[-1] if image.ndim >= 3 else 1))
+    pixels = to_float(image).reshape((-1, height, width, channel_count(image)))
     spectrum = np.fft.rfft2(pixels, axes=(1, 2))
     spectrum *= mask[None, :, :, None]
     result = np.fft.irfft2(spectrum, s=(height, width), axes=(1, 2)).astype(np.float32)

@@ -5,8 +5,8 @@ import numpy as np
 
 from semantic_jpeg.native import as_pointer, ffi, lib
 
-from ._conventions import (as_generator, check_color_order, check_image, check_integer, deliver, kernel_output,
-                           spatial_shape)
+from ._conventions import (as_generator, channel_count, check_color_order, check_image, check_integer, deliver,
+                           kernel_output, spatial_shape)
 from .saliency import resolve_saliency
 
 
@@ -35,7 +35,7 @@ def pixel_deflection(image, deflections: int = 100, window: int = 10, *, salienc
     source = np.ascontiguousarray(image)
     out = kernel_output(source, dst)  # the kernel copies `source` there and deflects within the copy
     count = image.shape[0] if image.ndim == 4 else 1
-    channels = image.shape[-1] if image.ndim >= 3 else 1
+    channels = channel_count(image)
     image_bytes = source.nbytes // count
     source_bytes = ffi.from_buffer("uint8_t[]", source)  # contiguous, uint8 or float32 (checked above)
     out_bytes = ffi.from_buffer("uint8_t[]", out)

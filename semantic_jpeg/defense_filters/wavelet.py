@@ -16,8 +16,8 @@ import pywt
 
 from semantic_jpeg.native import as_pointer, ffi, lib, workspace
 
-from ._conventions import (check_color_order, check_image, check_integer, check_nonnegative, deliver, finish,
-                           kernel_output, per_image, spatial_shape)
+from ._conventions import (channel_count, check_color_order, check_image, check_integer, check_nonnegative, deliver,
+                           finish, kernel_output, per_image, spatial_shape)
 
 METHODS = ("BayesShrink", "VisuShrink", "SureShrink")
 MODES = ("soft", "hard")
@@ -100,7 +100,7 @@ def wavelet_denoise(image, sigma: float | None = 0.04, *, wavelet: str = "db1", 
     bgr = check_color_order(color_order) == "BGR"
     haar = wavelet in _HAAR_NAMES
     if haar and sigma is not None and sigma_mode == "rgb" and method != "SureShrink":  # the paper's setting
-        channels = image.shape[-1] if image.ndim >= 3 else 1
+        channels = channel_count(image)
         plan = _haar_plan(*spatial_shape(image), channels, color and ycbcr, sigma, levels, method, mode, bgr)
         return _haar_denoise(image, dst, plan)
     settings = dict(sigma=sigma, wavelet=wavelet, method=method, mode=mode, levels=levels,
@@ -133,7 +133,7 @@ def _haar_denoise(image: np.ndarray, dst, plan: tuple) -> np.ndarray:
     """db1 denoising with a known sigma (BayesShrink or VisuShrink): one native call per image of a batch."""
     to_ycbcr, to_rgb, levels, variance, method, visu_factor, hard, workspace_floats = plan
     height, width = spatial_shape(image)
-    channels = image.shape[-1] if image.ndim >= 3 else 1
+    channels = channel_count(image)
     count = image.shape[0] if image.ndim == 4 else 1
     source = np.ascontiguousarray(image)
     out = kernel_output(source, dst)
