@@ -12,6 +12,7 @@ Image rule (documented in the README):
 import numpy as np
 from PIL import Image
 
+from ..native import as_pointer, lib
 from ..onnx_models.image_input import check_image_array
 
 MAX_JPEG_SIDE = 65500  # JPEG's 16-bit frame dimensions, as libjpeg enforces
@@ -102,10 +103,10 @@ def saliency_to_array(saliency, rgb: np.ndarray) -> np.ndarray:
         saliency = saliency.astype(np.float32) / 255.0
     elif not np.issubdtype(saliency.dtype, np.floating):
         raise TypeError(f"saliency map must be float in [0, 1] or uint8, got {saliency.dtype}")
-    saliency = saliency.astype(np.float32, copy=False)
-    low, high = saliency.min(), saliency.max()  # NaN propagates into both, and fails the test below
-    if not (0 <= low and high <= 1):
-        problem = "NaN or infinity" if not np.isfinite(saliency).all() else f"values in [{low}, {high}]"
+    saliency = np.ascontiguousarray(saliency, dtype=np.float32)
+    outside = lib.filters_unit_interval_check(as_pointer(saliency, np.float32), saliency.size)  # one native pass
+    if outside:
+        problem = "NaN or infinity" if outside == 1 else f"values in [{saliency.min()}, {saliency.max()}]"
         raise ValueError(f"saliency map values must lie in [0, 1], got {problem}")
     if saliency.shape != (height, width):
         map_h, map_w = saliency.shape
