@@ -56,6 +56,23 @@ def test_onnxruntime_matches_torch(model):
         np.testing.assert_allclose(features, ref_features.numpy(), atol=1e-4, rtol=0)
 
 
+def test_one_image_broadcasts_against_a_noise_batch(model):
+    """Aug-MSROI's batch: one image with M noise draws equals M copies of the image with the same draws."""
+    rng = np.random.default_rng(2)
+    h, w = 96, 160
+    image = rng.standard_normal((1, 3, h, w), dtype=np.float32)
+    noises = [rng.standard_normal((3, s["channels"], -(-h // s["stride"]), -(-w // s["stride"])), dtype=np.float32)
+              * 0.3 for s in model.manifest["noise_inputs"]]
+    logits, features = model.forward(image, noises)
+    ref_logits, ref_features = model.forward(np.repeat(image, 3, axis=0), noises)
+    assert logits.shape == (3, 1000) and features.shape == (3, 1280, 3, 5)
+    np.testing.assert_allclose(logits, ref_logits, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(features, ref_features, atol=1e-4, rtol=0)
+    assert np.abs(logits[0] - logits[1]).max() > 1e-3  # the copies differ
+    with pytest.raises(ValueError, match="noise batch 3 does not match the image batch 2"):
+        model.forward(np.repeat(image, 2, axis=0), noises)
+
+
 def test_cam_head_reproduces_logits(model):
     batch, _ = model.preprocess(data.astronaut())
     logits, features = model.forward(batch)
@@ -165,6 +182,50 @@ def test_tampered_model_file_is_refused(tmp_path):
     (tmp_path / "other.json").write_text(json.dumps(broken))
     with pytest.raises(ValueError, match="format"):
         load_model(tmp_path / "other.json")
+
+
+def _tiny_model_without_noise_inputs(folder):
+    """A user CAM model with no activation noise points: one 32x32 stride-32 conv to 4 features, 3 classes."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from semantic_jpeg.onnx_models import write_manifest
+
+    rng = np.random.default_rng(5)
+    conv = rng.standard_normal((4, 3, 32, 32)).astype(np.float32) * 0.05
+    head = rng.standard_normal((3, 5)).astype(np.float32)  # [W | b]
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "conv"], ["features"], strides=[32, 32]),
+         helper.make_node("ReduceMean", ["features"], ["pooled"], axes=[2, 3], keepdims=0),
+         helper.make_node("Gemm", ["pooled", "head_w", "head_b"], ["logits"], transB=1)],
+        "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 3]),
+         helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", 4, "fh", "fw"])],
+        [numpy_helper.from_array(conv, "conv"), numpy_helper.from_array(head[:, :4].copy(), "head_w"),
+         numpy_helper.from_array(head[:, 4].copy(), "head_b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)  # any onnxruntime
+    onnx.save(model, folder / "tiny.onnx")
+    np.save(folder / "tiny.head.npy", head)
+    return write_manifest(
+        folder / "tiny.json", name="tiny", version="0", onnx_file="tiny.onnx",
+        input_spec={"name": "image", "channels": "RGB", "dtype": "float32", "layout": "NCHW", "mean": 127.0,
+                    "std": 128.0, "size_multiple": 32},
+        outputs={"logits": "logits", "features": "features", "feature_stride": 32},
+        cam={"type": "linear", "head_file": "tiny.head.npy"}, classes={"count": 3},
+        defaults={"working_size": 128, "grouping": "fine", "top_k": 2, "aug_n": 3, "input_noise": 0.5,
+                  "activation_noise": 0.3, "classify_size": 128}, source={})
+
+
+def test_user_model_without_noise_inputs_gets_input_draws_per_copy(tmp_path):
+    _tiny_model_without_noise_inputs(tmp_path)
+    tiny = load_model(tmp_path / "tiny.onnx", providers=["CPUExecutionProvider"])
+    image = data.coffee()
+    batch, _ = tiny.preprocess(image)
+    logits, _ = tiny.aug_msroi_batch(batch, 3, np.random.default_rng(0), 0.5, 0.3)
+    assert logits.shape == (3, 3) and np.abs(logits[0] - logits[1]).max() > 1e-4  # n distinct input draws
+    saliency = tiny.aug_msroi_map(image, seed=0)
+    assert saliency.shape == image.shape[:2] and 0 <= saliency.min() and 0.9 < saliency.max() <= 1
+    np.testing.assert_array_equal(saliency, tiny.aug_msroi_map(image, seed=0))
 
 
 @pytest.mark.parametrize("image, error, match", [

@@ -73,9 +73,9 @@ def test_export_runs_in_runtime_equal_to_torch(tmp_path):
     runtime = load_model(tmp_path / "tiny.json", providers=["CPUExecutionProvider"])
     assert runtime.class_names == ["cat", "dog", "car"]
     rng = np.random.default_rng(0)
-    for h, w in ((64, 96), (128, 64)):  # dynamic sizes
-        image = rng.random((2, 3, h, w), dtype=np.float32)
-        noises = [rng.standard_normal((2, c, -(-h // s), -(-w // s)), dtype=np.float32) * 0.3
+    for n, copies, h, w in ((2, 2, 64, 96), (2, 2, 128, 64), (1, 3, 64, 64)):  # dynamic; 1 image x 3 noises
+        image = rng.random((n, 3, h, w), dtype=np.float32)
+        noises = [rng.standard_normal((copies, c, -(-h // s), -(-w // s)), dtype=np.float32) * 0.3
                   for c, s in zip(model.noise_channels, model.noise_strides)]
         with torch.no_grad():
             logits, maps = model.class_maps(torch.from_numpy(image), *map(torch.from_numpy, noises))

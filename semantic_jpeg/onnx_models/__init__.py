@@ -17,9 +17,10 @@ A model is an ONNX file plus a JSON manifest (same stem) holding the sha256 of e
 
 * Input ``input.name``: float32 (N, 3, H, W), channels ``input.channels`` (RGB), value (x - mean) / std
   for pixel values x in 0..255; dynamic N, H, W; H and W are multiples of ``input.size_multiple``.
-* Optional ``noise_inputs`` (Aug-MSROI): each float32 (N, channels, ceil(H/stride), ceil(W/stride)), added
+* Optional ``noise_inputs`` (Aug-MSROI): each float32 (M, channels, ceil(H/stride), ceil(W/stride)), added
   inside the graph to an intermediate activation (``scale: "channel_std"``: multiplied by that activation's
-  per-channel spatial std first). Zeros must give the unperturbed network.
+  per-channel spatial std first) with broadcasting, so M = N or, for one image (N = 1), any M: the outputs
+  then have M rows. Zeros must give the unperturbed network.
 * Output ``outputs.logits``: float32 (N, K) class scores (softmax gives probabilities).
 * ``cam.type == "linear"`` (global-average-pool + linear head, e.g. EfficientNet): output
   ``outputs.features`` (N, C, h, w) and ``cam.head_file``, a ``.npy`` float32 (K, C + 1) = [W | b]:

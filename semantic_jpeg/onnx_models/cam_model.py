@@ -152,15 +152,21 @@ class CamModel:
 
     def forward(self, batch: np.ndarray, noises: list[np.ndarray] | None = None):
         """Run the graph on a normalised (N, 3, h, w) float32 batch. ``noises``: one array per manifest noise
-        input, shapes (N, C, ceil(h/stride), ceil(w/stride)), default zeros. Returns (logits (N, K), class
-        evidence): features (N, C, h', w') for a 'linear' CAM model or class maps (N, K, h', w')."""
+        input, shapes (M, C, ceil(h/stride), ceil(w/stride)), default zeros; M = N, or any M when N = 1 (the
+        graph broadcasts the one image's activations against the M noises, so the layers before the first
+        noise point run once). Returns (logits (B, K), class evidence) with B = max(N, M): features (B, C, h',
+        w') for a 'linear' CAM model or class maps (B, K, h', w')."""
         if not isinstance(batch, np.ndarray) or batch.dtype != np.float32 or batch.ndim != 4 or batch.shape[1] != 3:
             raise ValueError(f"batch must be float32 (N, 3, H, W), got {getattr(batch, 'dtype', type(batch))} "
                              f"{getattr(batch, 'shape', '')}")
         n, _, h, w = batch.shape
+        copies = n if noises is None or not noises else len(noises[0])
+        if n != 1 and copies != n:
+            raise ValueError(f"noise batch {copies} does not match the image batch {n} (only a batch of 1 "
+                             "broadcasts)")
         feeds = {self._input["name"]: batch}
         for position, spec in enumerate(self._noise_inputs):
-            shape = (n, int(spec["channels"]), -(-h // spec["stride"]), -(-w // spec["stride"]))
+            shape = (copies, int(spec["channels"]), -(-h // spec["stride"]), -(-w // spec["stride"]))
             noise = np.zeros(shape, np.float32) if noises is None else noises[position]
             if noise.shape != shape or noise.dtype != np.float32:
                 raise ValueError(f"noise input {spec['name']} must be float32 {shape}, got {noise.dtype} {noise.shape}")
@@ -223,9 +229,12 @@ class CamModel:
 
     def aug_msroi_batch(self, batch: np.ndarray, n: int, rng: np.random.Generator, input_noise: float,
                         activation_noise: float):
-        """:meth:`forward` on ``n`` perturbed copies of a (1, 3, h, w) batch (paper 000 sec 3.6)."""
+        """:meth:`forward` of ``n`` perturbed copies of a (1, 3, h, w) batch (paper 000 sec 3.6): one input
+        perturbation, shared by the copies, and ``n`` draws of every activation noise in one batch, so the
+        layers before the first noise point run once. A model without noise inputs gets ``n`` input draws."""
         _, _, h, w = batch.shape
-        batch = batch + rng.standard_normal((n, 3, h, w), dtype=np.float32) * np.float32(input_noise)
+        input_copies = 1 if self._noise_inputs else n
+        batch = batch + rng.standard_normal((input_copies, 3, h, w), dtype=np.float32) * np.float32(input_noise)
         noises = [rng.standard_normal((n, int(spec["channels"]), -(-h // spec["stride"]), -(-w // spec["stride"])),
                                       dtype=np.float32) * np.float32(activation_noise)
                   for spec in self._noise_inputs]
@@ -235,10 +244,12 @@ class CamModel:
                       working_size: int | None = None, grouping: str | None = None, k: int | None = None,
                       threshold: float | None = None, input_noise: float | None = None,
                       activation_noise: float | None = None) -> np.ndarray:
-        """Aug-MSROI map (paper 000 sec 3.6): mean of the MS-ROI maps of ``n`` copies run in ONE batch, each
-        with Gaussian noise on the normalised input (std ``input_noise``) and on the intermediate activations
-        named by the manifest (std ``activation_noise`` x each channel's std), drawn from
-        ``numpy.random.default_rng(seed)``; scaled to [0, 1]. Same seed, same map."""
+        """Aug-MSROI map (paper 000 sec 3.6): mean of the MS-ROI maps of ``n`` perturbed copies run in ONE
+        batch, scaled to [0, 1]. The normalised input gets Gaussian noise of std ``input_noise``, drawn once
+        and shared by the copies; each copy gets its own Gaussian noise on the intermediate activations named
+        by the manifest (std ``activation_noise`` x each channel's std). Sharing the input perturbation lets
+        the layers before the first noise point run once (1.5x faster at n=5; map quality against human
+        fixations unchanged, see README). Noise from ``numpy.random.default_rng(seed)``: same seed, same map."""
         grouping = grouping or self.defaults["grouping"]
         k = self.defaults["top_k"] if k is None else k
         n = self.defaults["aug_n"] if n is None else n

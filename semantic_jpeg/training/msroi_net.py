@@ -105,17 +105,17 @@ def msroi_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def aug_msroi_class_maps(model: MSROINet, image: torch.Tensor, *, n: int = 5, input_noise: float = 0.02,
                          activation_noise: float = 0.3, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Aug-MSROI in torch (sec 3.6): the mean class maps of ``n`` noisy copies of one image (1, 3, H, W),
-    run as one batch. Returns (K, h, w)."""
+    """Aug-MSROI in torch (sec 3.6), as the onnxruntime runtime does it: one input perturbation of one image
+    (1, 3, H, W), shared, and ``n`` draws of the activation noise after every shared block, run as one batch
+    (the first block runs once). Returns the mean class maps (K, h, w)."""
     if image.dim() != 4 or image.shape[0] != 1:
         raise ValueError(f"expected one image of shape (1, 3, H, W), got {tuple(image.shape)}")
     _, _, h, w = image.shape
-    batch = image.repeat(n, 1, 1, 1)
-    batch = batch + torch.randn(batch.shape, generator=generator).to(batch) * input_noise
-    noises = [torch.randn(n, c, -(-h // s), -(-w // s), generator=generator).to(batch) * activation_noise
+    image = image + torch.randn(image.shape, generator=generator).to(image) * input_noise
+    noises = [torch.randn(n, c, -(-h // s), -(-w // s), generator=generator).to(image) * activation_noise
               for c, s in zip(model.noise_channels, model.noise_strides)]
     with torch.no_grad():
-        return model.class_maps(batch, *noises)[1].mean(dim=0)
+        return model.class_maps(image, *noises)[1].mean(dim=0)
 
 
 class _ExportModule(nn.Module):
