@@ -1,10 +1,14 @@
-"""Speed of the shipped saliency maps on CPU (onnxruntime, fixed thread count).
+"""Speed of the shipped saliency maps (onnxruntime, fixed thread count; CPU unless --providers says otherwise).
 
-    python benchmarks/bench_saliency_speed.py [--threads 2] [--repeats 15]
+    python benchmarks/bench_saliency_speed.py [--threads 2] [--repeats 15] [--providers P ...] [--name NAME]
 
 Measures, on a 1920x1080 photo: MS-ROI / Aug-MSROI (n=5) / R-CAM maps at the default working size, MS-ROI at
-other working sizes, and the network alone; batch throughput at 224x224; and, as a baseline measured in the
-same run, Pillow's JPEG encode of the same frame at Q50. Results: benchmarks/results/saliency_speed.{json,md}.
+other working sizes, and the network alone; batch throughput at 224x224; 1080p MS-ROI maps per second with
+1, 2 and 4 caller threads sharing the one session; and, as a baseline measured in the same run, Pillow's JPEG
+encode of the same frame at Q50. Ratios are medians of per-round ratios, both calls timed in each round in
+alternating order. On a GPU machine with onnxruntime-gpu:
+``--providers CUDAExecutionProvider CPUExecutionProvider --name saliency_speed_cuda``.
+Results: benchmarks/results/NAME.{json,md} (default saliency_speed).
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import json
 import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +40,44 @@ def median_ms(function, repeats: int) -> float:
     return statistics.median(times)
 
 
+def paired_ratio(numerator, denominator, rounds: int) -> float:
+    """Median over rounds of time(numerator) / time(denominator), both timed in each round in alternating
+    order, so that the machine's drift between rounds cancels."""
+    numerator(), denominator()  # warm-up
+    ratios = []
+    for round_index in range(rounds):
+        elapsed = {}
+        for name, function in (("n", numerator), ("d", denominator))[::1 if round_index % 2 else -1]:
+            start = time.perf_counter()
+            function()
+            elapsed[name] = time.perf_counter() - start
+        ratios.append(elapsed["n"] / elapsed["d"])
+    return statistics.median(ratios)
+
+
+def maps_per_second(model, frame, callers: int, rounds: int = 3) -> float:
+    """1080p MS-ROI maps per second with ``callers`` threads calling one shared model (median of rounds)."""
+    count = 8 * callers
+    rates = []
+    with ThreadPoolExecutor(callers) as pool:
+        list(pool.map(lambda _: model.msroi_map(frame), range(callers)))  # warm-up
+        for _ in range(rounds):
+            start = time.perf_counter()
+            list(pool.map(lambda _: model.msroi_map(frame), range(count)))
+            rates.append(count / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--sizes", type=int, nargs="+", default=[224, 320, 448, 640])
+    parser.add_argument("--providers", nargs="+", default=None, help="onnxruntime providers (default: the "
+                        "package's choice, CUDA then CPU with onnxruntime-gpu, else CPU)")
+    parser.add_argument("--name", default="saliency_speed", help="file name stem of the results")
     args = parser.parse_args(argv)
-    model = load_model(intra_op_num_threads=args.threads)
+    model = load_model(providers=args.providers, intra_op_num_threads=args.threads)
     frame = np.asarray(Image.fromarray(data.astronaut()).resize((1920, 1080), Image.BICUBIC))
     default_size = model.defaults["working_size"]
     rows = {}
@@ -62,21 +98,28 @@ def main(argv=None) -> int:
     for n in (1, 8, 32):
         batch = np.zeros((n, 3, 224, 224), np.float32)
         throughput[n] = n / (median_ms(lambda: model.forward(batch), max(3, args.repeats // 3)) / 1000)
-    msroi = rows[f"MS-ROI map 1080p @{default_size}"]
-    ratios = {"Aug-MSROI / MS-ROI": rows[f"Aug-MSROI map n=5 1080p @{default_size}"] / msroi,
-              "MS-ROI / Pillow JPEG encode": msroi / rows["baseline: Pillow JPEG encode Q50 1080p"]}
+    callers = {n: maps_per_second(model, frame, n) for n in (1, 2, 4)}
+    rounds = 2 * args.repeats + 1
+    ratios = {"Aug-MSROI / MS-ROI": paired_ratio(lambda: model.aug_msroi_map(frame, n=5, seed=0),
+                                                 lambda: model.msroi_map(frame), rounds),
+              "MS-ROI / Pillow JPEG encode": paired_ratio(
+                  lambda: model.msroi_map(frame),
+                  lambda: Image.fromarray(frame).save(io.BytesIO(), "JPEG", quality=50), rounds)}
     command = "python benchmarks/bench_saliency_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
     result = {"command": command.strip(), "threads": args.threads, "providers": model.providers,
-              "median_ms": rows, "batch_224_images_per_s": throughput, "ratios": ratios}
+              "median_ms": rows, "batch_224_images_per_s": throughput, "msroi_1080p_maps_per_s": callers,
+              "ratios": ratios}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "saliency_speed.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [f"# Saliency map speed (CPU, {args.threads} threads, {model.providers[0]})", "",
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [f"# Saliency map speed ({model.providers[0]}, {args.threads} onnxruntime threads)", "",
              f"Command: `{result['command']}`", "", "| what | median ms |", "|---|---|"]
     lines += [f"| {name} | {ms:.1f} |" for name, ms in rows.items()]
     lines += ["", "| batch at 224x224 | images/s |", "|---|---|"]
     lines += [f"| {n} | {ips:.1f} |" for n, ips in throughput.items()]
-    lines += ["", "| ratio | value |", "|---|---|"] + [f"| {k} | {v:.2f} |" for k, v in ratios.items()]
-    (RESULTS / "saliency_speed.md").write_text("\n".join(lines) + "\n")
+    lines += ["", "| caller threads, one session | 1080p MS-ROI maps/s |", "|---|---|"]
+    lines += [f"| {n} | {rate:.1f} |" for n, rate in callers.items()]
+    lines += ["", f"| ratio (median of {rounds} paired rounds) | value |", "|---|---|"] + [f"| {k} | {v:.2f} |" for k, v in ratios.items()]
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 
