@@ -61,6 +61,22 @@ def test_cache_computes_only_missing_entries_and_keys_see_every_input(tmp_path):
     assert ArrayCache(None).map("ns", ["a"], compute).shape == (1, 2)  # disabled: always computes
 
 
+def test_attack_keys_see_targeting_and_keep_untargeted_keys_stable():
+    pytest.importorskip("art")
+    from dataclasses import replace
+
+    from semantic_jpeg.evaluation.attacks import ATTACKS, attack_key
+
+    image = np.zeros((3, 4, 4), np.float32)
+    fgsm = ATTACKS["fgsm"]
+    key = attack_key("fgsm", fgsm, "weights", image, 3, 0)
+    assert key != attack_key("fgsm", replace(fgsm, targeted=True), "weights", image, 3, 0)
+    assert key == attack_key("fgsm", replace(fgsm, threat="another text"), "weights", image, 3, 0)
+    # untargeted keys have the form they had before the targeted flag existed (so cached attacks stay valid)
+    import art
+    assert key == digest("attack", "fgsm", fgsm.art_class, fgsm.params, "weights", art.__version__, 3, 0, image)
+
+
 def test_data_loader_crops_and_reads_labels(tmp_path):
     skimage_data = pytest.importorskip("skimage.data")
     Image.fromarray(skimage_data.chelsea()).save(tmp_path / "cat.png")           # 451 x 300 RGB

@@ -66,7 +66,8 @@ DEFAULT_ATTACKS = ("fgsm", "bim", "pgd", "deepfool", "cw")
 def attack_key(name: str, spec: AttackSpec, model_id: str, image: np.ndarray, label: int, seed: int) -> str:
     import art
 
-    return digest("attack", name, spec.art_class, spec.params, spec.targeted, model_id, art.__version__, int(label),
+    targeted = (True,) if spec.targeted else ()  # untargeted keys predate the flag: cached attacks stay valid
+    return digest("attack", name, spec.art_class, spec.params, *targeted, model_id, art.__version__, int(label),
                   seed, image)
 
 
