@@ -118,7 +118,8 @@ def main(argv=None) -> int:
     lines += [f"| {n} | {ips:.1f} |" for n, ips in throughput.items()]
     lines += ["", "| caller threads, one session | 1080p MS-ROI maps/s |", "|---|---|"]
     lines += [f"| {n} | {rate:.1f} |" for n, rate in callers.items()]
-    lines += ["", f"| ratio (median of {rounds} paired rounds) | value |", "|---|---|"] + [f"| {k} | {v:.2f} |" for k, v in ratios.items()]
+    lines += ["", f"| ratio (median of {rounds} paired rounds) | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.2f} |" for k, v in ratios.items()]
     (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
