@@ -72,6 +72,7 @@ def test_attack_keys_see_targeting_and_keep_untargeted_keys_stable():
     key = attack_key("fgsm", fgsm, "weights", image, 3, 0)
     assert key != attack_key("fgsm", replace(fgsm, targeted=True), "weights", image, 3, 0)
     assert key == attack_key("fgsm", replace(fgsm, threat="another text"), "weights", image, 3, 0)
+    assert key != attack_key("fgsm", replace(fgsm, early_stop={"eps": 0.03, "max_iter": 10}), "weights", image, 3, 0)
     # untargeted keys have the form they had before the targeted flag existed (so cached attacks stay valid)
     import art
     assert key == digest("attack", "fgsm", fgsm.art_class, fgsm.params, "weights", art.__version__, 3, 0, image)
@@ -127,6 +128,21 @@ def test_fgsm_changes_the_undefended_prediction_and_is_cached(model, cat, tmp_pa
         attacks.generate_adversarial("fgsm", None, x, label, cache, model_id(), spec=attacks.ATTACKS["fgsm"]), x_adv)
     with pytest.raises(AttributeError):
         attacks.generate_adversarial("fgsm", estimator, x, label, cache, model_id(), spec=broken)
+
+
+def test_igsm_stops_at_the_first_misclassification_bim_does_not(model, cat, tmp_path):
+    from semantic_jpeg.evaluation import attacks
+    from semantic_jpeg.evaluation.model import art_classifier, model_id, predict, to_nchw
+
+    x = to_nchw(cat)
+    label = predict(model, x)
+    estimator, cache = art_classifier(model), ArrayCache(tmp_path)
+    igsm = attacks.generate_adversarial("igsm", estimator, x, label, cache, model_id())
+    bim = attacks.generate_adversarial("bim", estimator, x, label, cache, model_id())
+    assert predict(model, igsm)[0] != label[0] and predict(model, bim)[0] != label[0]
+    assert np.abs(igsm - x).max() <= 0.025 + 1e-6  # stopped before its 6th step of 0.005 (this cat: the 1st)
+    assert np.abs(bim - x).max() == pytest.approx(0.03, abs=1e-6)  # ART's BIM takes all 10 steps
+    assert igsm.min() >= 0 and igsm.max() <= 1
 
 
 def test_targeted_jsma_moves_pixels_towards_another_class(model, cat, tmp_path):
