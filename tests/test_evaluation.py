@@ -39,6 +39,40 @@ def test_majority_vote_and_budget_measures():
         majority_vote(np.array([1, 2, 3]))
 
 
+def test_table_31_setting_picks_the_best_jpeg_and_the_psnr_matched_semantic_range(tmp_path):
+    from semantic_jpeg.evaluation import report
+    from semantic_jpeg.evaluation.defenses import TABLE_31_JPEG, TABLE_31_SEMANTIC
+
+    def cells(acc_fgsm, acc_pgd, psnr):
+        cell = {"rmse": 10 ** (-psnr / 20), "ssim": 0.9, "psnr": psnr}
+        return {"clean": {**cell, "acc_single": 1.0}, "fgsm": {**cell, "acc_single": acc_fgsm},
+                "pgd": {**cell, "acc_single": acc_pgd}}
+
+    results = {"attacks": {"fgsm": {}, "pgd": {}}, "ablation_images": 4, "ablations": {
+        TABLE_31_JPEG: {"columns": {"Q=20": cells(0.5, 0.5, 26.0), "Q=50": cells(0.25, 1.0, 29.0),  # best: 62.5%
+                                    "Q=90": cells(0.0, 0.25, 35.0)}},
+        TABLE_31_SEMANTIC: {"columns": {"MS-ROI 10-40": cells(0.5, 0.5, 27.0), "MS-ROI 30-70": cells(1.0, 1.0, 30.5),
+                                        "Aug-MSROI 10-40": cells(0.75, 0.75, 28.5)}}}}
+    choice = report.table_31_choice(results)
+    assert choice["chosen"] == {"JPEG": "Q=50", "MS-ROI": "MS-ROI 30-70", "Aug-MSROI": "Aug-MSROI 10-40"}
+    assert choice["jpeg"]["Q=50"]["acc_single"] == pytest.approx(0.625)
+    assert choice["jpeg"]["Q=50"]["mse"] == pytest.approx(255 ** 2 * 10 ** -2.9)
+    table = report.table_31_setting(choice)
+    assert "| MS-ROI | MS-ROI 30-70 | 100.0 | 65 | 100.0 |" in table
+    report.plot_codecs_accuracy_vs_psnr(choice, results, tmp_path / "codecs.png")
+    assert (tmp_path / "codecs.png").stat().st_size > 0
+    assert report.table_31_choice({"attacks": {}, "ablations": {}}) is None
+
+
+def test_ablation_tables_are_chosen_by_paper_table_number():
+    from semantic_jpeg.evaluation.cli import ablation_titles
+
+    titles = ablation_titles(["4.10", "3.1"])
+    assert [t.split(":")[0] for t in titles] == ["Table 3.1 setting", "Table 3.1 setting", "Table 4.10"]
+    with pytest.raises(ValueError, match=r"unknown ablation table\(s\) \['4.2'\]"):
+        ablation_titles(["4.2"])
+
+
 def test_cache_computes_only_missing_entries_and_keys_see_every_input(tmp_path):
     cache = ArrayCache(tmp_path)
     calls = []

@@ -16,7 +16,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attacks", nargs="+", default=None, help="fgsm bim igsm pgd deepfool cw jsma (default: all but jsma)")
     p.add_argument("--defenses", nargs="+", default=None, help="defense names (default: all)")
     p.add_argument("--draws", type=int, default=10, help="draws of stochastic defenses for Ens-k")
-    p.add_argument("--ablation-images", type=int, default=20, help="images for Tables 4.7-4.11 (0: skip)")
+    p.add_argument("--ablation-images", type=int, default=20, help="images for the ablations (0: skip)")
+    p.add_argument("--ablations", nargs="+", default=None,
+                   help="ablation tables by number: 3.1 (JPEG quality sweep and PSNR-matched semantic JPEG) "
+                        "4.7 4.8 4.9 4.10 4.11 (default: all)")
     p.add_argument("--adaptive-images", type=int, default=10, help="images for the BPDA+EOT attack (0: skip)")
     p.add_argument("--adaptive-defenses", nargs="+", default=None,
                    help="defenses attacked adaptively (default: pd+rcam+dwt aug-msroi-jpeg best-lossy)")
@@ -27,6 +30,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", default="benchmarks/results", help="folder for the JSON, Markdown and plot")
     p.add_argument("--name", default="evaluation", help="file name stem of the outputs")
+
+
+def ablation_titles(numbers: list[str]) -> tuple[str, ...]:
+    """The ablation tables named by their paper table numbers ("3.1", "4.7", ...), in the runner's order."""
+    from .defenses import ABLATIONS
+
+    number = {t: t.split()[1].rstrip(":") for t in ABLATIONS}  # "Table 4.7: ..." -> "4.7"
+    unknown = [n for n in numbers if n not in number.values()]
+    if unknown:
+        raise ValueError(f"unknown ablation table(s) {unknown}; choose from {sorted(set(number.values()))}")
+    return tuple(t for t in ABLATIONS if number[t] in numbers)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         cfg.attacks = tuple(args.attacks)
     if args.defenses:
         cfg.defenses = tuple(args.defenses)
+    if args.ablations:
+        cfg.ablations = ablation_titles(args.ablations)
     if args.adaptive_defenses:
         cfg.adaptive_defenses = tuple(args.adaptive_defenses)
     results = evaluate(cfg)

@@ -143,8 +143,32 @@ def _pd_then(label: str, second: Callable[[], Callable], params: dict) -> Defens
     return DefenseSpec(label, "ablation", _then(_filter("pixel_deflection", **PD), second), {**PD, **params}, True)
 
 
+def _semantic(saliency: str, low: int, high: int) -> DefenseSpec:
+    """A semantic JPEG column of the Table 3.1 setting; the shipped 30-70 range is the main comparison's row."""
+    name = {"msroi": "msroi-jpeg", "aug-msroi": "aug-msroi-jpeg"}[saliency]
+    if (low, high) == (30, 70):
+        return DEFENSES[name]
+    params = {"saliency": saliency, "levels": 5, "quality_range": [low, high]}
+    return DefenseSpec(f"{DEFENSES[name].label} {low}-{high}", "ablation",
+                       _filter("semantic_jpeg", saliency=saliency, quality_range=(low, high)), params,
+                       DEFENSES[name].stochastic)
+
+
+JPEG_QUALITIES = (10, 20, 30, 40, 50, 75, 90)
+SEMANTIC_RANGES = ((5, 25), (10, 40), (20, 50), (30, 70), (50, 90))
+TABLE_31_JPEG = "Table 3.1 setting: JPEG quality (Figure 3.2a)"
+TABLE_31_SEMANTIC = "Table 3.1 setting: semantic JPEG quality ranges"
+
 # Ablations (paper 000): table name -> {column label: defense}
 ABLATIONS: dict[str, dict[str, DefenseSpec]] = {
+    # Table 3.1 protocol: the JPEG quality with the best adversarial accuracy, the semantic JPEGs at the range whose
+    # image quality is closest to it (chosen in report.table_31_setting)
+    TABLE_31_JPEG: {f"Q={q}": DEFENSES["jpeg"] if q == 75 else
+                    DefenseSpec(f"JPEG Q{q}", "ablation", _filter("jpeg", quality=q), {"quality": q})
+                    for q in JPEG_QUALITIES},
+    TABLE_31_SEMANTIC: {f"{codec} {lo}-{hi}": _semantic(saliency, lo, hi)
+                        for codec, saliency in (("MS-ROI", "msroi"), ("Aug-MSROI", "aug-msroi"))
+                        for lo, hi in SEMANTIC_RANGES},
     "Table 4.7: PD with wavelet denoising (WD) and JPEG": {
         "JPEG": DEFENSES["jpeg"],
         "WD": DefenseSpec("WD", "ablation", _preset("dwt"), WD),

@@ -204,7 +204,8 @@ def _adaptive(cfg, model, cache, x, clean, labels, defenses, sets, keys) -> dict
 
 
 def write_outputs(results: dict, out_dir: str | Path, name: str = "evaluation") -> dict[str, Path]:
-    """Write ``name``.json, ``name``.md and ``name``_accuracy_vs_distortion.png under ``out_dir``."""
+    """Write ``name``.json, ``name``.md and ``name``_accuracy_vs_distortion.png under ``out_dir`` (and
+    ``name``_codecs_accuracy_vs_psnr.png when the run has the Table 3.1 sweeps)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / f"{name}.json", "md": out_dir / f"{name}.md",
@@ -212,4 +213,8 @@ def write_outputs(results: dict, out_dir: str | Path, name: str = "evaluation") 
     paths["json"].write_text(json.dumps(results, indent=1, default=float))
     paths["md"].write_text(report.markdown(results))
     report.plot_accuracy_vs_distortion(results, paths["png"])
+    choice = report.table_31_choice(results)
+    if choice:
+        paths["codecs_png"] = out_dir / f"{name}_codecs_accuracy_vs_psnr.png"
+        report.plot_codecs_accuracy_vs_psnr(choice, results, paths["codecs_png"])
     return paths
