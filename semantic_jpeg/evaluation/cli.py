@@ -13,7 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=str(DEFAULT_DATA), help="imagenet_samples folder with labels.csv")
     p.add_argument("--subset", type=int, default=100, help="random subset of N images (0: all)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--attacks", nargs="+", default=None, help="fgsm bim igsm pgd deepfool cw jsma (default: all but jsma)")
+    p.add_argument("--attacks", nargs="+", default=None,
+                   help="fgsm bim igsm pgd deepfool cw jsma (default: all but jsma)")
     p.add_argument("--defenses", nargs="+", default=None, help="defense names (default: all)")
     p.add_argument("--draws", type=int, default=10, help="draws of stochastic defenses for Ens-k")
     p.add_argument("--ablation-images", type=int, default=20, help="images for the ablations (0: skip)")

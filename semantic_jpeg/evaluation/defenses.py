@@ -162,7 +162,7 @@ TABLE_31_SEMANTIC = "Table 3.1 setting: semantic JPEG quality ranges"
 # Ablations (paper 000): table name -> {column label: defense}
 ABLATIONS: dict[str, dict[str, DefenseSpec]] = {
     # Table 3.1 protocol: the JPEG quality with the best adversarial accuracy, the semantic JPEGs at the range whose
-    # image quality is closest to it (chosen in report.table_31_setting)
+    # image quality is closest to it (chosen in report.table_31_choice)
     TABLE_31_JPEG: {f"Q={q}": DEFENSES["jpeg"] if q == 75 else
                     DefenseSpec(f"JPEG Q{q}", "ablation", _filter("jpeg", quality=q), {"quality": q})
                     for q in JPEG_QUALITIES},
