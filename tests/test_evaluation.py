@@ -95,6 +95,28 @@ def test_cache_computes_only_missing_entries_and_keys_see_every_input(tmp_path):
     assert ArrayCache(None).map("ns", ["a"], compute).shape == (1, 2)  # disabled: always computes
 
 
+def test_cache_stores_each_chunk_so_an_interrupted_run_resumes(tmp_path):
+    cache = ArrayCache(tmp_path)
+    calls = []
+
+    def interrupted(missing):
+        calls.append(list(missing))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return np.array([[float(i)] for i in missing])
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.map("ns", list("abcde"), interrupted, chunk=2)
+    assert calls == [[0, 1], [2, 3]]
+    calls.clear()
+    resumed = cache.map("ns", list("abcde"), lambda m: calls.append(list(m)) or np.array([[10.0 + i] for i in m]),
+                        chunk=2)
+    assert calls == [[2, 3], [4]]  # the first chunk was stored before the interruption
+    np.testing.assert_array_equal(resumed[:, 0], [0, 1, 12, 13, 14])
+    with pytest.raises(RuntimeError, match="1 results for 2 inputs"):
+        cache.map("other", list("ab"), lambda m: np.zeros((1, 1)), chunk=2)
+
+
 def test_attack_keys_see_targeting_and_keep_untargeted_keys_stable():
     pytest.importorskip("art")
     from dataclasses import replace

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .cache import ArrayCache, digest
 
@@ -105,21 +104,19 @@ def generate_adversarial(name: str, estimator, x: np.ndarray, labels: np.ndarray
     spec = spec or ATTACKS[name]
     keys = [attack_key(name, spec, model_id, xi, yi, seed) for xi, yi in zip(x, labels)]
 
-    def compute(missing: list[int]) -> np.ndarray:
-        attack = spec.build(estimator)
-        out = []
-        with tqdm(total=len(missing), desc=f"attack {name}", unit="img", leave=False) as bar:
-            for i in range(0, len(missing), spec.batch_size):
-                idx = missing[i:i + spec.batch_size]
-                batch_seed = int(keys[idx[0]][:8], 16) ^ seed
-                np.random.seed(batch_seed % 2**32)
-                torch.manual_seed(batch_seed)
-                y = labels[idx]
-                if spec.targeted:  # a random class other than the true one
-                    y = (y + np.random.default_rng(batch_seed).integers(1, estimator.nb_classes, len(idx))) % \
-                        estimator.nb_classes
-                out.append(spec.generate(attack, estimator, x[idx], y).astype(np.float32))
-                bar.update(len(idx))
-        return np.concatenate(out)
+    attack = None
 
-    return cache.map(f"attacks/{name}", keys, compute)
+    def compute(missing: list[int]) -> np.ndarray:  # one batch
+        nonlocal attack
+        if attack is None:
+            attack = spec.build(estimator)
+        batch_seed = int(keys[missing[0]][:8], 16) ^ seed
+        np.random.seed(batch_seed % 2**32)
+        torch.manual_seed(batch_seed)
+        y = labels[missing]
+        if spec.targeted:  # a random class other than the true one
+            y = (y + np.random.default_rng(batch_seed).integers(1, estimator.nb_classes, len(missing))) % \
+                estimator.nb_classes
+        return spec.generate(attack, estimator, x[missing], y).astype(np.float32)
+
+    return cache.map(f"attacks/{name}", keys, compute, chunk=spec.batch_size, desc=f"attack {name}")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from tqdm.auto import tqdm
 
 
 def digest(*parts) -> str:
@@ -49,16 +50,23 @@ class ArrayCache:
         np.save(tmp, value)
         os.replace(tmp, p)  # atomic: a killed run never leaves a truncated entry
 
-    def map(self, namespace: str, keys: list[str], compute: Callable[[list[int]], np.ndarray]) -> np.ndarray:
-        """Stack the cached arrays for ``keys``; ``compute(missing_indices)`` returns the missing ones
-        (stacked along axis 0, in order), which are then stored."""
+    def map(self, namespace: str, keys: list[str], compute: Callable[[list[int]], np.ndarray], chunk: int | None = None,
+            desc: str | None = None) -> np.ndarray:
+        """Stack the cached arrays for ``keys``; ``compute(missing_indices)`` returns the missing ones (stacked
+        along axis 0, in order). It is called on at most ``chunk`` missing indices at a time (default: all at
+        once) and each chunk is stored before the next, so an interrupted run loses at most one chunk.
+        ``desc``: a progress bar over the missing entries."""
         found = [self.load(namespace, k) for k in keys]
         missing = [i for i, v in enumerate(found) if v is None]
-        if missing:
-            fresh = compute(missing)
-            if len(fresh) != len(missing):
-                raise RuntimeError(f"compute returned {len(fresh)} results for {len(missing)} inputs")
-            for i, value in zip(missing, fresh):
-                self.save(namespace, keys[i], value)
-                found[i] = value
+        step = chunk or max(len(missing), 1)
+        with tqdm(total=len(missing), desc=desc, unit="img", leave=False, disable=desc is None or not missing) as bar:
+            for start in range(0, len(missing), step):
+                part = missing[start:start + step]
+                fresh = compute(part)
+                if len(fresh) != len(part):
+                    raise RuntimeError(f"compute returned {len(fresh)} results for {len(part)} inputs")
+                for i, value in zip(part, fresh):
+                    self.save(namespace, keys[i], value)
+                    found[i] = value
+                bar.update(len(part))
         return np.stack(found)

@@ -179,15 +179,12 @@ def _adaptive(cfg, model, cache, x, clean, labels, defenses, sets, keys) -> dict
         params = [spec.params, cfg.adaptive_eps, cfg.adaptive_steps, cfg.adaptive_eot, cfg.seed]
         ad_keys = [digest("adaptive", name, params, model_id(), im) for im in x]
 
-        def compute(missing, spec=spec, name=name):
-            return np.concatenate([
-                bpda_eot_pgd(model, spec, x[missing[i:i + cfg.adaptive_batch]],
-                             labels[missing[i:i + cfg.adaptive_batch]], eps=cfg.adaptive_eps,
-                             steps=cfg.adaptive_steps, eot=cfg.adaptive_eot,
-                             seed=int(ad_keys[missing[i]][:8], 16) ^ cfg.seed, desc=f"adaptive {name}")
-                for i in range(0, len(missing), cfg.adaptive_batch)])
+        def compute(missing, spec=spec, name=name):  # one batch
+            return bpda_eot_pgd(model, spec, x[missing], labels[missing], eps=cfg.adaptive_eps,
+                                steps=cfg.adaptive_steps, eot=cfg.adaptive_eot,
+                                seed=int(ad_keys[missing[0]][:8], 16) ^ cfg.seed, desc=f"adaptive {name}")
 
-        x_ad = cache.map(f"adaptive/{name}", ad_keys, compute)
+        x_ad = cache.map(f"adaptive/{name}", ad_keys, compute, chunk=cfg.adaptive_batch)
         undefended = predict(model, x_ad)
         run = run_defense(name, spec, model, to_nhwc(x_ad), clean, _keys(to_nhwc(x_ad)), cache, cfg.draws, cfg.seed,
                           desc=f"{name} on adaptive")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .cache import ArrayCache, digest
 from .defenses import DefenseSpec
@@ -54,10 +53,14 @@ def run_defense(name: str, spec: DefenseSpec, model, images: np.ndarray, clean: 
     draws = min(draws, spec.max_draws or draws) if spec.stochastic else 1
     keys = [digest("defense", name, spec.params, draws, seed, key) for key in image_keys]
 
+    apply = None
+
     def compute(missing: list[int]) -> np.ndarray:
-        apply = spec.make()
+        nonlocal apply
+        if apply is None:
+            apply = spec.make()
         out = []
-        for i in tqdm(missing, desc=desc or f"defense {name}", unit="img", leave=False):
+        for i in missing:
             rng = np.random.default_rng([seed, int(keys[i][:15], 16)])
             image = images[i:i + 1]
             overrides = {"saliency": rcam_maps(image)} if spec.rcam else {}
@@ -66,7 +69,7 @@ def run_defense(name: str, spec: DefenseSpec, model, images: np.ndarray, clean: 
             out.append(np.concatenate([preds.astype(np.float64), distortion(clean[i], purified[0])]))
         return np.stack(out)
 
-    record = cache.map(f"defenses/{name}", keys, compute)
+    record = cache.map(f"defenses/{name}", keys, compute, chunk=16, desc=desc or f"defense {name}")
     return DefenseRun(preds=record[:, :draws].T.astype(np.int64), quality=record[:, draws:])
 
 
