@@ -4,7 +4,12 @@ EfficientNet-Lite0, our defenses vs ART's peers, ablations, adaptive BPDA+EOT PG
 Prints the Markdown tables and writes benchmarks/results/<name>.{json,md} and <name>_accuracy_vs_distortion.png
 with the exact command. Same options as ``python -m semantic_jpeg.evaluation --help``; examples:
 
-    python benchmarks/run_evaluation.py --subset 100                 # 100-image CPU run (about 30 min idle)
+    python benchmarks/run_evaluation.py --subset 100 --attacks fgsm bim igsm pgd --draws 10 \
+        --defenses pd pd+rcam pd+rcam+dwt jpeg msroi-jpeg aug-msroi-jpeg fft-lowpass color-depth svd gaussian \
+        uniform laplace art-jpeg art-squeeze art-smooth --ablation-images 0 --adaptive-images 0 --threads 2 \
+        --name evaluation_cpu100_quick     # 28 min from an empty cache on the 2-core CPU
+    python benchmarks/run_evaluation.py --subset 100                 # everything, well over an hour on that CPU
+                                                                     # (DeepFool ~13 s per image, adaptive 62 min)
     python benchmarks/run_evaluation.py --subset 0 --device cuda     # all 500 images on a GPU
 """
 import argparse

@@ -99,8 +99,10 @@ def attack_key(name: str, spec: AttackSpec, model_id: str, image: np.ndarray, la
 def generate_adversarial(name: str, estimator, x: np.ndarray, labels: np.ndarray, cache: ArrayCache,
                          model_id: str, seed: int = 0, spec: AttackSpec | None = None) -> np.ndarray:
     """Adversarial float32 NCHW [0,1] images for ``x`` (float32 NCHW [0,1]) with true ``labels``, from the
-    cache where present. Each batch is seeded from ``seed`` and its first image key, so results do not depend
-    on which other images were already cached."""
+    cache where present. Each batch is seeded from ``seed`` and its first image key. Attacks without randomness
+    (FGSM, BIM, the early-stopping IGSM, DeepFool) give an image the same result in any batch; a random start
+    (PGD) or random target (JSMA) depends on the batch the image was attacked in, and so on which images were
+    already cached: runs with different cache histories differ within the attack's random spread."""
     spec = spec or ATTACKS[name]
     keys = [attack_key(name, spec, model_id, xi, yi, seed) for xi, yi in zip(x, labels)]
 
