@@ -69,7 +69,7 @@ def run_defense(name: str, spec: DefenseSpec, model, images: np.ndarray, clean: 
             out.append(np.concatenate([preds.astype(np.float64), distortion(clean[i], purified[0])]))
         return np.stack(out)
 
-    record = cache.map(f"defenses/{name}", keys, compute, chunk=16, desc=desc or f"defense {name}")
+    record = cache.map(f"defenses/{name}", keys, compute, chunk=1, desc=desc or f"defense {name}")
     return DefenseRun(preds=record[:, :draws].T.astype(np.int64), quality=record[:, draws:])
 
 
