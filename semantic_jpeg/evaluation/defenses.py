@@ -132,10 +132,11 @@ DEFAULT_DEFENSES = tuple(DEFENSES)
 LOSSY_CHANNELS = tuple(k for k, v in DEFENSES.items() if v.group == "lossy channel")
 
 
-def _pd_wd(deflections=100, window=10, method="BayesShrink", mode="soft", rcam=True) -> DefenseSpec:
+def _pd_wd(deflections=100, window=10, method="BayesShrink", mode="soft", rcam=True, sigma=WD["sigma"]) -> DefenseSpec:
     pd = {"deflections": deflections, "window": window, **({"saliency": "rcam"} if rcam else {})}
-    wd = {**WD, "method": method, "mode": mode}
-    return DefenseSpec(f"PD(K={deflections}, r={window}) + {mode} {method}", "ablation",
+    wd = {**WD, "method": method, "mode": mode, "sigma": sigma}
+    noise = "" if sigma == WD["sigma"] else f" sigma={sigma}"  # the default keeps its older label (cache key)
+    return DefenseSpec(f"PD(K={deflections}, r={window}) + {mode} {method}{noise}", "ablation",
                        _chain(("pixel_deflection", pd), ("wavelet_denoise", wd)), {**pd, **wd}, True, rcam)
 
 
@@ -184,6 +185,8 @@ ABLATIONS: dict[str, dict[str, DefenseSpec]] = {
         "Hard": _pd_wd(mode="hard"), "Visu": _pd_wd(method="VisuShrink"),
         "Sure": _pd_wd(method="SureShrink"), "Bayes": _pd_wd(),
     },
+    "Table 4.8 setting: BayesShrink noise sigma after PD+R-CAM (clean accuracy vs recovery)": {
+        f"sigma={sigma}": _pd_wd(sigma=sigma) for sigma in (0.01, 0.02, 0.03, 0.04, 0.06)},
     "Table 4.9: deflections K (r=10, +R-CAM+WD)": {f"K={k}": _pd_wd(deflections=k) for k in (10, 100, 1000)},
     "Table 4.10: window r (K=100, +R-CAM+WD)": {f"r={r}": _pd_wd(window=r) for r in (5, 10, 50, 100)},
     "Table 4.11: denoiser after PD": {
