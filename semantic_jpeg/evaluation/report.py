@@ -53,6 +53,15 @@ def table_accuracy(results: dict, key: str = "acc_single") -> str:
                   + ["mean adv."], rows)
 
 
+def _codec_summary(cells: dict, attacks: list[str]) -> dict:
+    """Mean over the attacks of one defense's accuracy and distortion (MSE in 0..255 units), plus clean accuracy."""
+    adv = [cells[a] for a in attacks]
+    out = {k: sum(r[k] for r in adv) / len(adv) for k in ("acc_single", "ssim", "psnr")}
+    out["mse"] = sum((255 * r["rmse"]) ** 2 for r in adv) / len(adv)
+    out["clean_acc"] = cells["clean"]["acc_single"]
+    return out
+
+
 def table_31(results: dict) -> str:
     """Table 3.1 shape: accuracy over all attacks and quality (vs the clean image) of JPEG codecs on adversarial
     images; MSE in 0..255 units, PSNR in dB, SSIM."""
@@ -61,21 +70,9 @@ def table_31(results: dict) -> str:
         d = results["defenses"].get(name)
         if d is None:
             continue
-        adv = [d["results"][a] for a in results["attacks"]]
-        n = len(adv)
-        rows.append([d["label"], _pct(sum(r["acc_single"] for r in adv) / n),
-                     f"{sum((255 * r['rmse']) ** 2 for r in adv) / n:.1f}",
-                     f"{sum(r['ssim'] for r in adv) / n:.3f}", f"{sum(r['psnr'] for r in adv) / n:.2f}"])
+        r = _codec_summary(d["results"], list(results["attacks"]))
+        rows.append([d["label"], _pct(r["acc_single"]), f"{r['mse']:.1f}", f"{r['ssim']:.3f}", f"{r['psnr']:.2f}"])
     return _table(["Codec", "Accuracy (%)", "MSE", "SSIM", "PSNR (dB)"], rows)
-
-
-def _codec_summary(cells: dict, attacks: list[str]) -> dict:
-    """Mean over the attacks of one defense's accuracy and distortion (MSE in 0..255 units), plus clean accuracy."""
-    adv = [cells[a] for a in attacks]
-    out = {k: sum(r[k] for r in adv) / len(adv) for k in ("acc_single", "ssim", "psnr")}
-    out["mse"] = sum((255 * r["rmse"]) ** 2 for r in adv) / len(adv)
-    out["clean_acc"] = cells["clean"]["acc_single"]
-    return out
 
 
 def table_31_choice(results: dict) -> dict | None:
