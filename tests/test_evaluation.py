@@ -201,6 +201,35 @@ def test_igsm_stops_at_the_first_misclassification_bim_does_not(model, cat, tmp_
     assert igsm.min() >= 0 and igsm.max() <= 1
 
 
+@pytest.mark.parametrize("name", ["pgd", "targeted-fgsm"])
+def test_random_attacks_give_an_image_the_same_result_in_any_batch_and_cache_history(model, cat, tmp_path, name):
+    # PGD's random start (drawn by ART) and a targeted attack's random target (drawn by us) are seeded per image
+    from semantic_jpeg.evaluation import attacks
+    from semantic_jpeg.evaluation.model import art_classifier, model_id, predict, to_nchw
+
+    x = to_nchw(np.concatenate([cat, cat[:, :, ::-1]]))
+    labels = predict(model, x)
+    spec = attacks.ATTACKS["pgd"] if name == "pgd" else attacks.AttackSpec(
+        "targeted FGSM", "FastGradientMethod", {"norm": "inf", "eps": 0.05, "targeted": True}, batch_size=2,
+        targeted=True)
+    estimator = art_classifier(model)
+
+    def attack(indices, cache_dir):
+        return attacks.generate_adversarial(name, estimator, x[indices], labels[indices], ArrayCache(cache_dir),
+                                            model_id(), spec=spec)
+
+    together = attack([0, 1], tmp_path / "together")
+    second_alone = attack([1], tmp_path / "history")
+    first_then_both = attack([0, 1], tmp_path / "history")  # image 1 cached, image 0 attacked in a batch of its own
+    np.testing.assert_array_equal(together[1], second_alone[0])
+    np.testing.assert_array_equal(together, first_then_both)
+    assert (predict(model, together) != labels).all()
+    if name == "pgd":
+        assert np.abs(together - x).max() <= 4 / 255 + 1e-6
+        with pytest.raises(ValueError, match="batch_size 1"):
+            attacks.AttackSpec("PGD", "ProjectedGradientDescent", batch_size=8, art_random=True)
+
+
 def test_targeted_jsma_moves_pixels_towards_another_class(model, cat, tmp_path):
     # ART's JSMA takes the TARGET class as y: given the true class it would return the image untouched
     from semantic_jpeg.evaluation import attacks
