@@ -113,8 +113,11 @@ def generate_adversarial(name: str, estimator, x: np.ndarray, labels: np.ndarray
                          model_id: str, seed: int = 0, spec: AttackSpec | None = None) -> np.ndarray:
     """Adversarial float32 NCHW [0,1] images for ``x`` (float32 NCHW [0,1]) with true ``labels``, from the
     cache where present. Every random draw of an image (PGD's random start, JSMA's target) comes from a seed of
-    ``seed`` and that image's own key, so an image gets the same adversarial image whichever images share its
-    batch or were cached before: runs over different subsets or cache histories agree image by image."""
+    ``seed`` and that image's own key, so no draw depends on which images share its batch or were cached before.
+    Batched attacks (FGSM, BIM, IGSM: 16 images per call) can still differ in the last float bits with the batch
+    composition, as batched convolutions round differently; the batch-1 attacks (PGD, DeepFool, C&W) agree
+    bit for bit across subsets and cache histories at the same torch thread count (another count rounds
+    differently, and a sign step can turn that into a different pixel)."""
     spec = spec or ATTACKS[name]
     keys = [attack_key(name, spec, model_id, xi, yi, seed) for xi, yi in zip(x, labels)]
 
