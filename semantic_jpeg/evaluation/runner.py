@@ -40,7 +40,7 @@ class EvalConfig:
     adaptive_steps: int = 50
     adaptive_eot: int = 10
     adaptive_eps: float = 4 / 255
-    adaptive_batch: int = 2
+    adaptive_batch: int = 2  # images per BPDA+EOT call; its random start and EOT draws are seeded per call
     cache_dir: str | None = "benchmarks/cache/evaluation"
     device: str = "cpu"
     threads: int | None = None
