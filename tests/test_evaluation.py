@@ -260,7 +260,7 @@ def test_tiny_end_to_end_run_writes_the_tables(model, cat, tmp_path):
     write_labels([0, 0])
     write_labels(predict(model, to_nchw(load_imagenet_samples(tmp_path).images)))  # both correct by construction
     cfg = EvalConfig(data=str(tmp_path), subset=None, attacks=("fgsm",), defenses=("jpeg", "gaussian"), draws=3,
-                     headline="gaussian", ablation_images=0, adaptive_images=1, adaptive_defenses=("gaussian",),
+                     headline="gaussian", ablation_images=0, adaptive_images=1, adaptive_defenses=("gaussian", "jpeg"),
                      adaptive_steps=2, adaptive_eot=2, cache_dir=str(tmp_path / "cache"), command="test")
     results = evaluate(cfg)
     assert results["n_evaluated"] == 2 and results["attacks"]["fgsm"]["undefended_acc"] == 0.0
@@ -269,6 +269,7 @@ def test_tiny_end_to_end_run_writes_the_tables(model, cat, tmp_path):
     assert 0 <= gauss["fgsm"]["dr_single"] <= 1 and gauss["clean"]["rmse"] > 0.02
     adaptive = results["adaptive"]["defenses"]["gaussian"]
     assert adaptive["linf_max"] <= 4 / 255 + 1e-6 and "oblivious" not in adaptive
+    assert adaptive["eot"] == 2 and results["adaptive"]["defenses"]["jpeg"]["eot"] == 1  # JPEG is deterministic
     paths = write_outputs(results, tmp_path / "out")
     assert "Table 4.1 shape" in paths["md"].read_text() and paths["png"].stat().st_size > 0
     assert json.loads(paths["json"].read_text())["config"]["draws"] == 3

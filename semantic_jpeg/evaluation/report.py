@@ -182,7 +182,8 @@ def markdown(results: dict) -> str:
         out += [f"## Adaptive attack: PGD L-inf {ad['eps'] * 255:.0f}/255, {ad['steps']} steps of "
                 f"{ad['step_size'] * 255:.2f}/255, BPDA + EOT ({ad['eot']} draws), on {ad['n_images']} images", "",
                 "Untargeted white-box attack that knows the defense: the purifier's backward pass is the identity "
-                "(BPDA), the gradient is summed over EOT draws of its randomness. 'Oblivious' is the non-adaptive "
+                "(BPDA), the gradient is summed over EOT draws of its randomness (one draw for a deterministic "
+                "defense, whose draws would all be alike). 'Oblivious' is the non-adaptive "
                 "PGD row of the tables above restricted to the same images.", "", table_adaptive(results), ""]
     t = results["timing_s"]
     out += ["## Run time", "", ", ".join(f"{k} {v:.0f} s" for k, v in t.items()), ""]

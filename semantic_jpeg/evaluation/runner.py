@@ -176,19 +176,20 @@ def _adaptive(cfg, model, cache, x, clean, labels, defenses, sets, keys) -> dict
     out = {}
     for name in targets:
         spec = DEFENSES[name]
-        params = [spec.params, cfg.adaptive_eps, cfg.adaptive_steps, cfg.adaptive_eot, cfg.seed]
+        eot = cfg.adaptive_eot if spec.stochastic else 1  # EOT copies of a deterministic purifier are all alike
+        params = [spec.params, cfg.adaptive_eps, cfg.adaptive_steps, eot, cfg.seed]
         ad_keys = [digest("adaptive", name, params, model_id(), im) for im in x]
 
-        def compute(missing, spec=spec, name=name):  # one batch
+        def compute(missing, spec=spec, name=name, eot=eot):  # one batch
             return bpda_eot_pgd(model, spec, x[missing], labels[missing], eps=cfg.adaptive_eps,
-                                steps=cfg.adaptive_steps, eot=cfg.adaptive_eot,
+                                steps=cfg.adaptive_steps, eot=eot,
                                 seed=int(ad_keys[missing[0]][:8], 16) ^ cfg.seed, desc=f"adaptive {name}")
 
         x_ad = cache.map(f"adaptive/{name}", ad_keys, compute, chunk=cfg.adaptive_batch)
         undefended = predict(model, x_ad)
         run = run_defense(name, spec, model, to_nhwc(x_ad), clean, _keys(to_nhwc(x_ad)), cache, cfg.draws, cfg.seed,
                           desc=f"{name} on adaptive")
-        entry = {"label": spec.label, "undefended_acc": top1_accuracy(undefended, labels),
+        entry = {"label": spec.label, "eot": eot, "undefended_acc": top1_accuracy(undefended, labels),
                  "rmse_mean": float(rmse(x, x_ad).mean()), "linf_max": float(linf(x, x_ad).max()),
                  "adaptive": score(run, labels, clean_pred, undefended)}
         if "pgd" in sets:
