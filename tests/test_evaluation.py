@@ -214,15 +214,23 @@ def test_random_attacks_give_an_image_the_same_result_in_any_batch_and_cache_his
         targeted=True)
     estimator = art_classifier(model)
 
-    def attack(indices, cache_dir):
+    def attack(indices, cache_dir, seed=0):
         return attacks.generate_adversarial(name, estimator, x[indices], labels[indices], ArrayCache(cache_dir),
-                                            model_id(), spec=spec)
+                                            model_id(), seed=seed, spec=spec)
+
+    def share(a, b):  # fraction of equal values
+        return float(np.mean(a == b))
 
     together = attack([0, 1], tmp_path / "together")
     second_alone = attack([1], tmp_path / "history")
     first_then_both = attack([0, 1], tmp_path / "history")  # image 1 cached, image 0 attacked in a batch of its own
-    np.testing.assert_array_equal(together[1], second_alone[0])
-    np.testing.assert_array_equal(together, first_then_both)
+    other_seed = attack([0, 1], tmp_path / "other seed", seed=1)
+    # PGD runs one image per call: bit for bit; the batched FGSM may round its convolutions differently per batch
+    # size, flipping the sign of a few near-zero gradients, while another random draw changes far more values
+    # (measured on these two images: 92% of PGD's values, 25% of the targeted FGSM's, the rest clipped alike)
+    same = 1.0 if name == "pgd" else 0.99
+    assert share(together[1], second_alone[0]) >= same and share(together, first_then_both) >= same
+    assert share(together, other_seed) < 0.9
     assert (predict(model, together) != labels).all()
     if name == "pgd":
         assert np.abs(together - x).max() <= 4 / 255 + 1e-6
