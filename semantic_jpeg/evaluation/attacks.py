@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .cache import ArrayCache, digest
+from .cache import ArrayCache, digest, key_seed
 
 
 @dataclass(frozen=True)
@@ -123,19 +123,18 @@ def generate_adversarial(name: str, estimator, x: np.ndarray, labels: np.ndarray
 
     attack = None
 
-    def image_seed(i: int) -> int:
-        return int(keys[i][:8], 16) ^ seed
-
     def compute(missing: list[int]) -> np.ndarray:  # one batch
         nonlocal attack
         if attack is None:
             attack = spec.build(estimator)
-        np.random.seed(image_seed(missing[0]) % 2**32)  # ART's own draws; art_random attacks run one image per call
-        torch.manual_seed(image_seed(missing[0]))
+        first = key_seed(keys[missing[0]], seed)  # ART's own draws: art_random attacks run one image per call
+        np.random.seed(first % 2**32)
+        torch.manual_seed(first)
         y = labels[missing]
-        if spec.targeted:  # a random class other than the true one
+        if spec.targeted:  # a random class other than the true one, per image
             n = estimator.nb_classes
-            y = np.array([(labels[i] + np.random.default_rng(image_seed(i)).integers(1, n)) % n for i in missing])
+            y = np.array([(labels[i] + np.random.default_rng(key_seed(keys[i], seed)).integers(1, n)) % n
+                          for i in missing])
         return spec.generate(attack, estimator, x[missing], y).astype(np.float32)
 
     return cache.map(f"attacks/{name}", keys, compute, chunk=spec.batch_size, desc=f"attack {name}")

@@ -24,6 +24,11 @@ def digest(*parts) -> str:
     return h.hexdigest()
 
 
+def key_seed(key: str, seed: int) -> int:
+    """Seed of a random draw tied to one cache entry: the key's first 8 hex digits XOR the run's ``seed``."""
+    return int(key[:8], 16) ^ seed
+
+
 class ArrayCache:
     """One ``.npy`` file per key under ``root/<namespace>/``; ``root=None`` disables caching."""
 

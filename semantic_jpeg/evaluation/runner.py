@@ -14,7 +14,7 @@ import torch
 from . import report
 from .adaptive import bpda_eot_pgd
 from .attacks import ATTACKS, DEFAULT_ATTACKS, generate_adversarial
-from .cache import ArrayCache, digest
+from .cache import ArrayCache, digest, key_seed
 from .data import DEFAULT_DATA, load_imagenet_samples
 from .defenses import ABLATIONS, DEFAULT_DEFENSES, DEFENSES, LOSSY_CHANNELS
 from .metrics import linf, rmse, top1_accuracy
@@ -183,7 +183,7 @@ def _adaptive(cfg, model, cache, x, clean, labels, defenses, sets, keys) -> dict
         def compute(missing, spec=spec, name=name, eot=eot):  # one batch
             return bpda_eot_pgd(model, spec, x[missing], labels[missing], eps=cfg.adaptive_eps,
                                 steps=cfg.adaptive_steps, eot=eot,
-                                seed=int(ad_keys[missing[0]][:8], 16) ^ cfg.seed, desc=f"adaptive {name}")
+                                seed=key_seed(ad_keys[missing[0]], cfg.seed), desc=f"adaptive {name}")
 
         x_ad = cache.map(f"adaptive/{name}", ad_keys, compute, chunk=cfg.adaptive_batch)
         undefended = predict(model, x_ad)
