@@ -2,6 +2,7 @@
 purification's distortion of draw 0 against the clean image (RMSE, PSNR, SSIM), cached on disk."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,12 +54,10 @@ def run_defense(name: str, spec: DefenseSpec, model, images: np.ndarray, clean: 
     draws = min(draws, spec.max_draws or draws) if spec.stochastic else 1
     keys = [digest("defense", name, spec.params, draws, seed, key) for key in image_keys]
 
-    apply = None
+    make = functools.cache(spec.make)  # on the first uncached image only
 
     def compute(missing: list[int]) -> np.ndarray:
-        nonlocal apply
-        if apply is None:
-            apply = spec.make()
+        apply = make()
         out = []
         for i in missing:
             rng = np.random.default_rng([seed, int(keys[i][:15], 16)])
