@@ -9,7 +9,8 @@ with the exact command. Same options as ``python -m semantic_jpeg.evaluation --h
         uniform laplace art-jpeg art-squeeze art-smooth --ablation-images 0 --adaptive-images 0 --threads 2 \
         --name evaluation_cpu100_quick     # 25 min from an empty cache on the 2-core CPU
     python benchmarks/run_evaluation.py --subset 100                 # everything, well over an hour on that CPU
-                                                                     # (DeepFool 3-13 s per image, adaptive 62 min)
+                                                                     # (DeepFool 3-13 s, adaptive PD+R-CAM+DWT 37 s,
+                                                                     # Aug-MSROI 55 s per image)
     python benchmarks/run_evaluation.py --subset 0 --device cuda     # all 500 images on a GPU
 """
 import argparse
