@@ -134,6 +134,41 @@ def test_attack_keys_see_targeting_and_keep_untargeted_keys_stable():
     assert key == digest("attack", "fgsm", fgsm.art_class, fgsm.params, "weights", art.__version__, 3, 0, image)
 
 
+def test_budget_sweep_rescales_radius_step_and_cap_and_keeps_the_own_budget_keys():
+    pytest.importorskip("art")
+    import argparse
+
+    from semantic_jpeg.evaluation.attacks import ATTACKS, attack_key
+    from semantic_jpeg.evaluation.cli import budget
+    from semantic_jpeg.evaluation.runner import EvalConfig
+
+    image = np.zeros((3, 4, 4), np.float32)
+    igsm, bim, pgd = ATTACKS["igsm"].with_budget(0.06), ATTACKS["bim"].with_budget(0.015), \
+        ATTACKS["pgd"].with_budget(8 / 255)
+    assert igsm.params["eps"] == pytest.approx(0.01) and igsm.early_stop == {"eps": pytest.approx(0.06),
+                                                                              "max_iter": 10}
+    assert bim.params == {"eps": pytest.approx(0.015), "eps_step": pytest.approx(0.0025), "max_iter": 10}
+    assert pgd.params["eps_step"] == pytest.approx(2 / 255) and pgd.params["num_random_init"] == 1
+    assert igsm.budget == 0.06 and "0.0600" in igsm.threat
+    for name, spec in ATTACKS.items():  # the attack at its own budget is the cached attack of the main tables
+        if spec.budget is not None:
+            own = spec.with_budget(spec.budget)
+            assert attack_key(name, own, "w", image, 3, 0) == attack_key(name, spec, "w", image, 3, 0)
+    assert attack_key("fgsm", ATTACKS["fgsm"].with_budget(4 / 255), "w", image, 3, 0) != \
+        attack_key("fgsm", ATTACKS["fgsm"], "w", image, 3, 0)
+    with pytest.raises(ValueError, match="minimal-perturbation attack"):
+        ATTACKS["deepfool"].with_budget(0.01)
+    with pytest.raises(ValueError, match=r"in \(0, 1\]"):
+        ATTACKS["fgsm"].with_budget(0.0)
+    with pytest.raises(ValueError, match="cannot sweep the budget of 'cw'"):
+        EvalConfig(sweep_attacks=("cw",)).check()
+    with pytest.raises(ValueError, match="sweep budgets"):
+        EvalConfig(sweep_eps=(2.0,)).check()
+    assert budget("4/255") == 4 / 255 and budget("0.03") == 0.03
+    with pytest.raises(argparse.ArgumentTypeError, match="not a number"):
+        budget("4/0")
+
+
 def test_data_loader_crops_and_reads_labels(tmp_path):
     skimage_data = pytest.importorskip("skimage.data")
     Image.fromarray(skimage_data.chelsea()).save(tmp_path / "cat.png")           # 451 x 300 RGB
@@ -269,7 +304,8 @@ def test_tiny_end_to_end_run_writes_the_tables(model, cat, tmp_path):
     write_labels(predict(model, to_nchw(load_imagenet_samples(tmp_path).images)))  # both correct by construction
     cfg = EvalConfig(data=str(tmp_path), subset=None, attacks=("fgsm",), defenses=("jpeg", "gaussian"), draws=3,
                      headline="gaussian", ablation_images=0, adaptive_images=1, adaptive_defenses=("gaussian", "jpeg"),
-                     adaptive_steps=2, adaptive_eot=2, cache_dir=str(tmp_path / "cache"), command="test")
+                     adaptive_steps=2, adaptive_eot=2, sweep_images=1, sweep_attacks=("fgsm",), sweep_eps=(0.5 / 255,),
+                     sweep_defenses=("jpeg",), cache_dir=str(tmp_path / "cache"), command="test")
     results = evaluate(cfg)
     assert results["n_evaluated"] == 2 and results["attacks"]["fgsm"]["undefended_acc"] == 0.0
     gauss = results["defenses"]["gaussian"]["results"]
@@ -278,8 +314,14 @@ def test_tiny_end_to_end_run_writes_the_tables(model, cat, tmp_path):
     adaptive = results["adaptive"]["defenses"]["gaussian"]
     assert adaptive["linf_max"] <= 4 / 255 + 1e-6 and "oblivious" not in adaptive
     assert adaptive["eot"] == 2 and results["adaptive"]["defenses"]["jpeg"]["eot"] == 1  # JPEG is deterministic
+    small, own = results["budget_sweep"]["attacks"]["fgsm"]["points"]  # the given budget, then FGSM's own
+    assert (small["eps"], own["eps"]) == (0.5 / 255, 0.05) and small["rmse_mean"] <= 0.5 / 255 + 1e-6
+    assert own["rmse_mean"] > 0.04 and own["undefended_acc"] == 0.0 and 0 <= own["defenses"]["jpeg"]["dr_single"] <= 1
+    assert len(list((tmp_path / "cache" / "attacks" / "fgsm").glob("*.npy"))) == 3  # own budget: from the cache
     paths = write_outputs(results, tmp_path / "out")
     assert "Table 4.1 shape" in paths["md"].read_text() and paths["png"].stat().st_size > 0
+    assert "| L-inf budget | 0.5/255 | 12.8/255 (main) |" in paths["md"].read_text()
+    assert paths["sweep_png"].stat().st_size > 0
     assert json.loads(paths["json"].read_text())["config"]["draws"] == 3
     with pytest.raises(ValueError, match="unknown attack"):
         EvalConfig(attacks=("nope",)).check()

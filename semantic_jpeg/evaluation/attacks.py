@@ -3,6 +3,7 @@ white-box, with the budgets of paper 000 (L2-normalised RMSE 0.02-0.05, Table 4.
 disk per image."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 
@@ -23,7 +24,9 @@ class AttackSpec:
     ``early_stop`` ``{"eps": e, "max_iter": m}``: the ART attack is one step, repeated on each image until it
     succeeds (paper 000 sec 4.2.2 eq. 4.2: "this process stops when an adversarial image has been discovered")
     or m steps were taken, each result projected onto the L-inf ball
-    of radius e around the original image and onto [0, 1]."""
+    of radius e around the original image and onto [0, 1].
+    ``budget``: the L-inf radius of a budgeted attack (None for the minimal-perturbation ones), which
+    :meth:`with_budget` rescales for the budget sweep."""
     label: str
     art_class: str
     params: dict = field(default_factory=dict)
@@ -32,11 +35,26 @@ class AttackSpec:
     targeted: bool = False
     early_stop: dict | None = None
     art_random: bool = False
+    budget: float | None = None
 
     def __post_init__(self):
         if self.art_random and self.batch_size != 1:
             raise ValueError(f"{self.label}: an attack with ART-internal randomness needs batch_size 1 (got "
                              f"{self.batch_size}), else an image's random draw depends on its batch")
+
+    def with_budget(self, eps: float) -> AttackSpec:
+        """The same attack at L-inf radius ``eps``: its radius, step size and early-stop cap all scaled by
+        eps / budget (so BIM keeps 10 steps of a sixth of the radius, PGD of a quarter); at eps == budget the
+        parameters, hence the cache keys, are the attack's own."""
+        if self.budget is None:
+            raise ValueError(f"{self.label} is a minimal-perturbation attack: it has no L-inf budget to sweep")
+        if not 0 < eps <= 1:
+            raise ValueError(f"an L-inf budget must be in (0, 1] pixel units, got {eps}")
+        scale = eps / self.budget
+        params = {k: (v * scale if k in ("eps", "eps_step") else v) for k, v in self.params.items()}
+        early_stop = None if self.early_stop is None else {**self.early_stop, "eps": self.early_stop["eps"] * scale}
+        return dataclasses.replace(self, params=params, early_stop=early_stop, budget=eps,
+                                   threat=f"L-inf {eps:.4f} ({255 * eps:.3g}/255)")
 
     def build(self, estimator):
         import inspect
@@ -70,19 +88,19 @@ class AttackSpec:
 # minimal-perturbation attacks whose RMSE is measured, not set; PGD at the common ImageNet L-inf 4/255.
 ATTACKS: dict[str, AttackSpec] = {
     "fgsm": AttackSpec("FGSM", "FastGradientMethod", {"norm": "inf", "eps": 0.05, "eps_step": 0.05},
-                       "L-inf 0.05 (RMSE <= 0.05), one step", batch_size=16),
+                       "L-inf 0.05 (RMSE <= 0.05), one step", batch_size=16, budget=0.05),
     "bim": AttackSpec("IGSM (BIM)", "BasicIterativeMethod", {"eps": 0.03, "eps_step": 0.005, "max_iter": 10},
-                      "L-inf 0.03 (RMSE <= 0.03), 10 steps of 0.005", batch_size=16),
+                      "L-inf 0.03 (RMSE <= 0.03), 10 steps of 0.005", batch_size=16, budget=0.03),
     # the paper's IGSM: BIM's steps, but each image stops at its first misclassification (sec 4.2.2)
     "igsm": AttackSpec("IGSM (early stop)", "FastGradientMethod", {"norm": "inf", "eps": 0.005, "eps_step": 0.005},
                        "L-inf 0.03 (RMSE <= 0.03), steps of 0.005 until the label flips (at most 10)", batch_size=16,
-                       early_stop={"eps": 0.03, "max_iter": 10}),
+                       early_stop={"eps": 0.03, "max_iter": 10}, budget=0.03),
     # batch 1: ART draws the random start once per call; one image per call gets a start seeded by itself alone
     # (as fast as batch 16 on the CPU: 0.73 s per image either way)
     "pgd": AttackSpec("PGD L-inf 4/255", "ProjectedGradientDescent",
                       {"norm": "inf", "eps": 4 / 255, "eps_step": 1 / 255, "max_iter": 10, "num_random_init": 1},
                       "L-inf 4/255 (RMSE <= 0.0157), random start, 10 steps of 1/255", batch_size=1,
-                      art_random=True),
+                      art_random=True, budget=4 / 255),
     # batch 1: ART's DeepFool takes the gradients of the union of every batch image's top-10 classes
     "deepfool": AttackSpec("DeepFool", "DeepFool", {"max_iter": 50, "epsilon": 0.02, "nb_grads": 10},
                            "minimal L2 (top-10 classes, overshoot 0.02)", batch_size=1),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from fractions import Fraction
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,6 +18,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="fgsm bim igsm pgd deepfool cw jsma (default: all but jsma)")
     p.add_argument("--defenses", nargs="+", default=None, help="defense names (default: all)")
     p.add_argument("--draws", type=int, default=10, help="draws of stochastic defenses for Ens-k")
+    p.add_argument("--sweep-images", type=int, default=0,
+                   help="images for the destruction rate against the L-inf budget (0: skip)")
+    p.add_argument("--sweep-attacks", nargs="+", default=None, help="attacks swept (default: fgsm igsm)")
+    p.add_argument("--sweep-eps", nargs="+", type=budget, default=None,
+                   help="L-inf budgets in [0,1] units, fractions allowed (default: 1/255 2/255 4/255 8/255 "
+                        "16/255; each attack's own budget is always added)")
+    p.add_argument("--sweep-defenses", nargs="+", default=None,
+                   help="defenses scored in the sweep (default: pd+rcam+dwt jpeg aug-msroi-jpeg art-smooth)")
     p.add_argument("--ablation-images", type=int, default=20, help="images for the ablations (0: skip)")
     p.add_argument("--ablations", nargs="+", default=None,
                    help="ablation tables by number: 3.1 (JPEG quality sweep and PSNR-matched semantic JPEG) "
@@ -31,6 +40,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", default="benchmarks/results", help="folder for the JSON, Markdown and plot")
     p.add_argument("--name", default="evaluation", help="file name stem of the outputs")
+
+
+def budget(text: str) -> float:
+    """An L-inf budget from the command line: a number or a fraction such as 4/255."""
+    try:
+        return float(Fraction(text))
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"not a number or fraction: {text!r}") from None
 
 
 def ablation_titles(numbers: list[str]) -> tuple[str, ...]:
@@ -48,14 +65,17 @@ def run(args: argparse.Namespace) -> int:
     from .runner import EvalConfig, evaluate, write_outputs
 
     cfg = EvalConfig(data=args.data, subset=args.subset or None, seed=args.seed, draws=args.draws,
-                     ablation_images=args.ablation_images, adaptive_images=args.adaptive_images,
-                     adaptive_steps=args.adaptive_steps, adaptive_eot=args.adaptive_eot,
+                     sweep_images=args.sweep_images, ablation_images=args.ablation_images,
+                     adaptive_images=args.adaptive_images, adaptive_steps=args.adaptive_steps, adaptive_eot=args.adaptive_eot,
                      cache_dir=args.cache or None, device=args.device, threads=args.threads,
                      command=getattr(args, "command_line", None) or shlex.join(sys.argv))
     if args.attacks:
         cfg.attacks = tuple(args.attacks)
     if args.defenses:
         cfg.defenses = tuple(args.defenses)
+    for option in ("sweep_attacks", "sweep_eps", "sweep_defenses"):
+        if getattr(args, option):
+            setattr(cfg, option, tuple(getattr(args, option)))
     if args.ablations:
         cfg.ablations = ablation_titles(args.ablations)
     if args.adaptive_defenses:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 
+# Paper 000 Table 4.6: destruction rate of PD + R-CAM + DWT on ResNet-50 (|L2| 0.02-0.06, oblivious attacks)
+PAPER_DESTRUCTION = {"fgsm": 0.769, "igsm": 0.927, "deepfool": 0.948, "cw": 0.981}
+
 
 def _pct(v) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
@@ -122,6 +125,22 @@ def table_ablation(results: dict, title: str) -> str:
     return _table(["Attack"] + cols, rows)
 
 
+def table_budget_sweep(results: dict, attack: str) -> str:
+    """One swept attack: per L-inf budget (columns) the measured RMSE, the attack's success on the undefended
+    model and each defense's destruction rate (single draw) with its top-1 accuracy (%) in brackets."""
+    sw = results["budget_sweep"]
+    a = sw["attacks"][attack]
+    points = a["points"]
+    header = ["L-inf budget"] + [f"{255 * p['eps']:.3g}/255" + (" (main)" if p["eps"] == a["own_budget"] else "")
+                                 for p in points]
+    rows = [["RMSE (mean)"] + [f"{p['rmse_mean']:.4f}" for p in points],
+            ["Success on undefended (%)"] + [_pct(1 - p["undefended_acc"]) for p in points]]
+    rows += [[f"{label}: DR (acc. %)"] + [f"{_rate(p['defenses'][d]['dr_single'])} "
+                                            f"({_pct(p['defenses'][d]['acc_single'])})" for p in points]
+             for d, label in sw["defenses"].items()]
+    return _table(header, rows)
+
+
 def table_adaptive(results: dict) -> str:
     """Non-adaptive vs adaptive (BPDA+EOT) PGD L-inf accuracy for each defense, same images."""
     ad = results["adaptive"]
@@ -173,6 +192,16 @@ def markdown(results: dict) -> str:
                 "(0..255), SSIM and PSNR against the clean image, means over the attacks; every setting tried is "
                 "in the two ablation tables below and in the accuracy-vs-PSNR plot.", "",
                 table_31_setting(choice), ""]
+    if results.get("budget_sweep"):
+        sw = results["budget_sweep"]
+        out += [f"## Destruction rate against the attack budget ({sw['n_images']} images, single draw)", "",
+                "The budgeted attacks again at other L-inf radii (step size and early-stop cap scaled with the "
+                "radius; '(main)' is the budget of the tables above), same oblivious threat model. Paper 000 "
+                "Table 4.6 reports PD + R-CAM + DWT at " + ", ".join(
+                    f"{sw['attacks'][k]['label']} {v}" for k, v in PAPER_DESTRUCTION.items()
+                    if k in sw["attacks"]) + " (ResNet-50, |L2| 0.02-0.06).", ""]
+        for attack, a in sw["attacks"].items():
+            out += [f"### {a['label']}", "", table_budget_sweep(results, attack), ""]
     if results.get("ablations"):
         out += [f"## Ablations on {results['ablation_images']} images (single draw, accuracy %)", ""]
         for title in results["ablations"]:
@@ -209,6 +238,34 @@ def plot_accuracy_vs_distortion(results: dict, path) -> None:
     ax.set_ylabel("top-1 accuracy on adversarial images, mean over attacks (%)")
     ax.set_title(f"EfficientNet-Lite0, {results['n_evaluated']} images, oblivious attacks")
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_budget_sweep(results: dict, path) -> None:
+    """Destruction rate (single draw) of each sweep defense against the L-inf budget, one panel per attack, with
+    paper 000's rate for PD + R-CAM + DWT where it reports one."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sw = results["budget_sweep"]
+    fig, axes = plt.subplots(1, len(sw["attacks"]), figsize=(6 * len(sw["attacks"]), 4.5), squeeze=False)
+    for ax, (attack, a) in zip(axes[0], sw["attacks"].items()):
+        eps = [255 * p["eps"] for p in a["points"]]
+        for d, label in sw["defenses"].items():
+            ax.plot(eps, [p["defenses"][d]["dr_single"] for p in a["points"]], "o-", label=label)
+        if attack in PAPER_DESTRUCTION:
+            ax.axhline(PAPER_DESTRUCTION[attack], color="gray", ls="--", label="paper: PD + R-CAM + DWT")
+        ax.axvline(255 * a["own_budget"], color="gray", ls=":")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("L-inf budget (/255)")
+        ax.set_ylabel("destruction rate (single draw)")
+        ax.set_ylim(0, 1.02)
+        ax.set_title(a["label"])
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"EfficientNet-Lite0, {sw['n_images']} images, oblivious attacks")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

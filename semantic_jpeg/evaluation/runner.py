@@ -1,5 +1,5 @@
-"""The evaluation pipeline: data -> clean filtering -> attacks -> defenses -> ablations -> adaptive attacks ->
-JSON + Markdown + plot."""
+"""The evaluation pipeline: data -> clean filtering -> attacks -> defenses -> budget sweep -> ablations ->
+adaptive attacks -> JSON + Markdown + plots."""
 from __future__ import annotations
 
 import json
@@ -22,6 +22,7 @@ from .model import art_classifier, load_classifier, model_id, predict, to_nchw, 
 from .scoring import run_defense, score
 
 BEST_LOSSY = "best-lossy"  # adaptive target resolved to the lossy channel with the best non-adaptive accuracy
+SWEEP_EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)  # plus each swept attack's own budget
 
 
 @dataclass
@@ -33,6 +34,10 @@ class EvalConfig:
     defenses: tuple[str, ...] = DEFAULT_DEFENSES
     draws: int = 10
     headline: str = "pd+rcam+dwt"
+    sweep_images: int = 0
+    sweep_attacks: tuple[str, ...] = ("fgsm", "igsm")
+    sweep_eps: tuple[float, ...] = SWEEP_EPS
+    sweep_defenses: tuple[str, ...] = ("pd+rcam+dwt", "jpeg", "aug-msroi-jpeg", "art-smooth")
     ablation_images: int = 20
     ablations: tuple[str, ...] = tuple(ABLATIONS)
     adaptive_images: int = 10
@@ -53,6 +58,15 @@ class EvalConfig:
         for name in self.defenses:
             if name not in DEFENSES:
                 raise ValueError(f"unknown defense {name!r}; choose from {sorted(DEFENSES)}")
+        for name in self.sweep_attacks:
+            if name not in ATTACKS or ATTACKS[name].budget is None:
+                raise ValueError(f"cannot sweep the budget of {name!r}; choose from "
+                                 f"{sorted(a for a, s in ATTACKS.items() if s.budget is not None)}")
+        for name in self.sweep_defenses:
+            if name not in DEFENSES:
+                raise ValueError(f"unknown sweep defense {name!r}; choose from {sorted(DEFENSES)}")
+        if not all(0 < eps <= 1 for eps in self.sweep_eps):
+            raise ValueError(f"sweep budgets must be in (0, 1] pixel units, got {list(self.sweep_eps)}")
         for name in self.adaptive_defenses:
             if name not in DEFENSES and name != BEST_LOSSY:
                 raise ValueError(f"unknown adaptive defense {name!r}; choose from {sorted(DEFENSES)} or {BEST_LOSSY}")
@@ -61,8 +75,8 @@ class EvalConfig:
                 raise ValueError(f"unknown ablation {title!r}; choose from {list(ABLATIONS)}")
         if self.draws < 1 or self.adaptive_steps < 1 or self.adaptive_eot < 1:
             raise ValueError("draws, adaptive_steps and adaptive_eot must be >= 1")
-        if self.ablation_images < 0 or self.adaptive_images < 0:
-            raise ValueError("ablation_images and adaptive_images must be >= 0")
+        if min(self.sweep_images, self.ablation_images, self.adaptive_images) < 0:
+            raise ValueError("sweep_images, ablation_images and adaptive_images must be >= 0")
 
 
 def _keys(images: np.ndarray) -> list[str]:
@@ -124,6 +138,13 @@ def evaluate(cfg: EvalConfig) -> dict:
                           "stochastic": spec.stochastic, "results": results}
     timing["defenses"] = time.perf_counter() - t
 
+    # budget sweep on the first images
+    t = time.perf_counter()
+    n_sw = min(cfg.sweep_images, len(labels))
+    sweep = _budget_sweep(cfg, model, estimator, cache, x[:n_sw], clean[:n_sw], labels[:n_sw],
+                          clean_pred[:n_sw]) if n_sw else {}
+    timing["budget_sweep"] = time.perf_counter() - t
+
     # ablations on the first images
     t = time.perf_counter()
     ablations = {}
@@ -155,9 +176,34 @@ def evaluate(cfg: EvalConfig) -> dict:
                      "python": platform.python_version(), "model": mid},
         "device": cfg.device, "n_loaded": int(len(pred_all)), "n_evaluated": int(len(labels)),
         "clean_top1_loaded": float(len(keep) / len(pred_all)), "images": ds.names,
-        "attacks": attacks, "defenses": defenses, "ablation_images": n_ab, "ablations": ablations,
+        "attacks": attacks, "defenses": defenses, "budget_sweep": sweep, "ablation_images": n_ab, "ablations": ablations,
         "adaptive": adaptive, "timing_s": timing,
     }
+
+
+def _budget_sweep(cfg, model, estimator, cache, x, clean, labels, clean_pred) -> dict:
+    """Each swept attack at each L-inf budget (its own included, whose images and scores come from the cache),
+    scored against the sweep defenses: where the destruction rate falls as the budget grows."""
+    out = {}
+    for name in cfg.sweep_attacks:
+        base = ATTACKS[name]
+        points = []
+        for eps in sorted({*cfg.sweep_eps, base.budget}):
+            x_adv = generate_adversarial(name, estimator, x, labels, cache, model_id(), cfg.seed,
+                                         spec=base.with_budget(eps))
+            undefended = predict(model, x_adv)
+            images = to_nhwc(x_adv)
+            keys = _keys(images)
+            cells = {}
+            for d in cfg.sweep_defenses:
+                run = run_defense(d, DEFENSES[d], model, images, clean, keys, cache, cfg.draws, cfg.seed,
+                                  desc=f"{d} on {name} at {255 * eps:.3g}/255")
+                cells[d] = score(run, labels, clean_pred, undefended)
+            points.append({"eps": eps, "rmse_mean": float(rmse(x, x_adv).mean()),
+                           "undefended_acc": top1_accuracy(undefended, labels), "defenses": cells})
+        out[name] = {"label": base.label, "own_budget": base.budget, "points": points}
+    return {"n_images": len(labels), "defenses": {d: DEFENSES[d].label for d in cfg.sweep_defenses},
+            "attacks": out}
 
 
 def _adaptive(cfg, model, cache, x, clean, labels, defenses, sets, keys) -> dict:
@@ -203,7 +249,8 @@ def _adaptive(cfg, model, cache, x, clean, labels, defenses, sets, keys) -> dict
 
 def write_outputs(results: dict, out_dir: str | Path, name: str = "evaluation") -> dict[str, Path]:
     """Write ``name``.json, ``name``.md and ``name``_accuracy_vs_distortion.png under ``out_dir`` (and
-    ``name``_codecs_accuracy_vs_psnr.png when the run has the Table 3.1 sweeps)."""
+    ``name``_codecs_accuracy_vs_psnr.png when the run has the Table 3.1 sweeps, ``name``_budget_sweep.png when
+    it has a budget sweep)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / f"{name}.json", "md": out_dir / f"{name}.md",
@@ -215,4 +262,7 @@ def write_outputs(results: dict, out_dir: str | Path, name: str = "evaluation") 
     if choice:
         paths["codecs_png"] = out_dir / f"{name}_codecs_accuracy_vs_psnr.png"
         report.plot_codecs_accuracy_vs_psnr(choice, results, paths["codecs_png"])
+    if results.get("budget_sweep"):
+        paths["sweep_png"] = out_dir / f"{name}_budget_sweep.png"
+        report.plot_budget_sweep(results, paths["sweep_png"])
     return paths
