@@ -21,6 +21,10 @@ def test_accuracy_and_destruction_rate_on_a_hand_made_case():
     assert top1_accuracy(defended, labels) == pytest.approx(4 / 6)
     assert destruction_rate(clean, adv, defended, labels) == pytest.approx(2 / 4)
     assert np.isnan(destruction_rate(clean, clean, defended, labels))  # nothing fooled: undefined
+    # the budget sweep's rate among the images the defense keeps right when clean: the defended clean prediction
+    # in place of the clean one (the defense gets clean image 2 wrong: of the fooled 0, 1, 4 it recovers 0 and 1)
+    defended_clean = np.array([0, 1, 9, 3, 4, 9])
+    assert destruction_rate(defended_clean, adv, defended, labels) == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match="equal 1-D shapes"):
         destruction_rate(clean, adv[:3], defended, labels)
     with pytest.raises(ValueError, match="no predictions"):
@@ -318,6 +322,9 @@ def test_tiny_end_to_end_run_writes_the_tables(model, cat, tmp_path):
     assert (small["eps"], own["eps"]) == (0.5 / 255, 0.05) and small["rmse_mean"] <= 0.5 / 255 + 1e-6
     assert own["rmse_mean"] > 0.04 and own["undefended_acc"] == 0.0 and 0 <= own["defenses"]["jpeg"]["dr_single"] <= 1
     assert len(list((tmp_path / "cache" / "attacks" / "fgsm").glob("*.npy"))) == 3  # own budget: from the cache
+    # JPEG Q75 turns the clean cat into another cat class: it counts in the destruction rate, not among the kept
+    assert results["budget_sweep"]["clean_acc_single"]["jpeg"] == 0.0
+    assert np.isnan(own["defenses"]["jpeg"]["dr_kept_single"]) and not np.isnan(own["defenses"]["jpeg"]["dr_single"])
     paths = write_outputs(results, tmp_path / "out")
     assert "Table 4.1 shape" in paths["md"].read_text() and paths["png"].stat().st_size > 0
     assert "| L-inf budget | 0.5/255 | 12.8/255 (main) |" in paths["md"].read_text()

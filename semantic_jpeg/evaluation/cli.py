@@ -22,8 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="images for the destruction rate against the L-inf budget (0: skip)")
     p.add_argument("--sweep-attacks", nargs="+", default=None, help="attacks swept (default: fgsm igsm)")
     p.add_argument("--sweep-eps", nargs="+", type=budget, default=None,
-                   help="L-inf budgets in [0,1] units, fractions allowed (default: 1/255 2/255 4/255 8/255 "
-                        "16/255; each attack's own budget is always added)")
+                   help="L-inf budgets in [0,1] units, fractions allowed (default: 0.5/255 1/255 2/255 4/255 "
+                        "8/255 16/255; each attack's own budget is always added)")
     p.add_argument("--sweep-defenses", nargs="+", default=None,
                    help="defenses scored in the sweep (default: pd+rcam+dwt jpeg aug-msroi-jpeg art-smooth)")
     p.add_argument("--ablation-images", type=int, default=20, help="images for the ablations (0: skip)")

@@ -17,12 +17,12 @@ from .attacks import ATTACKS, DEFAULT_ATTACKS, generate_adversarial
 from .cache import ArrayCache, digest, key_seed
 from .data import DEFAULT_DATA, load_imagenet_samples
 from .defenses import ABLATIONS, DEFAULT_DEFENSES, DEFENSES, LOSSY_CHANNELS
-from .metrics import linf, rmse, top1_accuracy
+from .metrics import destruction_rate, linf, rmse, top1_accuracy
 from .model import art_classifier, load_classifier, model_id, predict, to_nchw, to_nhwc
 from .scoring import run_defense, score
 
 BEST_LOSSY = "best-lossy"  # adaptive target resolved to the lossy channel with the best non-adaptive accuracy
-SWEEP_EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)  # plus each swept attack's own budget
+SWEEP_EPS = (0.5 / 255, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)  # plus each swept attack's own budget
 
 
 @dataclass
@@ -183,7 +183,13 @@ def evaluate(cfg: EvalConfig) -> dict:
 
 def _budget_sweep(cfg, model, estimator, cache, x, clean, labels, clean_pred) -> dict:
     """Each swept attack at each L-inf budget (its own included, whose images and scores come from the cache),
-    scored against the sweep defenses: where the destruction rate falls as the budget grows."""
+    scored against the sweep defenses: where the destruction rate falls as the budget grows. ``dr_kept_single``
+    is the destruction rate among the images the defense also gets right when they are clean (the rate with
+    the defended clean prediction in place of the undefended one), which separates what the defense costs on
+    clean images from what it undoes of the attack."""
+    clean_keys = _keys(clean)
+    clean_runs = {d: run_defense(d, DEFENSES[d], model, clean, clean, clean_keys, cache, cfg.draws, cfg.seed,
+                                 desc=f"{d} on clean") for d in cfg.sweep_defenses}
     out = {}
     for name in cfg.sweep_attacks:
         base = ATTACKS[name]
@@ -199,10 +205,12 @@ def _budget_sweep(cfg, model, estimator, cache, x, clean, labels, clean_pred) ->
                 run = run_defense(d, DEFENSES[d], model, images, clean, keys, cache, cfg.draws, cfg.seed,
                                   desc=f"{d} on {name} at {255 * eps:.3g}/255")
                 cells[d] = score(run, labels, clean_pred, undefended)
+                cells[d]["dr_kept_single"] = destruction_rate(clean_runs[d].single, undefended, run.single, labels)
             points.append({"eps": eps, "rmse_mean": float(rmse(x, x_adv).mean()),
                            "undefended_acc": top1_accuracy(undefended, labels), "defenses": cells})
         out[name] = {"label": base.label, "own_budget": base.budget, "points": points}
     return {"n_images": len(labels), "defenses": {d: DEFENSES[d].label for d in cfg.sweep_defenses},
+            "clean_acc_single": {d: top1_accuracy(r.single, labels) for d, r in clean_runs.items()},
             "attacks": out}
 
 
