@@ -203,8 +203,8 @@ def markdown(results: dict) -> str:
                 "Table 4.6 reports PD + R-CAM + DWT at " + ", ".join(
                     f"{sw['attacks'][k]['label']} {v}" for k, v in PAPER_DESTRUCTION.items()
                     if k in sw["attacks"]) + " (ResNet-50, |L2| 0.02-0.06). A defense that gets a clean image "
-                "wrong rarely restores its adversarial version, so its clean accuracy bounds its destruction "
-                "rate; the last rows count only the images it keeps right when clean.", ""]
+                "wrong rarely restores its adversarial version, so its clean accuracy roughly caps its "
+                "destruction rate; the last rows count only the images it keeps right when clean.", ""]
         for attack, a in sw["attacks"].items():
             out += [f"### {a['label']}", "", table_budget_sweep(results, attack), ""]
     if results.get("ablations"):
@@ -265,7 +265,7 @@ def plot_budget_sweep(results: dict, path) -> None:
             ax.plot(eps, [p["defenses"][d]["dr_kept_single"] for p in a["points"]], ":", color=line.get_color())
         if attack in PAPER_DESTRUCTION:
             ax.axhline(PAPER_DESTRUCTION[attack], color="gray", ls="--", label="paper: PD + R-CAM + DWT")
-        ax.axvline(255 * a["own_budget"], color="gray", ls=":", label="budget of the main tables")
+        ax.axvline(255 * a["own_budget"], color="gray", ls="-.", lw=0.8, label="budget of the main tables")
         ax.set_xscale("log", base=2)
         ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.set_xlabel("L-inf budget (/255)")
