@@ -11,6 +11,10 @@ with the exact command. Same options as ``python -m semantic_jpeg.evaluation --h
     python benchmarks/run_evaluation.py --subset 100                 # everything, well over an hour on that CPU
                                                                      # (DeepFool 3-13 s, adaptive PD+R-CAM+DWT 37 s,
                                                                      # Aug-MSROI 55 s per image)
+    python benchmarks/run_evaluation.py --subset 100 --attacks fgsm igsm pgd --defenses pd+rcam+dwt jpeg \
+        aug-msroi-jpeg svd art-smooth --sweep-images 100 --sweep-attacks fgsm igsm pgd --sweep-defenses \
+        pd+rcam+dwt jpeg aug-msroi-jpeg svd art-smooth --ablation-images 0 --adaptive-images 0 --threads 2 \
+        --name evaluation_budget_sweep_cpu100   # destruction rate at L-inf 0.5/255-16/255: 44 min on that CPU
     python benchmarks/run_evaluation.py --subset 0 --device cuda     # all 500 images on a GPU
 """
 import argparse

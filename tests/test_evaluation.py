@@ -168,9 +168,11 @@ def test_budget_sweep_rescales_radius_step_and_cap_and_keeps_the_own_budget_keys
         EvalConfig(sweep_attacks=("cw",)).check()
     with pytest.raises(ValueError, match="sweep budgets"):
         EvalConfig(sweep_eps=(2.0,)).check()
-    assert budget("4/255") == 4 / 255 and budget("0.03") == 0.03
+    assert budget("4/255") == 4 / 255 and budget("0.5/255") == 0.5 / 255 and budget("0.03") == 0.03
     with pytest.raises(argparse.ArgumentTypeError, match="not a number"):
         budget("4/0")
+    with pytest.raises(argparse.ArgumentTypeError, match="not a number"):
+        budget("4/255/2")
 
 
 def test_data_loader_crops_and_reads_labels(tmp_path):

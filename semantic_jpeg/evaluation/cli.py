@@ -43,9 +43,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def budget(text: str) -> float:
-    """An L-inf budget from the command line: a number or a fraction such as 4/255."""
+    """An L-inf budget from the command line: a number or a fraction such as 4/255 or 0.5/255."""
+    parts = text.split("/")
     try:
-        return float(Fraction(text))
+        if len(parts) > 2:
+            raise ValueError(text)
+        return float(Fraction(parts[0]) / Fraction(parts[1] if len(parts) == 2 else 1))
     except (ValueError, ZeroDivisionError):
         raise argparse.ArgumentTypeError(f"not a number or fraction: {text!r}") from None
 
@@ -66,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = EvalConfig(data=args.data, subset=args.subset or None, seed=args.seed, draws=args.draws,
                      sweep_images=args.sweep_images, ablation_images=args.ablation_images,
-                     adaptive_images=args.adaptive_images, adaptive_steps=args.adaptive_steps, adaptive_eot=args.adaptive_eot,
+                     adaptive_images=args.adaptive_images, adaptive_steps=args.adaptive_steps,
+                     adaptive_eot=args.adaptive_eot,
                      cache_dir=args.cache or None, device=args.device, threads=args.threads,
                      command=getattr(args, "command_line", None) or shlex.join(sys.argv))
     if args.attacks:

@@ -176,8 +176,8 @@ def evaluate(cfg: EvalConfig) -> dict:
                      "python": platform.python_version(), "model": mid},
         "device": cfg.device, "n_loaded": int(len(pred_all)), "n_evaluated": int(len(labels)),
         "clean_top1_loaded": float(len(keep) / len(pred_all)), "images": ds.names,
-        "attacks": attacks, "defenses": defenses, "budget_sweep": sweep, "ablation_images": n_ab, "ablations": ablations,
-        "adaptive": adaptive, "timing_s": timing,
+        "attacks": attacks, "defenses": defenses, "budget_sweep": sweep, "ablation_images": n_ab,
+        "ablations": ablations, "adaptive": adaptive, "timing_s": timing,
     }
 
 
