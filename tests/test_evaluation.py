@@ -77,6 +77,28 @@ def test_ablation_tables_are_chosen_by_paper_table_number():
         ablation_titles(["4.2"])
 
 
+def test_authors_code_ablation_runs_per_channel_deflection_and_channel_range_sigma():
+    from semantic_jpeg.defense_filters import pixel_deflection, wavelet_denoise
+    from semantic_jpeg.evaluation.cli import ablation_titles
+    from semantic_jpeg.evaluation.defenses import ABLATIONS
+
+    (title,) = ablation_titles(["4.1"])
+    table = ABLATIONS[title]
+    bayes = ABLATIONS["Table 4.8: thresholding after PD (+R-CAM)"]["Bayes"]
+    assert (table["text"].label, table["text"].params) == (bayes.label, bayes.params)  # same cache entries
+    code = table["code (both)"]
+    assert code.params["per_channel"] and code.params["sigma_mode"] == "channel-range" and code.rcam
+
+    image = np.random.default_rng(0).random((1, 48, 40, 3), dtype=np.float32)
+    saliency = np.linspace(0, 1, 48 * 40, dtype=np.float32).reshape(1, 48, 40)
+    got = code.make()(image, np.random.default_rng(3), saliency=saliency)
+    deflected = pixel_deflection(image, 100, 10, saliency=saliency, per_channel=True, rng=np.random.default_rng(3),
+                                 color_order="RGB")
+    want = wavelet_denoise(deflected, 0.04, sigma_mode="channel-range", color_order="RGB")
+    np.testing.assert_array_equal(got, want)
+    assert np.abs(got - table["text"].make()(image, np.random.default_rng(3), saliency=saliency)).max() > 0.01
+
+
 def test_cache_computes_only_missing_entries_and_keys_see_every_input(tmp_path):
     cache = ArrayCache(tmp_path)
     calls = []

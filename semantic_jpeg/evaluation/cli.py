@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ablation-images", type=int, default=20, help="images for the ablations (0: skip)")
     p.add_argument("--ablations", nargs="+", default=None,
                    help="ablation tables by number: 3.1 (JPEG quality sweep and PSNR-matched semantic JPEG) "
-                        "4.7 4.8 4.9 4.10 4.11 (default: all)")
+                        "4.1 (the paper's text vs the authors' released code) 4.7 4.8 4.9 4.10 4.11 (default: all)")
     p.add_argument("--adaptive-images", type=int, default=10, help="images for the BPDA+EOT attack (0: skip)")
     p.add_argument("--adaptive-defenses", nargs="+", default=None,
                    help="defenses attacked adaptively (default: pd+rcam+dwt aug-msroi-jpeg best-lossy)")

@@ -132,11 +132,17 @@ DEFAULT_DEFENSES = tuple(DEFENSES)
 LOSSY_CHANNELS = tuple(k for k, v in DEFENSES.items() if v.group == "lossy channel")
 
 
-def _pd_wd(deflections=100, window=10, method="BayesShrink", mode="soft", rcam=True, sigma=WD["sigma"]) -> DefenseSpec:
-    pd = {"deflections": deflections, "window": window, **({"saliency": "rcam"} if rcam else {})}
-    wd = {**WD, "method": method, "mode": mode, "sigma": sigma}
-    noise = "" if sigma == WD["sigma"] else f" sigma={sigma}"  # the default keeps its older label (cache key)
-    return DefenseSpec(f"PD(K={deflections}, r={window}) + {mode} {method}{noise}", "ablation",
+def _pd_wd(deflections=100, window=10, method="BayesShrink", mode="soft", rcam=True, sigma=WD["sigma"],
+           per_channel=False, sigma_mode="rgb") -> DefenseSpec:
+    """PD (+R-CAM) then wavelet denoising; settings left at their defaults stay out of the label and params, so
+    the cache keys of the older columns are unchanged."""
+    pd = {"deflections": deflections, "window": window, **({"saliency": "rcam"} if rcam else {}),
+          **({"per_channel": True} if per_channel else {})}
+    wd = {**WD, "method": method, "mode": mode, "sigma": sigma, **({} if sigma_mode == "rgb" else
+                                                                    {"sigma_mode": sigma_mode})}
+    extra = ("" if sigma == WD["sigma"] else f" sigma={sigma}") + (" per-channel" if per_channel else "") + \
+        ("" if sigma_mode == "rgb" else f" sigma_mode={sigma_mode}")
+    return DefenseSpec(f"PD(K={deflections}, r={window}) + {mode} {method}{extra}", "ablation",
                        _chain(("pixel_deflection", pd), ("wavelet_denoise", wd)), {**pd, **wd}, True, rcam)
 
 
@@ -170,6 +176,12 @@ ABLATIONS: dict[str, dict[str, DefenseSpec]] = {
     TABLE_31_SEMANTIC: {f"{codec} {lo}-{hi}": _semantic(saliency, lo, hi)
                         for codec, saliency in (("MS-ROI", "msroi"), ("Aug-MSROI", "aug-msroi"))
                         for lo, hi in SEMANTIC_RANGES},
+    # The authors' released code (iamaaditya/pixel-deflection) differs from the text in two ways: it deflects
+    # each channel separately, and scikit-image 0.14 took sigma relative to each YCbCr channel's range.
+    "Table 4.1 setting: the paper's text vs the authors' released code (PD+R-CAM+WD)": {
+        "text": _pd_wd(), "per-channel PD": _pd_wd(per_channel=True),
+        "channel-range sigma": _pd_wd(sigma_mode="channel-range"),
+        "code (both)": _pd_wd(per_channel=True, sigma_mode="channel-range")},
     "Table 4.7: PD with wavelet denoising (WD) and JPEG": {
         "JPEG": DEFENSES["jpeg"],
         "WD": DefenseSpec("WD", "ablation", _preset("dwt"), WD),
