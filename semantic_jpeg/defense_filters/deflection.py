@@ -21,8 +21,9 @@ def pixel_deflection(image, deflections: int = 100, window: int = 10, *, salienc
     U(0, 1) draw exceeds the map value at p (sec 4.8), so salient pixels are deflected less.
 
     ``per_channel=False`` (default, Algorithm 2 as written) moves all channels of p together;
-    ``per_channel=True`` repeats every attempt independently per channel, as the authors' released code does
-    (C times as many draws, colours mixed). The loop runs in C with xoshiro256** seeded from ``rng``.
+    ``per_channel=True`` repeats every attempt independently per channel, as the first versions of the authors'
+    released code do (C times as many draws, colours mixed). The loop runs in C with xoshiro256** seeded from
+    ``rng``.
     """
     image = check_image(image)
     deflections = check_integer(deflections, "deflections", 0)

@@ -176,8 +176,8 @@ ABLATIONS: dict[str, dict[str, DefenseSpec]] = {
     TABLE_31_SEMANTIC: {f"{codec} {lo}-{hi}": _semantic(saliency, lo, hi)
                         for codec, saliency in (("MS-ROI", "msroi"), ("Aug-MSROI", "aug-msroi"))
                         for lo, hi in SEMANTIC_RANGES},
-    # The authors' released code (iamaaditya/pixel-deflection) differs from the text in two ways: it deflects
-    # each channel separately, and scikit-image 0.14 took sigma relative to each YCbCr channel's range.
+    # The authors' released code (iamaaditya/pixel-deflection) differs from the text in two ways: its first versions
+    # deflect each channel separately, and scikit-image 0.14 took sigma relative to each YCbCr channel's range.
     "Table 4.1 setting: the paper's text vs the authors' released code (PD+R-CAM+WD)": {
         "text": _pd_wd(), "per-channel PD": _pd_wd(per_channel=True),
         "channel-range sigma": _pd_wd(sigma_mode="channel-range"),
