@@ -68,6 +68,27 @@ def test_table_31_setting_picks_the_best_jpeg_and_the_psnr_matched_semantic_rang
     assert report.table_31_choice({"attacks": {}, "ablations": {}}) is None
 
 
+def test_plot_labels_of_crowded_points_do_not_overlap():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    from semantic_jpeg.evaluation import report
+
+    fig, ax = plt.subplots(figsize=(4, 3))
+    points = {(0.02, 50.0): "JPEG Q75 = ART JpegCompression Q75", (0.021, 50.3): "PD + R-CAM + DWT",
+              (0.0205, 49.8): "MS-ROI semantic JPEG", (0.03, 30.0): "SVD rank 32", (0.01, 70.0): "PD"}
+    ax.scatter(*zip(*points))
+    report.annotate_without_overlap(fig, ax, points)
+    renderer = fig.canvas.get_renderer()
+    boxes = {note.get_text(): Text.get_window_extent(note, renderer) for note in ax.texts}
+    assert set(boxes) == set(points.values())  # one label per point, none lost
+    names = sorted(boxes)
+    assert not any(boxes[a].overlaps(boxes[b]) for i, a in enumerate(names) for b in names[i + 1:])
+    plt.close(fig)
+
+
 def test_ablation_tables_are_chosen_by_paper_table_number():
     from semantic_jpeg.evaluation.cli import ablation_titles
 

@@ -224,6 +224,48 @@ def markdown(results: dict) -> str:
     return "\n".join(out)
 
 
+def annotate_without_overlap(fig, ax, labels: dict[tuple[float, float], str], fontsize: int = 7) -> None:
+    """Write each label next to its point (data coordinates): of the places around it, at growing distances,
+    the first whose box stays inside the axes and covers no point and no label written before, else the one
+    covering the least; a label set away from its point gets a thin leader line."""
+    from matplotlib.text import Text
+    from matplotlib.transforms import Bbox
+
+    directions = [(1, 0.4), (1, -1), (-1, 0.4), (-1, -1), (0.3, 1.4), (0.3, -2), (1, 1.4), (-1, 1.4), (1, -2),
+                  (-1, -2)]
+    places = [(r * dx, r * dy) for r in (4, 12, 22, 34, 48) for dx, dy in directions]
+    fig.canvas.draw()  # settle the axis limits and the layout: the points' screen positions are final
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    taken = [Bbox.from_extents(px - 3, py - 3, px + 3, py + 3) for px, py in ax.transData.transform(list(labels))]
+
+    def covered(box) -> float:  # area over other boxes; leaving the axes counts as its whole area
+        inside = Bbox.intersection(box, frame)
+        outside = box.width * box.height - (inside.width * inside.height if inside else 0.0)
+        return outside + sum(both.width * both.height for other in taken
+                             if (both := Bbox.intersection(box, other)) is not None)
+
+    for (x, y), text in sorted(labels.items(), key=lambda item: -item[0][1]):
+        best = None
+        for n, (dx, dy) in enumerate(places):
+            note = ax.annotate(text, (x, y), fontsize=fontsize, xytext=(dx, dy), textcoords="offset points",
+                               ha="left" if dx > 0 else "right", va="center",
+                               arrowprops=None if n < len(directions) else
+                               {"arrowstyle": "-", "lw": 0.5, "color": "0.5", "shrinkA": 0, "shrinkB": 3})
+            note.update_positions(renderer)
+            box = Text.get_window_extent(note, renderer)  # the text alone, not its leader line
+            cost = covered(box)
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, note, box)
+            else:
+                note.remove()
+            if cost == 0:
+                break
+        taken.append(best[2])
+
+
 def plot_accuracy_vs_distortion(results: dict, path) -> None:
     """Paper 003 Figure 3.1: mean adversarial accuracy of each defense against its distortion on clean images."""
     import matplotlib
@@ -232,11 +274,12 @@ def plot_accuracy_vs_distortion(results: dict, path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 5))
     colors = {"ours": "tab:red", "lossy channel": "tab:orange", "peer (ART)": "tab:blue"}
+    labels: dict[tuple[float, float], list[str]] = {}  # defenses with identical results share one label
     for d in results["defenses"].values():
         adv = [d["results"][a]["acc_single"] for a in results["attacks"]]
         x, y = d["results"]["clean"]["rmse"], 100 * sum(adv) / len(adv)
         ax.scatter(x, y, color=colors.get(d["group"], "gray"))
-        ax.annotate(d["label"], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        labels.setdefault((round(x, 6), round(y, 6)), []).append(d["label"])
     for group, color in colors.items():
         ax.scatter([], [], color=color, label=group)
     ax.set_xlabel("defense distortion on clean images (RMSE, [0,1] units)")
@@ -244,6 +287,7 @@ def plot_accuracy_vs_distortion(results: dict, path) -> None:
     ax.set_title(f"EfficientNet-Lite0, {results['n_evaluated']} images, oblivious attacks")
     ax.legend()
     fig.tight_layout()
+    annotate_without_overlap(fig, ax, {xy: " = ".join(names) for xy, names in labels.items()})
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

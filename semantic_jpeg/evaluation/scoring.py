@@ -50,7 +50,8 @@ def run_defense(name: str, spec: DefenseSpec, model, images: np.ndarray, clean: 
                 cache: ArrayCache, draws: int = 10, seed: int = 0, desc: str = "") -> DefenseRun:
     """Purify float32 RGB NHWC ``images`` (clean or adversarial; ``clean`` are their originals) ``draws`` times
     (once if the defense is deterministic) and classify. Each image's draws use a Generator seeded from
-    ``seed`` and the image's key, so results do not depend on batching or on what was cached before."""
+    ``seed`` and the image's cache key (image, defense, parameters and ``draws``), so results do not depend on
+    batching or on what was cached before; another ``draws`` draws other noise, its draw 0 included."""
     draws = min(draws, spec.max_draws or draws) if spec.stochastic else 1
     keys = [digest("defense", name, spec.params, draws, seed, key) for key in image_keys]
 
