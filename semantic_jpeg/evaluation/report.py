@@ -224,10 +224,11 @@ def markdown(results: dict) -> str:
     return "\n".join(out)
 
 
-def annotate_without_overlap(fig, ax, labels: dict[tuple[float, float], str], fontsize: int = 7) -> None:
-    """Write each label next to its point (data coordinates): of the places around it, at growing distances,
-    the first whose box stays inside the axes and covers no point and no label written before, else the one
-    covering the least; a label set away from its point gets a thin leader line."""
+def annotate_without_overlap(fig, ax, labels: dict[tuple[float, float], str], fontsize: int = 7,
+                             colors: dict[tuple[float, float], str] | None = None) -> None:
+    """Write each label next to its point (data coordinates), in ``colors[point]`` if given: of the places
+    around it, at growing distances, the first whose box stays inside the axes and covers no point and no label
+    written before, else the one covering the least; a label set away from its point gets a thin leader line."""
     from matplotlib.text import Text
     from matplotlib.transforms import Bbox
 
@@ -249,7 +250,7 @@ def annotate_without_overlap(fig, ax, labels: dict[tuple[float, float], str], fo
         best = None
         for n, (dx, dy) in enumerate(places):
             note = ax.annotate(text, (x, y), fontsize=fontsize, xytext=(dx, dy), textcoords="offset points",
-                               ha="left" if dx > 0 else "right", va="center",
+                               ha="left" if dx > 0 else "right", va="center", color=(colors or {}).get((x, y)),
                                arrowprops=None if n < len(directions) else
                                {"arrowstyle": "-", "lw": 0.5, "color": "0.5", "shrinkA": 0, "shrinkB": 3})
             note.update_positions(renderer)
@@ -333,13 +334,14 @@ def plot_codecs_accuracy_vs_psnr(choice: dict, results: dict, path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 5))
     curves = {"JPEG": choice["jpeg"], **choice["semantic"]}
+    labels, colors = {}, {}  # the quality or range of each point, in its codec's colour
     for (codec, columns), color in zip(curves.items(), ("tab:blue", "tab:orange", "tab:red")):
         points = sorted(columns.items(), key=lambda kv: kv[1]["psnr"])
         ax.plot([r["psnr"] for _, r in points], [100 * r["acc_single"] for _, r in points], "o-", color=color,
                 label=codec)
         for column, r in points:
-            ax.annotate(column.split(" ")[-1], (r["psnr"], 100 * r["acc_single"]), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
+            xy = (r["psnr"], 100 * r["acc_single"])
+            labels[xy], colors[xy] = column.split(" ")[-1], color
         best = columns[choice["chosen"][codec]]
         ax.scatter([best["psnr"]], [100 * best["acc_single"]], s=160, facecolors="none", edgecolors=color)
     ax.set_xlabel("PSNR of the decoded adversarial image vs the clean image (dB), mean over attacks")
@@ -347,5 +349,6 @@ def plot_codecs_accuracy_vs_psnr(choice: dict, results: dict, path) -> None:
     ax.set_title(f"EfficientNet-Lite0, {results['ablation_images']} images: JPEG quality / semantic JPEG range")
     ax.legend()
     fig.tight_layout()
+    annotate_without_overlap(fig, ax, labels, colors=colors)
     fig.savefig(path, dpi=120)
     plt.close(fig)
