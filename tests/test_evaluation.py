@@ -2,6 +2,7 @@
 EfficientNet-Lite0, and a tiny end-to-end run (needs the ``evaluation`` extra; skipped without it)."""
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -377,3 +378,24 @@ def test_tiny_end_to_end_run_writes_the_tables(model, cat, tmp_path):
     assert json.loads(paths["json"].read_text())["config"]["draws"] == 3
     with pytest.raises(ValueError, match="unknown attack"):
         EvalConfig(attacks=("nope",)).check()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--defenses", "nosuch"], "unknown defense 'nosuch'"),
+    (["--subset", "-3"], "subset must be a positive number"),
+    (["--draws", "0"], "draws, adaptive_steps and adaptive_eot must be >= 1"),
+    (["--ablations", "9.9"], r"unknown ablation table\(s\) \['9.9'\]"),
+    (["--device", "nodevice"], "bad device 'nodevice'"),
+    (["--data", "MISSING"], "no labels.csv in"),
+])
+def test_evaluate_command_rejects_bad_options_before_any_work(args, message, tmp_path, capsys):
+    pytest.importorskip("art")
+    from semantic_jpeg.evaluation.__main__ import main
+
+    data = ["--data", str(tmp_path / "missing")] if args[0] != "--data" else []
+    args = [str(tmp_path / "missing") if a == "MISSING" else a for a in args]
+    assert main(args + data + ["--cache", "", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("evaluate: error:") and re.search(message, err), err
+    assert not (tmp_path / "out").exists()  # nothing written
+

@@ -81,9 +81,18 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, option):
             setattr(cfg, option, tuple(getattr(args, option)))
     if args.ablations:
-        cfg.ablations = ablation_titles(args.ablations)
+        try:
+            cfg.ablations = ablation_titles(args.ablations)
+        except ValueError as exc:
+            print(f"evaluate: error: {exc}", file=sys.stderr)
+            return 2
     if args.adaptive_defenses:
         cfg.adaptive_defenses = tuple(args.adaptive_defenses)
+    try:
+        cfg.check()  # bad names, budgets, data folder or device: a message, not a traceback an hour in
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"evaluate: error: {exc}", file=sys.stderr)
+        return 2
     results = evaluate(cfg)
     paths = write_outputs(results, args.out, args.name)
     print(paths["md"].read_text())

@@ -77,6 +77,17 @@ class EvalConfig:
             raise ValueError("draws, adaptive_steps and adaptive_eot must be >= 1")
         if min(self.sweep_images, self.ablation_images, self.adaptive_images) < 0:
             raise ValueError("sweep_images, ablation_images and adaptive_images must be >= 0")
+        if self.subset is not None and self.subset < 1:
+            raise ValueError(f"subset must be a positive number of images (all: None, --subset 0), "
+                             f"got {self.subset}")
+        try:
+            device = torch.device(self.device)
+        except RuntimeError as exc:
+            raise ValueError(f"bad device {self.device!r}: {exc}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {self.device!r} asked for, but torch sees no CUDA GPU")
+        if not (Path(self.data) / "labels.csv").is_file():
+            raise FileNotFoundError(f"no labels.csv in {self.data} (expected the imagenet_samples folder)")
 
 
 def _keys(images: np.ndarray) -> list[str]:
