@@ -42,7 +42,8 @@ def resize_center_crop(image: Image.Image, size: int = 224, resize: int = 256) -
 def load_imagenet_samples(data_dir: str | Path = DEFAULT_DATA, size: int = 224, subset: int | None = None,
                           seed: int = 0) -> ImageSet:
     """Read ``labels.csv`` (filename, class_index, ...) in ``data_dir``; ``subset`` draws that many rows at
-    random with ``seed`` (kept in file order), ``None`` takes all."""
+    random with ``seed`` (kept in file order; subsets of different sizes are separate draws, not nested),
+    ``None`` takes all."""
     data_dir = Path(data_dir)
     table = data_dir / "labels.csv"
     if not table.is_file():
