@@ -39,22 +39,29 @@ def resize_center_crop(image: Image.Image, size: int = 224, resize: int = 256) -
     return np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
 
 
+def labels_table(data_dir: str | Path, subset: int | None = None) -> Path:
+    """The ``labels.csv`` of an imagenet_samples folder; FileNotFoundError without one, ValueError for a
+    ``subset`` below 1 (``None``: all images)."""
+    if subset is not None and subset < 1:
+        raise ValueError(f"subset must be a positive number of images (all: None, --subset 0), got {subset}")
+    table = Path(data_dir) / "labels.csv"
+    if not table.is_file():
+        raise FileNotFoundError(f"no labels.csv in {data_dir} (expected the imagenet_samples folder)")
+    return table
+
+
 def load_imagenet_samples(data_dir: str | Path = DEFAULT_DATA, size: int = 224, subset: int | None = None,
                           seed: int = 0) -> ImageSet:
     """Read ``labels.csv`` (filename, class_index, ...) in ``data_dir``; ``subset`` draws that many rows at
     random with ``seed`` (kept in file order; subsets of different sizes are separate draws, not nested),
     ``None`` takes all."""
     data_dir = Path(data_dir)
-    table = data_dir / "labels.csv"
-    if not table.is_file():
-        raise FileNotFoundError(f"no labels.csv in {data_dir} (expected the imagenet_samples folder)")
+    table = labels_table(data_dir, subset)
     with open(table, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows:
         raise ValueError(f"{table} lists no images")
     if subset is not None:
-        if subset <= 0:
-            raise ValueError(f"subset must be positive, got {subset}")
         pick = np.sort(np.random.default_rng(seed).choice(len(rows), size=min(subset, len(rows)), replace=False))
         rows = [rows[i] for i in pick]
     images = np.stack([resize_center_crop(Image.open(data_dir / r["filename"]), size) for r in rows])

@@ -15,7 +15,7 @@ from . import report
 from .adaptive import bpda_eot_pgd
 from .attacks import ATTACKS, DEFAULT_ATTACKS, generate_adversarial
 from .cache import ArrayCache, digest, key_seed
-from .data import DEFAULT_DATA, load_imagenet_samples
+from .data import DEFAULT_DATA, labels_table, load_imagenet_samples
 from .defenses import ABLATIONS, DEFAULT_DEFENSES, DEFENSES, LOSSY_CHANNELS
 from .metrics import destruction_rate, linf, rmse, top1_accuracy
 from .model import art_classifier, load_classifier, model_id, predict, to_nchw, to_nhwc
@@ -77,17 +77,13 @@ class EvalConfig:
             raise ValueError("draws, adaptive_steps and adaptive_eot must be >= 1")
         if min(self.sweep_images, self.ablation_images, self.adaptive_images) < 0:
             raise ValueError("sweep_images, ablation_images and adaptive_images must be >= 0")
-        if self.subset is not None and self.subset < 1:
-            raise ValueError(f"subset must be a positive number of images (all: None, --subset 0), "
-                             f"got {self.subset}")
         try:
             device = torch.device(self.device)
         except RuntimeError as exc:
             raise ValueError(f"bad device {self.device!r}: {exc}") from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {self.device!r} asked for, but torch sees no CUDA GPU")
-        if not (Path(self.data) / "labels.csv").is_file():
-            raise FileNotFoundError(f"no labels.csv in {self.data} (expected the imagenet_samples folder)")
+        labels_table(self.data, self.subset)
 
 
 def _keys(images: np.ndarray) -> list[str]:
