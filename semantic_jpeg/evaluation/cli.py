@@ -80,16 +80,12 @@ def run(args: argparse.Namespace) -> int:
     for option in ("sweep_attacks", "sweep_eps", "sweep_defenses"):
         if getattr(args, option):
             setattr(cfg, option, tuple(getattr(args, option)))
-    if args.ablations:
-        try:
-            cfg.ablations = ablation_titles(args.ablations)
-        except ValueError as exc:
-            print(f"evaluate: error: {exc}", file=sys.stderr)
-            return 2
     if args.adaptive_defenses:
         cfg.adaptive_defenses = tuple(args.adaptive_defenses)
-    try:
-        cfg.check()  # bad names, budgets, data folder or device: a message, not a traceback an hour in
+    try:  # bad names, budgets, data folder or device: a message, not a traceback an hour in
+        if args.ablations:
+            cfg.ablations = ablation_titles(args.ablations)
+        cfg.check()
     except (ValueError, FileNotFoundError) as exc:
         print(f"evaluate: error: {exc}", file=sys.stderr)
         return 2
