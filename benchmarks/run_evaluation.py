@@ -1,4 +1,4 @@
-"""Defense evaluation benchmark (SPEC sec 3.2-3.3, paper 000 Tables 3.1, 4.1, 4.6-4.11): attacks with ART on
+r"""Defense evaluation benchmark (SPEC sec 3.2-3.3, paper 000 Tables 3.1, 4.1, 4.6-4.11): attacks with ART on
 EfficientNet-Lite0, our defenses vs ART's peers, ablations, adaptive BPDA+EOT PGD.
 
 Prints the Markdown tables and writes benchmarks/results/<name>.{json,md} and <name>_accuracy_vs_distortion.png
@@ -22,12 +22,17 @@ import shlex
 import sys
 from pathlib import Path
 
+from semantic_jpeg.cli import DefaultsHelpFormatter
 from semantic_jpeg.evaluation.cli import add_arguments, run
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
+class HelpFormatter(DefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """The package's option help (defaults shown) under this docstring as written."""
+
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     add_arguments(parser)
     parser.set_defaults(data=str(ROOT.parent / "shared/data/imagenet_samples"), out=str(ROOT / "benchmarks/results"),
                         cache=str(ROOT / "benchmarks/cache/evaluation"))

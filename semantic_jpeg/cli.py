@@ -14,8 +14,28 @@ COMPONENT_CLIS = (
 )
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """argparse's ArgumentDefaultsHelpFormatter, less the noise: an option's help ends with its default unless
+    the default is None or False (an unset option, a flag) or the help text already states it."""
+
+    def _get_help_string(self, action):
+        unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if not action.option_strings or unset or "default" in action.help:
+            return action.help
+        return f"{action.help} (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """The command's parser class; subcommand parsers (which argparse builds with the parent's class) inherit
+    the help formatter."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="semantic-jpeg", description="Semantic JPEG compression, purification filters and their models.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMPONENT_CLIS:

@@ -24,8 +24,8 @@ def register(subparsers) -> None:
                       help="match the size of a plain JPEG at quality Q (within 1%%)")
     p.add_argument("--mode", choices=("dct", "mosaic"), default="dct", help="encoder mode (default dct)")
     p.add_argument("--saliency-map", help="use this greyscale image as the map instead of the model")
-    p.add_argument("--subsampling", choices=("4:4:4", "4:2:2", "4:2:0"), default="4:2:0")
-    p.add_argument("--progressive", action="store_true")
+    p.add_argument("--subsampling", choices=("4:4:4", "4:2:2", "4:2:0"), default="4:2:0", help="chroma subsampling")
+    p.add_argument("--progressive", action="store_true", help="progressive JPEG (default: baseline)")
     p.add_argument("--optimize", action="store_true", help="optimised Huffman tables")
     p.add_argument("--strip", action="store_true", help="do not copy EXIF / ICC profile from the input")
     p.add_argument("--heatmap", action="store_true",

@@ -1,12 +1,12 @@
 """``python -m semantic_jpeg.evaluation``: same as ``semantic-jpeg evaluate``."""
-import argparse
 import sys
 
+from ..cli import Parser
 from .cli import add_arguments, run
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m semantic_jpeg.evaluation", description=__doc__)
+    parser = Parser(prog="python -m semantic_jpeg.evaluation", description=__doc__)
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

@@ -13,7 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--data", default=str(DEFAULT_DATA), help="imagenet_samples folder with labels.csv")
     p.add_argument("--subset", type=int, default=100, help="random subset of N images (0: all)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the image subset and of every random draw (attack starts, targets, defenses)")
     p.add_argument("--attacks", nargs="+", default=None,
                    help="fgsm bim igsm pgd deepfool cw jsma (default: all but jsma)")
     p.add_argument("--defenses", nargs="+", default=None, help="defense names (default: all)")
@@ -33,11 +34,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adaptive-images", type=int, default=10, help="images for the BPDA+EOT attack (0: skip)")
     p.add_argument("--adaptive-defenses", nargs="+", default=None,
                    help="defenses attacked adaptively (default: pd+rcam+dwt aug-msroi-jpeg best-lossy)")
-    p.add_argument("--adaptive-steps", type=int, default=50)
-    p.add_argument("--adaptive-eot", type=int, default=10)
+    p.add_argument("--adaptive-steps", type=int, default=50, help="PGD steps of the BPDA+EOT attack")
+    p.add_argument("--adaptive-eot", type=int, default=10, help="EOT draws of the defense per step")
     p.add_argument("--cache", default="benchmarks/cache/evaluation", help="attack/defense cache folder ('' off)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--out", default="benchmarks/results", help="folder for the JSON, Markdown and plot")
     p.add_argument("--name", default="evaluation", help="file name stem of the outputs")
 

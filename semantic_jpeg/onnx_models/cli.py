@@ -9,25 +9,28 @@ METHODS = ("msroi", "aug_msroi", "rcam")
 
 def register(subparsers) -> None:
     maps = subparsers.add_parser("maps", help="write MS-ROI / Aug-MSROI / R-CAM saliency maps of images as PNG")
-    maps.add_argument("images", nargs="+", type=Path)
+    maps.add_argument("images", nargs="+", type=Path, help="input image files")
     maps.add_argument("-o", "--out", type=Path, default=Path("."), help="output folder (default: .)")
-    maps.add_argument("-m", "--method", choices=METHODS + ("all",), default="msroi")
+    maps.add_argument("-m", "--method", choices=METHODS + ("all",), default="msroi",
+                      help="which map (all: one PNG each)")
     maps.add_argument("--overlay", action="store_true", help="also write the map blended over the image")
-    maps.add_argument("--working-size", type=int, default=None, help="network input's longer side (x32)")
+    maps.add_argument("--working-size", type=int, default=None,
+                      help="network input's longer side, a multiple of 32 (default: the model's own)")
     maps.add_argument("--seed", type=int, default=0, help="Aug-MSROI seed")
     _add_model_arguments(maps)
     maps.set_defaults(func=_run_maps)
 
     predict = subparsers.add_parser("predict", help="top-k ImageNet classes of images")
-    predict.add_argument("images", nargs="+", type=Path)
-    predict.add_argument("-k", type=int, default=5)
+    predict.add_argument("images", nargs="+", type=Path, help="input image files")
+    predict.add_argument("-k", type=int, default=5, help="classes listed per image")
     _add_model_arguments(predict)
     predict.set_defaults(func=_run_predict)
 
 
 def _add_model_arguments(parser) -> None:
     parser.add_argument("--model", default="efficientnet_lite0_cam", help="shipped name or manifest path")
-    parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="onnxruntime intra-op threads (default: onnxruntime's, all cores)")
 
 
 def _load(args):

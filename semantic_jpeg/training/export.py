@@ -18,7 +18,6 @@ Legacy TorchScript exporter (``dynamo=False``), opset 17: the dynamo exporter ha
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import io
 import sys
@@ -197,7 +196,9 @@ def export(out_dir: str | Path = PACKAGE_DIR) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m semantic_jpeg.training.export", description=__doc__.split("\n")[0])
+    from ..cli import Parser
+
+    parser = Parser(prog="python -m semantic_jpeg.training.export", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=PACKAGE_DIR, help="output folder (default: the package's)")
     parser.add_argument("--class-table", action="store_true",
                         help=f"also rebuild {CLASS_TABLE} (needs --wordnet-data-noun and --synsets)")
