@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 class HelpFormatter(DefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """The package's option help (defaults shown) under this docstring as written."""
 
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     add_arguments(parser)
