@@ -69,6 +69,24 @@ def test_table_31_setting_picks_the_best_jpeg_and_the_psnr_matched_semantic_rang
     assert report.table_31_choice({"attacks": {}, "ablations": {}}) is None
 
 
+def test_accuracy_vs_distortion_legend_lists_only_the_kinds_plotted(tmp_path, monkeypatch):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from semantic_jpeg.evaluation import report
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure the function would close
+    results = {"n_evaluated": 3, "attacks": {"pgd": {}}, "defenses": {
+        name: {"label": name, "group": "peer (ART)", "results": {"clean": {"rmse": rmse}, "pgd": {"acc_single": acc}}}
+        for name, rmse, acc in (("ART a", 0.01, 0.2), ("ART b", 0.02, 0.4))}}
+    report.plot_accuracy_vs_distortion(results, tmp_path / "plot.png")
+    legend = figures[0].axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["peer (ART)"]
+    assert (tmp_path / "plot.png").stat().st_size > 0
+
+
 def test_plot_labels_of_crowded_points_do_not_overlap():
     import matplotlib
     matplotlib.use("Agg")

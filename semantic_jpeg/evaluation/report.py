@@ -281,8 +281,10 @@ def plot_accuracy_vs_distortion(results: dict, path) -> None:
         x, y = d["results"]["clean"]["rmse"], 100 * sum(adv) / len(adv)
         ax.scatter(x, y, color=colors.get(d["group"], "gray"))
         labels.setdefault((round(x, 6), round(y, 6)), []).append(d["label"])
+    present = {d["group"] for d in results["defenses"].values()}
     for group, color in colors.items():
-        ax.scatter([], [], color=color, label=group)
+        if group in present:
+            ax.scatter([], [], color=color, label=group)
     ax.set_xlabel("defense distortion on clean images (RMSE, [0,1] units)")
     ax.set_ylabel("top-1 accuracy on adversarial images, mean over attacks (%)")
     ax.set_title(f"EfficientNet-Lite0, {results['n_evaluated']} images, oblivious attacks")
