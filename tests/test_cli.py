@@ -35,4 +35,5 @@ def test_every_option_has_help_that_states_its_default(path):
 def test_help_shows_the_real_default_value():
     text = " ".join(PARSERS[("evaluate",)].format_help().split())
     assert "--draws DRAWS draws of stochastic defenses for Ens-k (default: 10)" in text
-    assert "images for the ablations (0: skip) (default: 20)" in text  # a default of 0 or 20 is not "unset"
+    assert "images for the ablations (0: skip) (default: 20)" in text
+    assert "against the L-inf budget (0: skip) (default: 0)" in text  # 0 == False, yet 0 is a default to show
