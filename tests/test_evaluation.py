@@ -382,6 +382,9 @@ def test_tiny_end_to_end_run_writes_the_tables(model, cat, tmp_path):
     adaptive = results["adaptive"]["defenses"]["gaussian"]
     assert adaptive["linf_max"] <= 4 / 255 + 1e-6 and "oblivious" not in adaptive
     assert adaptive["eot"] == 2 and results["adaptive"]["defenses"]["jpeg"]["eot"] == 1  # JPEG is deterministic
+    # the defense on the adaptive subset's clean images: the clean run of the defenses table, first image only
+    assert adaptive["clean"]["draws"] == 3 and adaptive["clean"]["acc_single"] in (0.0, 1.0)
+    assert results["adaptive"]["defenses"]["jpeg"]["clean"]["acc_single"] == 0.0  # the cat Q75 case below
     small, own = results["budget_sweep"]["attacks"]["fgsm"]["points"]  # the given budget, then FGSM's own
     assert (small["eps"], own["eps"]) == (0.5 / 255, 0.05) and small["rmse_mean"] <= 0.5 / 255 + 1e-6
     assert own["rmse_mean"] > 0.04 and own["undefended_acc"] == 0.0 and 0 <= own["defenses"]["jpeg"]["dr_single"] <= 1

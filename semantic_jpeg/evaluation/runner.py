@@ -250,9 +250,11 @@ def _adaptive(cfg, model, cache, x, clean, labels, defenses, sets, keys) -> dict
         undefended = predict(model, x_ad)
         run = run_defense(name, spec, model, to_nhwc(x_ad), clean, _keys(to_nhwc(x_ad)), cache, cfg.draws, cfg.seed,
                           desc=f"{name} on adaptive")
+        clean_run = run_defense(name, spec, model, clean, clean, keys["clean"][:n], cache, cfg.draws, cfg.seed,
+                                desc=f"{name} on clean")
         entry = {"label": spec.label, "eot": eot, "undefended_acc": top1_accuracy(undefended, labels),
                  "rmse_mean": float(rmse(x, x_ad).mean()), "linf_max": float(linf(x, x_ad).max()),
-                 "adaptive": score(run, labels, clean_pred, undefended)}
+                 "clean": score(clean_run, labels), "adaptive": score(run, labels, clean_pred, undefended)}
         if "pgd" in sets:
             pgd_run = run_defense(name, spec, model, sets["pgd"][:n], clean, keys["pgd"][:n], cache, cfg.draws,
                                   cfg.seed, desc=f"{name} on pgd")
