@@ -237,6 +237,31 @@ def test_budget_sweep_rescales_radius_step_and_cap_and_keeps_the_own_budget_keys
         budget("4/255/2")
 
 
+def test_scale_to_rmse_reaches_the_tables_l2_along_the_attacks_direction():
+    pytest.importorskip("art")
+    from semantic_jpeg.evaluation.attacks import ATTACKS, scale_to_rmse
+
+    rng = np.random.default_rng(0)
+    x = rng.random((4, 3, 16, 16)).astype(np.float32)
+    delta = rng.normal(0, 1e-3, x.shape).astype(np.float32)
+    delta[2] = 0  # a failed attack: nothing to scale
+    delta[3] *= 100  # already past the target: kept
+    x_adv = np.clip(x + delta, 0, 1)
+    out = scale_to_rmse(x, x_adv, 0.04)
+    assert out.dtype == np.float32 and out.min() >= 0 and out.max() <= 1
+    np.testing.assert_allclose(rmse(x[:2], out[:2]), 0.04, rtol=1e-4)  # despite the clipping at 0 and 1
+    moved = np.abs(out[:2] - x[:2]) > 1e-6
+    assert np.all(np.sign(out[:2] - x[:2])[moved] == np.sign(delta[:2])[moved])  # the attack's direction
+    np.testing.assert_array_equal(out[2:], x_adv[2:])
+    with pytest.raises(ValueError, match="shape"):
+        scale_to_rmse(x, x_adv[:1], 0.04)
+    assert ATTACKS["deepfool-l2"].scales == "deepfool" and ATTACKS["cw-l2"].rmse == 0.04
+    with pytest.raises(ValueError, match="minimal-perturbation"):
+        ATTACKS["fgsm"].at_rmse("fgsm", 0.02)
+    with pytest.raises(ValueError, match=r"in \(0, 1\)"):
+        ATTACKS["cw"].at_rmse("cw", 0.0)
+
+
 def test_data_loader_crops_and_reads_labels(tmp_path):
     skimage_data = pytest.importorskip("skimage.data")
     Image.fromarray(skimage_data.chelsea()).save(tmp_path / "cat.png")           # 451 x 300 RGB
@@ -287,6 +312,21 @@ def test_fgsm_changes_the_undefended_prediction_and_is_cached(model, cat, tmp_pa
         attacks.generate_adversarial("fgsm", None, x, label, cache, model_id(), spec=attacks.ATTACKS["fgsm"]), x_adv)
     with pytest.raises(AttributeError):
         attacks.generate_adversarial("fgsm", estimator, x, label, cache, model_id(), spec=broken)
+
+
+def test_deepfool_at_the_tables_l2_scales_the_cached_minimal_attack(model, cat, tmp_path):
+    from semantic_jpeg.evaluation import attacks
+    from semantic_jpeg.evaluation.model import art_classifier, model_id, predict, to_nchw
+
+    x = to_nchw(cat)
+    label = predict(model, x)
+    estimator, cache = art_classifier(model), ArrayCache(tmp_path)
+    scaled = attacks.generate_adversarial("deepfool-l2", estimator, x, label, cache, model_id())
+    minimal = attacks.generate_adversarial("deepfool", None, x, label, cache, model_id())  # from the cache
+    assert rmse(x, minimal)[0] < 0.005 and rmse(x, scaled)[0] == pytest.approx(0.02, rel=1e-3)
+    assert predict(model, minimal)[0] != label[0] and predict(model, scaled)[0] != label[0]
+    assert [p.name for p in tmp_path.iterdir()] == ["attacks"] and \
+        [p.name for p in (tmp_path / "attacks").iterdir()] == ["deepfool"]
 
 
 def test_igsm_stops_at_the_first_misclassification_bim_does_not(model, cat, tmp_path):
