@@ -226,10 +226,13 @@ def test_budget_sweep_rescales_radius_step_and_cap_and_keeps_the_own_budget_keys
         ATTACKS["deepfool"].with_budget(0.01)
     with pytest.raises(ValueError, match=r"in \(0, 1\]"):
         ATTACKS["fgsm"].with_budget(0.0)
-    with pytest.raises(ValueError, match="cannot sweep the budget of 'cw'"):
-        EvalConfig(sweep_attacks=("cw",)).check()
+    for unsweepable in ("jsma", "cw-l2"):  # targeted; already scaled to an |L2|
+        with pytest.raises(ValueError, match=f"cannot sweep the budget of '{unsweepable}'"):
+            EvalConfig(sweep_attacks=(unsweepable,)).check()
     with pytest.raises(ValueError, match="sweep budgets"):
         EvalConfig(sweep_eps=(2.0,)).check()
+    with pytest.raises(ValueError, match=r"sweep \|L2\| values"):
+        EvalConfig(sweep_rmse=(0.0,)).check()
     assert budget("4/255") == 4 / 255 and budget("0.5/255") == 0.5 / 255 and budget("0.03") == 0.03
     with pytest.raises(argparse.ArgumentTypeError, match="not a number"):
         budget("4/0")
@@ -412,8 +415,9 @@ def test_tiny_end_to_end_run_writes_the_tables(model, cat, tmp_path):
     write_labels(predict(model, to_nchw(load_imagenet_samples(tmp_path).images)))  # both correct by construction
     cfg = EvalConfig(data=str(tmp_path), subset=None, attacks=("fgsm",), defenses=("jpeg", "gaussian"), draws=3,
                      headline="gaussian", ablation_images=0, adaptive_images=1, adaptive_defenses=("gaussian", "jpeg"),
-                     adaptive_steps=2, adaptive_eot=2, sweep_images=1, sweep_attacks=("fgsm",), sweep_eps=(0.5 / 255,),
-                     sweep_defenses=("jpeg",), cache_dir=str(tmp_path / "cache"), command="test")
+                     adaptive_steps=2, adaptive_eot=2, sweep_images=1, sweep_attacks=("fgsm", "deepfool"),
+                     sweep_eps=(0.5 / 255,), sweep_rmse=(0.02,), sweep_defenses=("jpeg",),
+                     cache_dir=str(tmp_path / "cache"), command="test")
     results = evaluate(cfg)
     assert results["n_evaluated"] == 2 and results["attacks"]["fgsm"]["undefended_acc"] == 0.0
     gauss = results["defenses"]["gaussian"]["results"]
@@ -429,12 +433,18 @@ def test_tiny_end_to_end_run_writes_the_tables(model, cat, tmp_path):
     assert (small["eps"], own["eps"]) == (0.5 / 255, 0.05) and small["rmse_mean"] <= 0.5 / 255 + 1e-6
     assert own["rmse_mean"] > 0.04 and own["undefended_acc"] == 0.0 and 0 <= own["defenses"]["jpeg"]["dr_single"] <= 1
     assert len(list((tmp_path / "cache" / "attacks" / "fgsm").glob("*.npy"))) == 3  # own budget: from the cache
+    deepfool = results["budget_sweep"]["attacks"]["deepfool"]  # minimal, then scaled to Table 4.1's |L2| 0.02
+    assert (deepfool["norm"], deepfool["paper_l2"], deepfool["own_budget"]) == ("l2", 0.02, None)
+    minimal, scaled = deepfool["points"]
+    assert (minimal["rmse_target"], scaled["rmse_target"]) == (None, 0.02) and minimal["rmse_mean"] < 0.005
+    assert scaled["rmse_mean"] == pytest.approx(0.02, rel=1e-3) and scaled["eps"] is None
     # JPEG Q75 turns the clean cat into another cat class: it counts in the destruction rate, not among the kept
     assert results["budget_sweep"]["clean_acc_single"]["jpeg"] == 0.0
     assert np.isnan(own["defenses"]["jpeg"]["dr_kept_single"]) and not np.isnan(own["defenses"]["jpeg"]["dr_single"])
     paths = write_outputs(results, tmp_path / "out")
     assert "Table 4.1 shape" in paths["md"].read_text() and paths["png"].stat().st_size > 0
     assert "| L-inf budget | 0.5/255 | 12.8/255 (main) |" in paths["md"].read_text()
+    assert "| \\|L2\\| (RMSE) scaled to | minimal (main) | 0.02 (paper) |" in paths["md"].read_text()
     assert paths["sweep_png"].stat().st_size > 0
     assert json.loads(paths["json"].read_text())["config"]["draws"] == 3
     with pytest.raises(ValueError, match="unknown attack"):

@@ -23,10 +23,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--draws", type=int, default=10, help="draws of stochastic defenses for Ens-k")
     p.add_argument("--sweep-images", type=int, default=0,
                    help="images for the destruction rate against the L-inf budget (0: skip)")
-    p.add_argument("--sweep-attacks", nargs="+", default=None, help="attacks swept (default: fgsm igsm)")
+    p.add_argument("--sweep-attacks", nargs="+", default=None,
+                   help="attacks swept: budgeted ones over --sweep-eps, deepfool and cw over --sweep-rmse "
+                        "(default: fgsm igsm)")
     p.add_argument("--sweep-eps", nargs="+", type=budget, default=None,
                    help="L-inf budgets in [0,1] units, fractions allowed (default: 0.5/255 1/255 2/255 4/255 "
                         "8/255 16/255; each attack's own budget is always added)")
+    p.add_argument("--sweep-rmse", nargs="+", type=float, default=None,
+                   help="|L2| (RMSE, [0,1] units) to which the minimal perturbations of a swept deepfool or cw "
+                        "are scaled (default: 0.0025 0.005 0.01 0.02 0.04; the minimal one is always added)")
     p.add_argument("--sweep-defenses", nargs="+", default=None,
                    help="defenses scored in the sweep (default: pd+rcam+dwt jpeg aug-msroi-jpeg art-smooth)")
     p.add_argument("--ablation-images", type=int, default=20, help="images for the ablations (0: skip)")
@@ -80,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         cfg.attacks = tuple(args.attacks)
     if args.defenses:
         cfg.defenses = tuple(args.defenses)
-    for option in ("sweep_attacks", "sweep_eps", "sweep_defenses"):
+    for option in ("sweep_attacks", "sweep_eps", "sweep_rmse", "sweep_defenses"):
         if getattr(args, option):
             setattr(cfg, option, tuple(getattr(args, option)))
     if args.adaptive_defenses:

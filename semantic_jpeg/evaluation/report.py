@@ -17,9 +17,10 @@ def _rate(v) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
+    """A Markdown table; a '|' inside a cell (as in |L2|) is escaped so it does not split the cell."""
+    def line(cells):
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+    return "\n".join([line(header), "|" + "|".join("---" for _ in header) + "|"] + [line(r) for r in rows])
 
 
 def table_41(results: dict, defense: str) -> str:
@@ -125,15 +126,24 @@ def table_ablation(results: dict, title: str) -> str:
     return _table(["Attack"] + cols, rows)
 
 
+def _budget_label(a: dict, p: dict) -> str:
+    """A sweep point's column name: its L-inf budget, or the |L2| its minimal perturbations were scaled to."""
+    if a.get("norm", "inf") == "inf":
+        return f"{255 * p['eps']:.3g}/255" + (" (main)" if p["eps"] == a["own_budget"] else "")
+    if p["rmse_target"] is None:
+        return "minimal (main)"
+    return f"{p['rmse_target']:g}" + (" (paper)" if p["rmse_target"] == a.get("paper_l2") else "")
+
+
 def table_budget_sweep(results: dict, attack: str) -> str:
-    """One swept attack: per L-inf budget (columns) the measured RMSE, the attack's success on the undefended
-    model, each defense's destruction rate (single draw) with its top-1 accuracy (%) in brackets, and its
-    destruction rate among the images it keeps right when they are clean."""
+    """One swept attack: per L-inf budget or |L2| (columns) the measured RMSE, the attack's success on the
+    undefended model, each defense's destruction rate (single draw) with its top-1 accuracy (%) in brackets, and
+    its destruction rate among the images it keeps right when they are clean."""
     sw = results["budget_sweep"]
     a = sw["attacks"][attack]
     points = a["points"]
-    header = ["L-inf budget"] + [f"{255 * p['eps']:.3g}/255" + (" (main)" if p["eps"] == a["own_budget"] else "")
-                                 for p in points]
+    header = ["L-inf budget" if a.get("norm", "inf") == "inf" else "|L2| (RMSE) scaled to"] + \
+        [_budget_label(a, p) for p in points]
     rows = [["RMSE (mean)"] + [f"{p['rmse_mean']:.4f}" for p in points],
             ["Success on undefended (%)"] + [_pct(1 - p["undefended_acc"]) for p in points]]
     rows += [[f"{label}: DR (acc. %)"] + [f"{_rate(p['defenses'][d]['dr_single'])} "
@@ -201,7 +211,10 @@ def markdown(results: dict) -> str:
         sw = results["budget_sweep"]
         out += [f"## Destruction rate against the attack budget ({sw['n_images']} images, single draw)", "",
                 "The budgeted attacks again at other L-inf radii (step size and early-stop cap scaled with the "
-                "radius; '(main)' is the budget of the tables above), same oblivious threat model. Paper 000 "
+                "radius; '(main)' is the budget of the tables above)" + (
+                    ", the minimal-perturbation attacks with each image's perturbation scaled to other |L2| (RMSE; "
+                    "'(paper)': paper 000 Table 4.1's)" if any(a.get("norm") == "l2" for a in sw["attacks"].values())
+                    else "") + ", same oblivious threat model. Paper 000 "
                 "Table 4.6 reports PD + R-CAM + DWT at " + ", ".join(
                     f"{sw['attacks'][k]['label']} {v}" for k, v in PAPER_DESTRUCTION.items()
                     if k in sw["attacks"]) + " (ResNet-50, |L2| 0.02-0.06). A defense that gets a clean image "
@@ -298,8 +311,8 @@ def plot_accuracy_vs_distortion(results: dict, path) -> None:
 
 
 def plot_budget_sweep(results: dict, path) -> None:
-    """Destruction rate (single draw) of each sweep defense against the L-inf budget, one panel per attack, with
-    paper 000's rate for PD + R-CAM + DWT where it reports one."""
+    """Destruction rate (single draw) of each sweep defense against the L-inf budget (or, for DeepFool and C&W,
+    the measured |L2|), one panel per attack, with paper 000's rate for PD + R-CAM + DWT where it reports one."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -308,16 +321,22 @@ def plot_budget_sweep(results: dict, path) -> None:
     sw = results["budget_sweep"]
     fig, axes = plt.subplots(1, len(sw["attacks"]), figsize=(6 * len(sw["attacks"]), 4.5), squeeze=False)
     for ax, (attack, a) in zip(axes[0], sw["attacks"].items()):
-        eps = [255 * p["eps"] for p in a["points"]]
+        linf = a.get("norm", "inf") == "inf"
+        eps = [255 * p["eps"] if linf else p["rmse_mean"] for p in a["points"]]
         for d, label in sw["defenses"].items():
             line, = ax.plot(eps, [p["defenses"][d]["dr_single"] for p in a["points"]], "o-", label=label)
             ax.plot(eps, [p["defenses"][d]["dr_kept_single"] for p in a["points"]], ":", color=line.get_color())
         if attack in PAPER_DESTRUCTION:
             ax.axhline(PAPER_DESTRUCTION[attack], color="gray", ls="--", label="paper: PD + R-CAM + DWT")
-        ax.axvline(255 * a["own_budget"], color="gray", ls="-.", lw=0.8, label="budget of the main tables")
+        if linf:
+            ax.axvline(255 * a["own_budget"], color="gray", ls="-.", lw=0.8, label="budget of the main tables")
+        else:
+            ax.axvline(eps[0], color="gray", ls="-.", lw=0.8, label="minimal perturbation (main tables)")
+            if a.get("paper_l2"):
+                ax.axvline(a["paper_l2"], color="gray", ls=":", lw=0.8, label="paper's |L2|")
         ax.set_xscale("log", base=2)
         ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-        ax.set_xlabel("L-inf budget (/255)")
+        ax.set_xlabel("L-inf budget (/255)" if linf else "|L2| (RMSE, measured)")
         ax.set_ylabel("destruction rate (single draw)")
         ax.set_ylim(0, 1.02)
         ax.set_title(a["label"])

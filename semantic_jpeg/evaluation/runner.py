@@ -23,6 +23,7 @@ from .scoring import run_defense, score
 
 BEST_LOSSY = "best-lossy"  # adaptive target resolved to the lossy channel with the best non-adaptive accuracy
 SWEEP_EPS = (0.5 / 255, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)  # plus each swept attack's own budget
+SWEEP_RMSE = (0.0025, 0.005, 0.01, 0.02, 0.04)  # |L2| of the swept minimal attacks, plus their own minimal one
 
 
 @dataclass
@@ -37,6 +38,7 @@ class EvalConfig:
     sweep_images: int = 0
     sweep_attacks: tuple[str, ...] = ("fgsm", "igsm")
     sweep_eps: tuple[float, ...] = SWEEP_EPS
+    sweep_rmse: tuple[float, ...] = SWEEP_RMSE
     sweep_defenses: tuple[str, ...] = ("pd+rcam+dwt", "jpeg", "aug-msroi-jpeg", "art-smooth")
     ablation_images: int = 20
     ablations: tuple[str, ...] = tuple(ABLATIONS)
@@ -59,14 +61,16 @@ class EvalConfig:
             if name not in DEFENSES:
                 raise ValueError(f"unknown defense {name!r}; choose from {sorted(DEFENSES)}")
         for name in self.sweep_attacks:
-            if name not in ATTACKS or ATTACKS[name].budget is None:
+            if name not in ATTACKS or ATTACKS[name].targeted or ATTACKS[name].scales is not None:
                 raise ValueError(f"cannot sweep the budget of {name!r}; choose from "
-                                 f"{sorted(a for a, s in ATTACKS.items() if s.budget is not None)}")
+                                 f"{sorted(a for a, s in ATTACKS.items() if not s.targeted and s.scales is None)}")
         for name in self.sweep_defenses:
             if name not in DEFENSES:
                 raise ValueError(f"unknown sweep defense {name!r}; choose from {sorted(DEFENSES)}")
         if not all(0 < eps <= 1 for eps in self.sweep_eps):
             raise ValueError(f"sweep budgets must be in (0, 1] pixel units, got {list(self.sweep_eps)}")
+        if not all(0 < r < 1 for r in self.sweep_rmse):
+            raise ValueError(f"sweep |L2| values must be in (0, 1) pixel units, got {list(self.sweep_rmse)}")
         for name in self.adaptive_defenses:
             if name not in DEFENSES and name != BEST_LOSSY:
                 raise ValueError(f"unknown adaptive defense {name!r}; choose from {sorted(DEFENSES)} or {BEST_LOSSY}")
@@ -190,7 +194,9 @@ def evaluate(cfg: EvalConfig) -> dict:
 
 def _budget_sweep(cfg, model, estimator, cache, x, clean, labels, clean_pred) -> dict:
     """Each swept attack at each L-inf budget (its own included, whose images and scores come from the cache),
-    scored against the sweep defenses: where the destruction rate falls as the budget grows. ``dr_kept_single``
+    or, for a minimal-perturbation attack (DeepFool, C&W), its minimal images and their perturbations scaled to
+    each |L2| of ``cfg.sweep_rmse`` (the attack's ``at_rmse``), scored against the sweep defenses: where the
+    destruction rate falls as the budget grows. ``dr_kept_single``
     is the destruction rate among the images the defense also gets right when they are clean (the rate with
     the defended clean prediction in place of the undefended one), which separates what the defense costs on
     clean images from what it undoes of the attack."""
@@ -200,22 +206,28 @@ def _budget_sweep(cfg, model, estimator, cache, x, clean, labels, clean_pred) ->
     out = {}
     for name in cfg.sweep_attacks:
         base = ATTACKS[name]
+        if base.budget is not None:  # L-inf: (eps, None) points; minimal: its own (None, None), then (None, rmse)
+            specs = [((eps, None), base.with_budget(eps)) for eps in sorted({*cfg.sweep_eps, base.budget})]
+        else:
+            specs = [((None, None), base)] + [((None, r), base.at_rmse(name, r)) for r in sorted(cfg.sweep_rmse)]
         points = []
-        for eps in sorted({*cfg.sweep_eps, base.budget}):
-            x_adv = generate_adversarial(name, estimator, x, labels, cache, model_id(), cfg.seed,
-                                         spec=base.with_budget(eps))
+        for (eps, rmse_target), spec in specs:
+            at = f"{255 * eps:.3g}/255" if eps is not None else f"|L2| {rmse_target or 'minimal'}"
+            x_adv = generate_adversarial(name, estimator, x, labels, cache, model_id(), cfg.seed, spec=spec)
             undefended = predict(model, x_adv)
             images = to_nhwc(x_adv)
             keys = _keys(images)
             cells = {}
             for d in cfg.sweep_defenses:
                 run = run_defense(d, DEFENSES[d], model, images, clean, keys, cache, cfg.draws, cfg.seed,
-                                  desc=f"{d} on {name} at {255 * eps:.3g}/255")
+                                  desc=f"{d} on {name} at {at}")
                 cells[d] = score(run, labels, clean_pred, undefended)
                 cells[d]["dr_kept_single"] = destruction_rate(clean_runs[d].single, undefended, run.single, labels)
-            points.append({"eps": eps, "rmse_mean": float(rmse(x, x_adv).mean()),
+            points.append({"eps": eps, "rmse_target": rmse_target, "rmse_mean": float(rmse(x, x_adv).mean()),
                            "undefended_acc": top1_accuracy(undefended, labels), "defenses": cells})
-        out[name] = {"label": base.label, "own_budget": base.budget, "points": points}
+        paper_l2 = [s.rmse for s in ATTACKS.values() if s.scales == name]  # Table 4.1's |L2| of this attack
+        out[name] = {"label": base.label, "norm": "inf" if base.budget is not None else "l2",
+                     "own_budget": base.budget, "paper_l2": paper_l2[0] if paper_l2 else None, "points": points}
     return {"n_images": len(labels), "defenses": {d: DEFENSES[d].label for d in cfg.sweep_defenses},
             "clean_acc_single": {d: top1_accuracy(r.single, labels) for d, r in clean_runs.items()},
             "attacks": out}
