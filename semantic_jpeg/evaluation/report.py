@@ -335,7 +335,11 @@ def plot_budget_sweep(results: dict, path) -> None:
             if a.get("paper_l2"):
                 ax.axvline(a["paper_l2"], color="gray", ls=":", lw=0.8, label="paper's |L2|")
         ax.set_xscale("log", base=2)
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        if linf:
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        else:  # powers of 2 print as 0.000976562: tick the measured points instead
+            ax.set_xticks(eps, [f"{v:.2g}" for v in eps])
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel("L-inf budget (/255)" if linf else "|L2| (RMSE, measured)")
         ax.set_ylabel("destruction rate (single draw)")
         ax.set_ylim(0, 1.02)
