@@ -126,9 +126,14 @@ def table_ablation(results: dict, title: str) -> str:
     return _table(["Attack"] + cols, rows)
 
 
+def _swept_linf(a: dict) -> bool:
+    """Whether a swept attack's points are L-inf budgets (else |L2| scalings; reports before that have no norm)."""
+    return a.get("norm", "inf") == "inf"
+
+
 def _budget_label(a: dict, p: dict) -> str:
     """A sweep point's column name: its L-inf budget, or the |L2| its minimal perturbations were scaled to."""
-    if a.get("norm", "inf") == "inf":
+    if _swept_linf(a):
         return f"{255 * p['eps']:.3g}/255" + (" (main)" if p["eps"] == a["own_budget"] else "")
     if p["rmse_target"] is None:
         return "minimal (main)"
@@ -142,7 +147,7 @@ def table_budget_sweep(results: dict, attack: str) -> str:
     sw = results["budget_sweep"]
     a = sw["attacks"][attack]
     points = a["points"]
-    header = ["L-inf budget" if a.get("norm", "inf") == "inf" else "|L2| (RMSE) scaled to"] + \
+    header = ["L-inf budget" if _swept_linf(a) else "|L2| (RMSE) scaled to"] + \
         [_budget_label(a, p) for p in points]
     rows = [["RMSE (mean)"] + [f"{p['rmse_mean']:.4f}" for p in points],
             ["Success on undefended (%)"] + [_pct(1 - p["undefended_acc"]) for p in points]]
@@ -213,7 +218,7 @@ def markdown(results: dict) -> str:
                 "The budgeted attacks again at other L-inf radii (step size and early-stop cap scaled with the "
                 "radius; '(main)' is the budget of the tables above)" + (
                     ", the minimal-perturbation attacks with each image's perturbation scaled to other |L2| (RMSE; "
-                    "'(paper)': paper 000 Table 4.1's)" if any(a.get("norm") == "l2" for a in sw["attacks"].values())
+                    "'(paper)': paper 000 Table 4.1's)" if not all(map(_swept_linf, sw["attacks"].values()))
                     else "") + ", same oblivious threat model. Paper 000 "
                 "Table 4.6 reports PD + R-CAM + DWT at " + ", ".join(
                     f"{sw['attacks'][k]['label']} {v}" for k, v in PAPER_DESTRUCTION.items()
@@ -321,7 +326,7 @@ def plot_budget_sweep(results: dict, path) -> None:
     sw = results["budget_sweep"]
     fig, axes = plt.subplots(1, len(sw["attacks"]), figsize=(6 * len(sw["attacks"]), 4.5), squeeze=False)
     for ax, (attack, a) in zip(axes[0], sw["attacks"].items()):
-        linf = a.get("norm", "inf") == "inf"
+        linf = _swept_linf(a)
         eps = [255 * p["eps"] if linf else p["rmse_mean"] for p in a["points"]]
         for d, label in sw["defenses"].items():
             line, = ax.plot(eps, [p["defenses"][d]["dr_single"] for p in a["points"]], "o-", label=label)
