@@ -6,7 +6,7 @@ ONNX inference) never imports torch.
 """
 from .codec import EncodeResult, RateControlWarning, encode, register_pillow_plugin
 
-__version__ = "0.1.0"
+from ._version import __version__
 __all__ = ["encode", "EncodeResult", "RateControlWarning", "register_pillow_plugin", "__version__"]
 
 register_pillow_plugin()
