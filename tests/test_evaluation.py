@@ -317,6 +317,7 @@ def test_fgsm_changes_the_undefended_prediction_and_is_cached(model, cat, tmp_pa
         attacks.generate_adversarial("fgsm", estimator, x, label, cache, model_id(), spec=broken)
 
 
+@pytest.mark.slow
 def test_deepfool_at_the_tables_l2_scales_the_cached_minimal_attack(model, cat, tmp_path):
     from semantic_jpeg.evaluation import attacks
     from semantic_jpeg.evaluation.model import art_classifier, model_id, predict, to_nchw
@@ -347,6 +348,7 @@ def test_igsm_stops_at_the_first_misclassification_bim_does_not(model, cat, tmp_
     assert igsm.min() >= 0 and igsm.max() <= 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["pgd", "targeted-fgsm"])
 def test_random_attacks_give_an_image_the_same_result_in_any_batch_and_cache_history(model, cat, tmp_path, name):
     # PGD's random start (drawn by ART) and a targeted attack's random target (drawn by us) are seeded per image
@@ -384,6 +386,7 @@ def test_random_attacks_give_an_image_the_same_result_in_any_batch_and_cache_his
             attacks.AttackSpec("PGD", "ProjectedGradientDescent", batch_size=8, art_random=True)
 
 
+@pytest.mark.slow
 def test_targeted_jsma_moves_pixels_towards_another_class(model, cat, tmp_path):
     # ART's JSMA takes the TARGET class as y: given the true class it would return the image untouched
     from semantic_jpeg.evaluation import attacks
@@ -400,6 +403,7 @@ def test_targeted_jsma_moves_pixels_towards_another_class(model, cat, tmp_path):
     assert x_adv.min() >= 0 and x_adv.max() <= 1
 
 
+@pytest.mark.slow
 def test_tiny_end_to_end_run_writes_the_tables(model, cat, tmp_path):
     from semantic_jpeg.evaluation.model import predict, to_nchw
     from semantic_jpeg.evaluation.runner import EvalConfig, evaluate, write_outputs
