@@ -1,4 +1,5 @@
-"""Defense evaluation harness (paper 000 Tables 3.1, 4.1-4.11; paper 003 ch.3; SPEC sec 3.2-3.3).
+"""Defense evaluation harness (Prakash, PhD thesis, Brandeis 2019, Tables 3.1, 4.1-4.11;
+Dziedzic, dissertation, U. Chicago 2019, ch. 3; adaptive attacks after Athalye et al., ICML 2018).
 
 Attacks EfficientNet-Lite0 with the adversarial-robustness-toolbox, purifies the adversarial images with the
 ``semantic_jpeg.defense_filters`` presets and with ART's peer defenses, and reports top-1 accuracy (single draw

@@ -1,4 +1,4 @@
-"""Adaptive attack that knows the defense (SPEC sec 3.3; Athalye, Carlini & Wagner 2018): untargeted PGD
+"""Adaptive attack that knows the defense (Athalye, Carlini & Wagner, ICML 2018): untargeted PGD
 L-inf with BPDA (the purifier's backward pass is the identity) and EOT (the loss gradient averaged over
 ``eot`` random draws of the purifier at every step)."""
 from __future__ import annotations

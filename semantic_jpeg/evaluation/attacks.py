@@ -1,7 +1,7 @@
 """Attacks on the undefended classifier through the adversarial-robustness-toolbox (ART), untargeted and
-white-box, with the budgets of paper 000 (L2-normalised RMSE 0.02-0.05, Table 4.1) and L-inf 4/255, cached on
-disk per image. DeepFool and C&W find minimal perturbations; their ``-l2`` variants scale each image's
-perturbation up to the |L2| of Table 4.1 (DeepFool 0.02, C&W 0.04)."""
+white-box, with the budgets of Prakash et al. (CVPR 2018; thesis Table 4.1: L2-normalised RMSE 0.02-0.05) and
+L-inf 4/255, cached on disk per image. DeepFool and C&W find minimal perturbations; their ``-l2`` variants scale
+each image's perturbation up to the |L2| of Table 4.1 (DeepFool 0.02, C&W 0.04)."""
 from __future__ import annotations
 
 import dataclasses
@@ -23,7 +23,7 @@ class AttackSpec:
     ``art_random``: ART draws random numbers inside the attack (PGD's random start), one draw per ART call; the
     attack must then run one image per call (``batch_size`` 1) so that each image is seeded by itself alone.
     ``early_stop`` ``{"eps": e, "max_iter": m}``: the ART attack is one step, repeated on each image until it
-    succeeds (paper 000 sec 4.2.2 eq. 4.2: "this process stops when an adversarial image has been discovered")
+    succeeds (Prakash, thesis sec. 4.2.2, eq. 4.2: "this process stops when an adversarial image has been discovered")
     or m steps were taken, each result projected onto the L-inf ball
     of radius e around the original image and onto [0, 1].
     ``budget``: the L-inf radius of a budgeted attack (None for the minimal-perturbation ones), which
@@ -63,8 +63,8 @@ class AttackSpec:
 
     def at_rmse(self, name: str, rmse: float) -> AttackSpec:
         """This minimal-perturbation attack (``ATTACKS[name]``) with each image's perturbation scaled up to the
-        L2-normalised RMSE ``rmse``: paper 000 Table 4.1 states |L2| 0.02 for DeepFool and 0.04 for C&W, 20-50
-        times the minimal perturbations measured here."""
+        L2-normalised RMSE ``rmse``: Prakash et al. (CVPR 2018; thesis Table 4.1) state |L2| 0.02 for DeepFool and
+        0.04 for C&W, 20-50 times the minimal perturbations measured here."""
         if self.budget is not None or self.targeted:
             raise ValueError(f"{self.label}: only an untargeted minimal-perturbation attack is scaled to an |L2|")
         if not 0 < rmse < 1:

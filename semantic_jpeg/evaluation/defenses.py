@@ -1,5 +1,5 @@
 """The defenses compared on the same adversarial images: ours (``semantic_jpeg.defense_filters`` presets and
-lossy channels), ART's peer preprocessors, and the ablations of paper 000 Tables 4.7-4.11.
+lossy channels), ART's peer preprocessors, and the ablations of Prakash et al. (CVPR 2018; thesis Tables 4.7-4.11).
 
 Every defense is a callable ``apply(images, rng, **overrides)`` on float32 RGB ``N x H x W x 3`` in [0,1]
 returning the same; ``stochastic`` defenses are scored over several draws (Ens-10)."""
@@ -96,7 +96,7 @@ def _then(first: Callable[[], Callable], second: Callable[[], Callable]) -> Call
 PD = {"deflections": 100, "window": 10}
 WD = {"sigma": 0.04, "method": "BayesShrink", "mode": "soft", "wavelet": "db1", "ycbcr": True}
 
-# Main comparison (SPEC sec 3.2): our presets, every lossy channel at the filters' defaults, ART's peers.
+# Main comparison: our presets, every lossy channel at the filters' defaults, ART's peers.
 DEFENSES: dict[str, DefenseSpec] = {
     "pd": DefenseSpec("PD", "ours", _preset("pd"), PD, stochastic=True),
     "pd+rcam": DefenseSpec("PD + R-CAM", "ours", _preset("pd+rcam"), {**PD, "saliency": "rcam"}, True, rcam=True),
@@ -166,7 +166,7 @@ SEMANTIC_RANGES = ((5, 25), (10, 40), (20, 50), (30, 70), (50, 90))
 TABLE_31_JPEG = "Table 3.1 setting: JPEG quality (Figure 3.2a)"
 TABLE_31_SEMANTIC = "Table 3.1 setting: semantic JPEG quality ranges"
 
-# Ablations (paper 000): table name -> {column label: defense}
+# Ablations (Prakash, thesis Tables 3.1, 4.7-4.11): table name -> {column label: defense}
 ABLATIONS: dict[str, dict[str, DefenseSpec]] = {
     # Table 3.1 protocol: the JPEG quality with the best adversarial accuracy, the semantic JPEGs at the range whose
     # image quality is closest to it (chosen in report.table_31_choice)

@@ -1,4 +1,4 @@
-"""Accuracy, destruction rate (paper 000 sec 3.7, after Kurakin et al. 2016), Ens-k majority vote and the
+"""Accuracy, destruction rate (Prakash et al., DCC 2018; after Kurakin et al., 2016), Ens-k majority vote and the
 perturbation budget measure used throughout: L2-normalised RMSE in [0,1] pixel units."""
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ def top1_accuracy(pred, labels) -> float:
 
 
 def destruction_rate(clean_pred, adv_pred, defended_adv_pred, labels) -> float:
-    """Paper 000 sec 3.7: d = sum C(x_i,y_i)(1-C(x'_i,y_i))C(T(x'_i),y_i) / sum C(x_i,y_i)(1-C(x'_i,y_i)),
-    the fraction of successful adversarial images that the transformation T brings back to the true class.
+    """Destruction rate (Prakash et al., DCC 2018; thesis sec. 3.7):
+    d = sum C(x_i,y_i)(1-C(x'_i,y_i))C(T(x'_i),y_i) / sum C(x_i,y_i)(1-C(x'_i,y_i)), the fraction of successful
+    adversarial images that the transformation T brings back to the true class.
     NaN when no adversarial image succeeded (the rate is undefined)."""
     clean_pred, labels = _labels(clean_pred, labels)
     adv_pred, _ = _labels(adv_pred, labels)
@@ -35,8 +36,8 @@ def destruction_rate(clean_pred, adv_pred, defended_adv_pred, labels) -> float:
 
 
 def majority_vote(draw_preds) -> np.ndarray:
-    """Ens-k (paper 000 sec 4.10, paper 003 sec 3.2.1): most frequent label over the draws (axis 0) for each
-    image; ties go to the smallest class index."""
+    """Ens-k (Prakash et al., CVPR 2018; Dziedzic, dissertation sec. 3.2.1): most frequent label over the draws
+    (axis 0) for each image; ties go to the smallest class index."""
     draw_preds = np.asarray(draw_preds)
     if draw_preds.ndim != 2 or draw_preds.shape[0] == 0:
         raise ValueError(f"expected draws x images predictions, got shape {draw_preds.shape}")

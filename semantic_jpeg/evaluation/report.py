@@ -1,10 +1,12 @@
-"""Markdown tables shaped like paper 000's (Tables 3.1, 4.1, 4.6-4.11) and a plot of accuracy against the
-defense's distortion (paper 003 Figure 3.1), from the JSON results of :func:`runner.evaluate`."""
+"""Markdown tables shaped like those of Prakash, PhD thesis, Brandeis 2019 (Tables 3.1, 4.1, 4.6-4.11) and a plot
+of accuracy against the defense's distortion (Dziedzic, dissertation, U. Chicago 2019, Figure 3.1), from the JSON
+results of :func:`runner.evaluate`."""
 from __future__ import annotations
 
 import math
 
-# Paper 000 Table 4.6: destruction rate of PD + R-CAM + DWT on ResNet-50 (|L2| 0.02-0.06, oblivious attacks)
+# Prakash et al., CVPR 2018 (thesis Table 4.6): destruction rate of PD + R-CAM + DWT on ResNet-50
+# (|L2| 0.02-0.06, oblivious attacks)
 PAPER_DESTRUCTION = {"fgsm": 0.769, "igsm": 0.927, "deepfool": 0.948, "cw": 0.981}
 
 
@@ -80,10 +82,10 @@ def table_31(results: dict) -> str:
 
 
 def table_31_choice(results: dict) -> dict | None:
-    """Paper 000 sec 3.8 protocol: the JPEG quality with the best mean adversarial accuracy, and for each semantic
-    codec the quality range whose mean PSNR (vs the clean images) is closest to that JPEG's. ``None`` when the
-    run has no Table 3.1 sweeps. Returns {"jpeg": {column: summary}, "semantic": {codec: {column: summary}},
-    "chosen": {"JPEG": column, codec: column}}."""
+    """Protocol of Prakash et al., DCC 2018 (thesis sec. 3.8): the JPEG quality with the best mean adversarial
+    accuracy, and for each semantic codec the quality range whose mean PSNR (vs the clean images) is closest to
+    that JPEG's. ``None`` when the run has no Table 3.1 sweeps. Returns {"jpeg": {column: summary},
+    "semantic": {codec: {column: summary}}, "chosen": {"JPEG": column, codec: column}}."""
     from .defenses import TABLE_31_JPEG, TABLE_31_SEMANTIC
 
     ab = results.get("ablations") or {}
@@ -101,7 +103,8 @@ def table_31_choice(results: dict) -> dict | None:
     return {"jpeg": jpeg, "semantic": semantic, "chosen": chosen}
 
 
-PAPER_TABLE_31 = {"JPEG": 52, "MS-ROI": 65, "Aug-MSROI": 82}  # paper 000 Table 3.1, accuracy %, 300 images
+# Prakash et al., DCC 2018 (thesis Table 3.1), accuracy %, 300 images
+PAPER_TABLE_31 = {"JPEG": 52, "MS-ROI": 65, "Aug-MSROI": 82}
 
 
 def table_31_setting(choice: dict) -> str:
@@ -182,8 +185,9 @@ def markdown(results: dict) -> str:
            f"Images: {results['n_loaded']} loaded (subset seed {c['seed']}), clean top-1 of the undefended model "
            f"{_pct(results['clean_top1_loaded'])}%; the {results['n_evaluated']} classified correctly are evaluated "
            f"(so 'No defense' on clean images is 100%). Ens-{c['draws']}: majority vote over {c['draws']} draws "
-           f"of a stochastic defense (deterministic defenses: one draw). Destruction rate (paper 000 sec 3.7): "
-           f"fraction of the successful adversarial images that the defense brings back to the true class.",
+           f"of a stochastic defense (deterministic defenses: one draw). "
+           f"Destruction rate (Prakash et al., DCC 2018): fraction of the successful adversarial images that the "
+           f"defense brings back to the true class.",
            "",
            "## Threat model (non-adaptive tables)",
            "",
@@ -207,10 +211,10 @@ def markdown(results: dict) -> str:
     choice = table_31_choice(results)
     if choice:
         out += [f"## Table 3.1 in the paper's setting ({results['ablation_images']} images, single draw)", "",
-                "Paper 000 sec 3.8: the JPEG quality with the best accuracy on the adversarial images (mean over "
-                "the attacks), the semantic JPEGs at the quality range whose PSNR is closest to it. Accuracy, MSE "
-                "(0..255), SSIM and PSNR against the clean image, means over the attacks; every setting tried is "
-                "in the two ablation tables below and in the accuracy-vs-PSNR plot.", "",
+                "Protocol of Prakash et al. (DCC 2018): the JPEG quality with the best accuracy on the adversarial "
+                "images (mean over the attacks), the semantic JPEGs at the quality range whose PSNR is closest to "
+                "it. Accuracy, MSE (0..255), SSIM and PSNR against the clean image, means over the attacks; every "
+                "setting tried is in the two ablation tables below and in the accuracy-vs-PSNR plot.", "",
                 table_31_setting(choice), ""]
     if results.get("budget_sweep"):
         sw = results["budget_sweep"]
@@ -218,9 +222,10 @@ def markdown(results: dict) -> str:
                 "The budgeted attacks again at other L-inf radii (step size and early-stop cap scaled with the "
                 "radius; '(main)' is the budget of the tables above)" + (
                     ", the minimal-perturbation attacks with each image's perturbation scaled to other |L2| (RMSE; "
-                    "'(paper)': paper 000 Table 4.1's)" if not all(map(_swept_linf, sw["attacks"].values()))
-                    else "") + ", same oblivious threat model. Paper 000 "
-                "Table 4.6 reports PD + R-CAM + DWT at " + ", ".join(
+                    "'(paper)': Prakash et al., CVPR 2018, Table 4.1)"
+                    if not all(map(_swept_linf, sw["attacks"].values())) else "")
+                + ", same oblivious threat model. Prakash et al. (CVPR 2018; thesis "
+                "Table 4.6) report PD + R-CAM + DWT at " + ", ".join(
                     f"{sw['attacks'][k]['label']} {v}" for k, v in PAPER_DESTRUCTION.items()
                     if k in sw["attacks"]) + " (ResNet-50, |L2| 0.02-0.06). A defense that gets a clean image "
                 "wrong rarely restores its adversarial version, so its clean accuracy roughly caps its "
@@ -288,7 +293,8 @@ def annotate_without_overlap(fig, ax, labels: dict[tuple[float, float], str], fo
 
 
 def plot_accuracy_vs_distortion(results: dict, path) -> None:
-    """Paper 003 Figure 3.1: mean adversarial accuracy of each defense against its distortion on clean images."""
+    """After Dziedzic, dissertation (U. Chicago 2019), Figure 3.1: mean adversarial accuracy of each defense
+    against its distortion on clean images."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -317,7 +323,8 @@ def plot_accuracy_vs_distortion(results: dict, path) -> None:
 
 def plot_budget_sweep(results: dict, path) -> None:
     """Destruction rate (single draw) of each sweep defense against the L-inf budget (or, for DeepFool and C&W,
-    the measured |L2|), one panel per attack, with paper 000's rate for PD + R-CAM + DWT where it reports one."""
+    the measured |L2|), one panel per attack, with the published rate (Prakash et al., CVPR 2018) for
+    PD + R-CAM + DWT where it reports one."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -358,8 +365,9 @@ def plot_budget_sweep(results: dict, path) -> None:
 
 
 def plot_codecs_accuracy_vs_psnr(choice: dict, results: dict, path) -> None:
-    """Paper 000 Figure 3.2a, against image quality: mean adversarial accuracy of JPEG at each quality and of
-    the semantic JPEGs at each quality range, against their mean PSNR; the Table 3.1 choices circled."""
+    """After Prakash et al., DCC 2018 (thesis Figure 3.2a), against image quality: mean adversarial accuracy of
+    JPEG at each quality and of the semantic JPEGs at each quality range, against their mean PSNR; the Table 3.1
+    choices circled."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

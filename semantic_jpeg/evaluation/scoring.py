@@ -40,7 +40,8 @@ def distortion(clean: np.ndarray, purified: np.ndarray) -> np.ndarray:
 
 
 def rcam_maps(images: np.ndarray) -> np.ndarray:
-    """R-CAM (paper 000 eq. 4.5) of each float32 RGB image from the shipped model, (N, H, W) in [0,1]."""
+    """R-CAM (Prakash et al., CVPR 2018; thesis eq. 4.5) of each float32 RGB image from the shipped model,
+    (N, H, W) in [0, 1]."""
     from semantic_jpeg.defense_filters.saliency import resolve_saliency
 
     return resolve_saliency("rcam", images, color_order="RGB")
@@ -76,7 +77,7 @@ def run_defense(name: str, spec: DefenseSpec, model, images: np.ndarray, clean: 
 def score(run: DefenseRun, labels: np.ndarray, clean_pred: np.ndarray | None = None,
           adv_pred: np.ndarray | None = None) -> dict:
     """Top-1 accuracy single draw and Ens-T; with the undefended predictions on clean and adversarial images,
-    the destruction rate (paper 000 sec 3.7) single and Ens-T; mean distortion vs the clean images."""
+    the destruction rate (Prakash et al., DCC 2018) single and Ens-T; mean distortion vs the clean images."""
     result = {"acc_single": top1_accuracy(run.single, labels), "acc_ens": top1_accuracy(run.ensemble, labels),
               "draws": int(run.preds.shape[0])}
     if adv_pred is not None:

@@ -1,7 +1,7 @@
-"""Band-limited FFT convolution (paper 003 ch.2, ICML 2019 "Band-limited training and inference for CNNs").
+"""Band-limited FFT convolution (Dziedzic et al., "Band-limited Training and Inference for CNNs", ICML 2019).
 
 ``BandLimitedConv2d`` is a drop-in for ``nn.Conv2d`` that convolves in the Fourier domain with both spectra
-masked to the same low-frequency band (eq. 1-2 of sec 2.2.1):
+masked to the same low-frequency band (Dziedzic, dissertation, U. Chicago 2019, sec. 2.2.1, eq. 1-2):
 
     x *_c w = F^-1{ (F_x . M_c) . conj(F_w . M_c) }        (cross-correlation, as nn.Conv2d computes)
 
@@ -424,7 +424,7 @@ def _pair(value, name, allow_zero=False):
 
 # ----------------------------------------------------------------------------------------------- module
 class BandLimitedConv2d(nn.Conv2d):
-    """Drop-in ``nn.Conv2d`` computed as a band-limited FFT convolution (paper 003 sec 2.2, eq. 1).
+    """Drop-in ``nn.Conv2d`` computed as a band-limited FFT convolution (Dziedzic et al., ICML 2019).
 
     Same parameters (``weight``, ``bias``) and state-dict keys as ``nn.Conv2d``. Supports rectangular inputs
     and kernels, stride, zero padding (ints, pairs, ``'same'``, ``'valid'``); groups, dilation and other

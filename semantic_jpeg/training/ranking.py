@@ -1,4 +1,4 @@
-"""Filter-importance metrics for RePr (paper 000 sec 5.5-5.6, Table 5.1).
+"""Filter-importance metrics for RePr (Prakash et al., CVPR 2019; thesis sec. 5.5-5.6, Table 5.1).
 
 Every metric returns, for each given ``nn.Conv2d``, a 1-D tensor of per-filter *importance* (one value per
 output channel, higher = more important); RePr drops the lowest. Data-driven metrics read activations at the

@@ -1,4 +1,4 @@
-"""RePr training scheme (paper 000 ch.5, Algorithm 3) as a callback for any conv net and any optimizer.
+"""RePr training scheme (Prakash et al., CVPR 2019) as a callback for any conv net and any optimizer.
 
 Use it in your own loop::
 

@@ -1,7 +1,8 @@
-"""Selective dropout (paper 002 sec 5.3-5.4): hard-negative fine-tuning on adversarial examples in which only
+"""Selective dropout (W. Hinthorn, "Visualization and Selective Dropout for Adversarial Image
+Classification", Princeton, sec. 5.3-5.4): hard-negative fine-tuning on adversarial examples in which only
 the most volatile units of one chosen layer are updated.
 
-Volatility of a unit (paper 002 sec 5.2-5.3): the absolute difference between the Frobenius norm of its
+Volatility of a unit (Hinthorn, sec. 5.2-5.3): the absolute difference between the Frobenius norm of its
 activity on the adversarial image and on the original image (a conv unit = an output channel, its activity
 the H x W map; a linear unit = one output). At every step the fraction ``keep`` (the paper's p) of the layer's
 units with the largest volatility on the current batch is selected; only their incoming weights and bias
@@ -39,7 +40,7 @@ def unit_activity_norms(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> 
 
 
 def volatility(model: nn.Module, layer: nn.Module, clean: torch.Tensor, adversarial: torch.Tensor) -> torch.Tensor:
-    """Per-unit volatility ``mean_n | ||a_adv|| - ||a_clean|| |`` over the batch (paper 002 sec 5.2)."""
+    """Per-unit volatility ``mean_n | ||a_adv|| - ||a_clean|| |`` over the batch (Hinthorn, sec. 5.2)."""
     if clean.shape != adversarial.shape:
         raise ValueError(f"clean {tuple(clean.shape)} and adversarial {tuple(adversarial.shape)} differ in shape")
     return (unit_activity_norms(model, layer, adversarial) - unit_activity_norms(model, layer, clean)).abs().mean(0)
