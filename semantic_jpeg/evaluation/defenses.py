@@ -2,11 +2,17 @@
 lossy channels), ART's peer preprocessors, and the ablations of Prakash et al. (CVPR 2018; thesis Tables 4.7-4.11).
 
 Every defense is a callable ``apply(images, rng, **overrides)`` on float32 RGB ``N x H x W x 3`` in [0,1]
-returning the same; ``stochastic`` defenses are scored over several draws (Ens-10)."""
+returning the same; ``stochastic`` defenses are scored over several draws (Ens-10).
+
+One registry: the settings of our presets are read from ``semantic_jpeg.defense_filters.PRESETS`` (the filters
+the presets build), never restated here, and they are a defense's ``params``, which enter its cache keys. So a
+changed preset changes the keys of every defense and ablation column built on it, and stale cached results are
+not reused. (The keys still do not see the code of a filter: after changing what a filter computes, delete its
+cache folder.)"""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -40,6 +46,38 @@ def _preset(name: str) -> Callable[[], Callable]:
         from semantic_jpeg.defense_filters import preset
         return preset(name)
     return _ours(factory)
+
+
+# Defaults of a step function that are recorded in ``params`` although a preset leaves them unset: they define what
+# the step computes (the semantic JPEG's quantisation levels and quality range).
+_RECORDED_DEFAULTS = {"semantic_jpeg": ("levels", "quality_range")}
+
+
+def filter_params(purifier) -> dict:
+    """The settings of a ``defense_filters`` :class:`Filter` or :class:`Compose` as a flat, JSON-ready dict: each
+    step's explicit settings merged in order, plus the :data:`_RECORDED_DEFAULTS` of its function. Tuples become
+    lists (as JSON writes them)."""
+    import inspect
+
+    from semantic_jpeg.defense_filters import Compose, Filter
+
+    steps = purifier.filters if isinstance(purifier, Compose) else (purifier,)
+    params: dict = {}
+    for step in steps:
+        if not isinstance(step, Filter):
+            raise TypeError(f"{step!r} is not a defense_filters Filter: its settings cannot be read")
+        signature = inspect.signature(step.func).parameters
+        for name in _RECORDED_DEFAULTS.get(step.func.__name__, ()):
+            params[name] = signature[name].default
+        params.update(step.settings)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+
+
+def preset_params(name: str) -> dict:
+    """The settings of the ``defense_filters`` preset ``name``, read from its registry (see :func:`filter_params`)."""
+    from semantic_jpeg.defense_filters import preset
+
+    return filter_params(preset(name))
 
 
 def _filter(func_name: str, **settings) -> Callable[[], Callable]:
@@ -93,20 +131,33 @@ def _then(first: Callable[[], Callable], second: Callable[[], Callable]) -> Call
     return make
 
 
-PD = {"deflections": 100, "window": 10}
-WD = {"sigma": 0.04, "method": "BayesShrink", "mode": "soft", "wavelet": "db1", "ycbcr": True}
+PD = preset_params("pd")     # pixel deflection: K, r (Prakash et al., CVPR 2018: K=100, r=10)
+WD = preset_params("dwt")    # wavelet denoising: sigma, BayesShrink, soft, db1, YCbCr
+JPEG = preset_params("jpeg")  # JPEG round trip: quality
+JPEG_Q = JPEG["quality"]
+
+
+def _preset_spec(name: str, label: str, group: str = "ours", stochastic: bool = False) -> DefenseSpec:
+    """A main-comparison defense that is a ``defense_filters`` preset: its params come from the preset registry."""
+    params = preset_params(name)
+    return DefenseSpec(label, group, _preset(name), params, stochastic, rcam=params.get("saliency") == "rcam")
+
+
+def _semantic_filter(saliency: str, **settings) -> tuple[Callable[[], Callable], dict]:
+    """A semantic JPEG filter (not a preset) and its params, read from the filter like a preset's."""
+    from semantic_jpeg import defense_filters
+
+    params = filter_params(defense_filters.Filter(defense_filters.semantic_jpeg, saliency=saliency, **settings))
+    return _filter("semantic_jpeg", saliency=saliency, **settings), params
 
 # Main comparison: our presets, every lossy channel at the filters' defaults, ART's peers.
 DEFENSES: dict[str, DefenseSpec] = {
-    "pd": DefenseSpec("PD", "ours", _preset("pd"), PD, stochastic=True),
-    "pd+rcam": DefenseSpec("PD + R-CAM", "ours", _preset("pd+rcam"), {**PD, "saliency": "rcam"}, True, rcam=True),
-    "pd+rcam+dwt": DefenseSpec("PD + R-CAM + DWT", "ours", _preset("pd+rcam+dwt"),
-                               {**PD, "saliency": "rcam", **WD}, True, rcam=True),
-    "jpeg": DefenseSpec("JPEG Q75", "ours", _preset("jpeg"), {"quality": 75}),
-    "msroi-jpeg": DefenseSpec("MS-ROI semantic JPEG", "ours", _filter("semantic_jpeg", saliency="msroi"),
-                              {"saliency": "msroi", "levels": 5, "quality_range": [30, 70]}),
-    "aug-msroi-jpeg": DefenseSpec("Aug-MSROI semantic JPEG", "ours", _preset("aug-msroi-jpeg"),
-                                  {"saliency": "aug-msroi", "levels": 5, "quality_range": [30, 70]}, True),
+    "pd": _preset_spec("pd", "PD", stochastic=True),
+    "pd+rcam": _preset_spec("pd+rcam", "PD + R-CAM", stochastic=True),
+    "pd+rcam+dwt": _preset_spec("pd+rcam+dwt", "PD + R-CAM + DWT", stochastic=True),
+    "jpeg": _preset_spec("jpeg", f"JPEG Q{JPEG_Q}"),
+    "msroi-jpeg": DefenseSpec("MS-ROI semantic JPEG", "ours", *_semantic_filter("msroi")),
+    "aug-msroi-jpeg": _preset_spec("aug-msroi-jpeg", "Aug-MSROI semantic JPEG", stochastic=True),
     "fft-lowpass": DefenseSpec("FC: FFT low-pass 50%", "lossy channel", _filter("fft_lowpass", compression=0.5),
                                {"compression": 0.5}),
     "color-depth": DefenseSpec("CD: colour depth 4 bit", "lossy channel", _filter("color_depth", bits=4),
@@ -155,10 +206,8 @@ def _semantic(saliency: str, low: int, high: int) -> DefenseSpec:
     name = {"msroi": "msroi-jpeg", "aug-msroi": "aug-msroi-jpeg"}[saliency]
     if (low, high) == (30, 70):
         return DEFENSES[name]
-    params = {"saliency": saliency, "levels": 5, "quality_range": [low, high]}
-    return DefenseSpec(f"{DEFENSES[name].label} {low}-{high}", "ablation",
-                       _filter("semantic_jpeg", saliency=saliency, quality_range=(low, high)), params,
-                       DEFENSES[name].stochastic)
+    make, params = _semantic_filter(saliency, quality_range=(low, high))
+    return DefenseSpec(f"{DEFENSES[name].label} {low}-{high}", "ablation", make, params, DEFENSES[name].stochastic)
 
 
 JPEG_QUALITIES = (10, 20, 30, 40, 50, 75, 90)
@@ -170,7 +219,7 @@ TABLE_31_SEMANTIC = "Table 3.1 setting: semantic JPEG quality ranges"
 ABLATIONS: dict[str, dict[str, DefenseSpec]] = {
     # Table 3.1 protocol: the JPEG quality with the best adversarial accuracy, the semantic JPEGs at the range whose
     # image quality is closest to it (chosen in report.table_31_choice)
-    TABLE_31_JPEG: {f"Q={q}": DEFENSES["jpeg"] if q == 75 else
+    TABLE_31_JPEG: {f"Q={q}": DEFENSES["jpeg"] if q == JPEG_Q else
                     DefenseSpec(f"JPEG Q{q}", "ablation", _filter("jpeg", quality=q), {"quality": q})
                     for q in JPEG_QUALITIES},
     TABLE_31_SEMANTIC: {f"{codec} {lo}-{hi}": _semantic(saliency, lo, hi)
@@ -186,11 +235,11 @@ ABLATIONS: dict[str, dict[str, DefenseSpec]] = {
         "JPEG": DEFENSES["jpeg"],
         "WD": DefenseSpec("WD", "ablation", _preset("dwt"), WD),
         "PD": DEFENSES["pd"],
-        "PD+JPG": DefenseSpec("PD+JPG", "ablation", _chain(("pixel_deflection", PD), ("jpeg", {"quality": 75})),
-                              {**PD, "quality": 75}, True),
+        "PD+JPG": DefenseSpec("PD+JPG", "ablation", _chain(("pixel_deflection", PD), ("jpeg", JPEG)),
+                              {**PD, **JPEG}, True),
         "PD+WD+JPG": DefenseSpec("PD+WD+JPG", "ablation",
-                                 _chain(("pixel_deflection", PD), ("wavelet_denoise", WD), ("jpeg", {"quality": 75})),
-                                 {**PD, **WD, "quality": 75}, True),
+                                 _chain(("pixel_deflection", PD), ("wavelet_denoise", WD), ("jpeg", JPEG)),
+                                 {**PD, **WD, **JPEG}, True),
         "PD+WD": _pd_wd(rcam=False),
     },
     "Table 4.8: thresholding after PD (+R-CAM)": {
