@@ -1,29 +1,57 @@
-"""``semantic-jpeg encode``: semantic-encode images from the command line."""
+"""``semantic-jpeg encode``: semantic-encode images from the command line.
+
+Every output path is planned before any work: an output that would replace an input, two inputs that map to one
+output, and existing outputs (without ``--overwrite``) stop the command with a message. Images are then decoded,
+encoded and written one at a time per worker (memory does not grow with the number of inputs); an input that
+fails is reported and skipped, and the exit status is 1 with a count at the end. Ctrl-C keeps the files already
+written, removes the file being written and prints what was done (exit status 130)."""
+from __future__ import annotations
+
 import os
 import sys
+from dataclasses import dataclass
+
+from .._cliutil import TEMP_NAME, describe_error, error, list_folder, write_file
 
 SAMPLES = ("astronaut", "chelsea", "coffee", "rocket")
+PROG = "semantic-jpeg encode"
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "encode", help="semantic-encode images to JPEG",
         description="Encode images as standard JPEGs whose salient regions keep their detail. Metadata (EXIF, "
-                    "ICC profile) of the inputs is kept unless --strip is given.")
-    p.add_argument("inputs", nargs="*", help="input image files")
+                    "ICC profile) of the inputs is kept unless --strip is given. Existing files are never "
+                    "replaced unless --overwrite is given, and an input is never replaced.")
+    p.add_argument("inputs", nargs="*",
+                   help="input image files or folders ('-': one image read from standard input)")
     p.add_argument("--sample", choices=SAMPLES, help="encode a sample image bundled with scikit-image")
+    p.add_argument("-r", "--recursive", action="store_true",
+                   help="also encode the images in sub-folders of folder inputs (mirrored in the output folder)")
+    p.add_argument("--from-file", metavar="LIST",
+                   help="also encode the files or folders listed in this text file, one per line ('-': read the "
+                        "list from standard input)")
     p.add_argument("-o", "--output", required=True,
-                   help="output file (one input) or folder (several inputs; created if missing)")
-    p.add_argument("--levels", type=int, default=5, help="saliency levels k (default 5)")
+                   help="output file (one input), folder (several inputs or a folder input; created if missing; "
+                        "a trailing / forces a folder), or '-' to write the JPEG to standard output (one input)")
+    exists = p.add_mutually_exclusive_group()
+    exists.add_argument("--overwrite", action="store_true",
+                        help="replace output files that already exist (an input is never replaced)")
+    exists.add_argument("--skip-existing", action="store_true",
+                        help="leave inputs whose output already exists alone (to resume an interrupted batch)")
+    p.add_argument("-j", "--jobs", type=int, default=None,
+                   help="worker processes (default: the number of CPUs this process may use); the output bytes "
+                        "do not depend on it")
+    p.add_argument("--levels", type=int, default=5, help="saliency levels k")
     p.add_argument("--quality-range", type=float, nargs=2, default=(30, 70), metavar=("QL", "QH"),
-                   help="quality of the least and most salient level (default 30 70)")
+                   help="quality of the least and most salient level")
     p.add_argument("--quality", type=float, help="final quality Q_f (default QH)")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--target-size", type=int, help="target file size in bytes (met within 1%%)")
     size.add_argument("--match-jpeg-quality", type=float, metavar="Q",
                       help="match the size of a plain JPEG at quality Q (within 1%%)")
-    p.add_argument("--mode", choices=("dct", "mosaic"), default="dct", help="encoder mode (default dct)")
-    p.add_argument("--saliency-map", help="use this greyscale image as the map instead of the model")
+    p.add_argument("--mode", choices=("dct", "mosaic"), default="dct", help="encoder mode")
+    p.add_argument("--saliency-map", help="use this greyscale image as the map instead of the model (one input)")
     p.add_argument("--subsampling", choices=("4:4:4", "4:2:2", "4:2:0"), default="4:2:0", help="chroma subsampling")
     p.add_argument("--progressive", action="store_true", help="progressive JPEG (default: baseline)")
     p.add_argument("--optimize", action="store_true", help="optimised Huffman tables")
@@ -33,69 +61,265 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _load_inputs(args):
+@dataclass
+class Job:
+    """One input and where it goes."""
+    name: str                 # shown in messages
+    path: str | None = None   # input file (None: stdin or a sample)
+    data: bytes | None = None  # stdin's bytes
+    sample: str | None = None
+    stem: str = ""            # output name relative to the output folder, without extension
+    output: str | None = None  # output file, or "-" for stdout
+    heatmap: str | None = None
+
+
+# ----- planning (parent process, before any work)
+class UsageError(Exception):
+    """A problem with the command line as a whole: nothing was done."""
+
+
+def _gather(args, failures) -> list[Job]:
+    """The jobs of the command line, in order; inputs that do not exist or are not images go to ``failures``."""
+    jobs = []
     if args.sample:
-        from skimage import data  # optional: pip install "semantic_jpeg[examples]"
-        from PIL import Image
-        yield f"{args.sample}.png", Image.fromarray(getattr(data, args.sample)())
+        jobs.append(Job(name=f"{args.sample}.png", sample=args.sample, stem=args.sample))
+    entries = list(args.inputs)
+    if args.from_file is not None:
+        if args.from_file == "-" and "-" in entries:
+            raise UsageError("standard input cannot be both an input image ('-') and the list (--from-file -)")
+        try:
+            if args.from_file == "-":
+                text = sys.stdin.read()
+            else:
+                with open(args.from_file, encoding="utf-8") as handle:
+                    text = handle.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--from-file: {describe_error(exc)}") from None
+        entries += [line.rstrip("\r\n") for line in text.splitlines() if line.strip()]
+    if entries.count("-") > 1:
+        raise UsageError("standard input ('-') can be given once")
+    for entry in entries:
+        if entry == "-":
+            data = sys.stdin.buffer.read()
+            if not data:
+                failures.append(("<stdin>", "standard input is empty"))
+                continue
+            jobs.append(Job(name="<stdin>", data=data, stem="stdin"))
+        elif os.path.isdir(entry):
+            found = list_folder(entry, recursive=args.recursive)
+            if not found:
+                hint = "" if args.recursive else " (--recursive also searches its sub-folders)"
+                failures.append((entry, f"folder holds no images{hint}"))
+            for path in found:
+                rel = os.path.relpath(path, entry)
+                jobs.append(Job(name=path, path=path, stem=os.path.splitext(rel)[0]))
+        elif not os.path.exists(entry):
+            failures.append((entry, "no such file or folder"))
+        elif not os.path.isfile(entry):
+            failures.append((entry, "not a regular file"))
+        else:
+            jobs.append(Job(name=entry, path=entry, stem=os.path.splitext(os.path.basename(entry))[0]))
+    return jobs
+
+
+def _plan(args, jobs: list[Job], folder_input: bool) -> None:
+    """Set each job's output path; raise UsageError for collisions, inputs as outputs and existing outputs."""
+    out = args.output
+    if out == "-":
+        if len(jobs) != 1:
+            raise UsageError(f"-o - writes one JPEG to standard output but there are {len(jobs)} inputs")
+        if args.heatmap:
+            raise UsageError("--heatmap needs an output file name, not -o -")
+        jobs[0].output = "-"
+        return
+    to_folder = len(jobs) > 1 or folder_input or os.path.isdir(out) or out.endswith(("/", os.sep))
+    if to_folder and os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"output {out} is an existing file, but a folder is needed for "
+                         f"{'a folder input' if folder_input else f'{len(jobs)} inputs'}")
+    for job in jobs:
+        job.output = os.path.join(out, job.stem + ".jpg") if to_folder else out
+        if args.heatmap:
+            job.heatmap = os.path.splitext(job.output)[0] + ".heatmap.png"
+    inputs = [job.path for job in jobs if job.path] + ([args.saliency_map] if args.saliency_map else [])
+    input_ids = set()
+    for path in inputs:  # identify inputs by (device, inode): also through links and differently spelt paths
+        try:
+            stat = os.stat(os.path.realpath(path))
+            input_ids.add((stat.st_dev, stat.st_ino))
+        except OSError:
+            pass
+    targets = {}
+    for job in jobs:
+        for target in filter(None, (job.output, job.heatmap)):
+            targets.setdefault(os.path.normcase(os.path.realpath(target)), []).append(job)
+            if TEMP_NAME.match(os.path.basename(target)):
+                raise UsageError(f"{target}: names of the form .NAME.<hex>.tmp are reserved for temporary files")
+            try:
+                stat = os.stat(os.path.realpath(target))  # the file write_file will write
+            except OSError:
+                continue
+            if (stat.st_dev, stat.st_ino) in input_ids:
+                raise UsageError(f"{target} is an input: refusing to write over it; choose another output "
+                                 "file or folder")
+    clashes = [(key, js) for key, js in targets.items() if len(js) > 1]
+    if clashes:
+        lines = [f"{js[0].output if os.path.realpath(js[0].output) == key else key} <- "
+                 + ", ".join(j.name for j in js) for key, js in clashes[:5]]
+        more = f" (and {len(clashes) - 5} more)" if len(clashes) > 5 else ""
+        raise UsageError("several inputs would be written to the same output file, so all but one would be lost; "
+                         "rename the inputs, encode them separately, or use folder inputs (their sub-folders are "
+                         "kept):\n  " + "\n  ".join(lines) + more)
+
+
+def _existing(args, jobs: list[Job]) -> list[Job]:
+    """Handle outputs that exist: error (default), skip them (--skip-existing) or keep them (--overwrite)."""
+    if args.overwrite or args.output == "-":
+        return jobs
+    existing = [j for j in jobs if any(p and os.path.lexists(p) for p in (j.output, j.heatmap))]
+    if not existing:
+        return jobs
+    if args.skip_existing:
+        print(f"{PROG}: skipping {len(existing)} input(s) whose output exists", file=sys.stderr)
+        skip = {id(j) for j in existing}
+        return [j for j in jobs if id(j) not in skip]
+    names = ", ".join(p for j in existing[:5] for p in (j.output, j.heatmap) if p and os.path.lexists(p))
+    more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""
+    raise UsageError(f"output file(s) exist: {names}{more}; pass --overwrite to replace them "
+                     "(or --skip-existing to leave those inputs alone)")
+
+
+# ----- the work of one image (in a worker process, or in-process with one job)
+def _read(job: Job):
     from PIL import Image
-    for path in args.inputs:
-        with Image.open(path) as im:
-            im.load()
-            yield path, im
+
+    if job.sample:
+        from skimage import data  # optional: pip install "semantic_jpeg[examples]"
+        return Image.fromarray(getattr(data, job.sample)()), None
+    from .batch import _open_image
+    if job.data is not None:
+        return _open_image(job.data), len(job.data)
+    size = os.path.getsize(job.path)
+    return _open_image(job.path), size
+
+
+def _encode_job(job: Job, options: dict, strip: bool, heatmap: bool) -> dict:
+    """Decode, encode, return the bytes (the parent writes them) and what to report."""
+    import io
+
+    from PIL import Image
+
+    from .encoder import encode
+
+    image, in_size = _read(job)
+    notes = []
+    metadata = {} if strip else {k: image.info[k] for k in ("exif", "icc_profile") if image.info.get(k)}
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        notes.append("has alpha, composited onto white")
+        image = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image).convert("RGB")
+    result = encode(image, return_result=True, **options, **metadata)
+    png = None
+    if heatmap:
+        import numpy as np
+
+        from .heatmap import overlay
+        buffer = io.BytesIO()
+        Image.fromarray(overlay(np.asarray(image.convert("RGB")), result.saliency)).save(buffer, "PNG")
+        png = buffer.getvalue()
+    return {"data": result.data, "summary": result.summary(), "in_size": in_size, "notes": notes, "heatmap": png}
+
+
+def _options(args, saliency) -> dict:
+    return {"saliency": saliency, "levels": args.levels, "quality_range": tuple(args.quality_range),
+            "quality": args.quality, "target_size": args.target_size, "match_jpeg_quality": args.match_jpeg_quality,
+            "mode": args.mode, "subsampling": args.subsampling, "progressive": args.progressive,
+            "optimize": args.optimize}
 
 
 def run(args) -> int:
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
     from tqdm import tqdm
 
-    from .encoder import encode
-    from .heatmap import overlay
+    from .batch import WorkerPool, default_jobs
 
-    n = len(args.inputs) + bool(args.sample)
-    if n == 0:
-        print("semantic-jpeg encode: give input files or --sample", file=sys.stderr)
+    if args.jobs is not None and args.jobs < 1:
+        error(PROG, f"--jobs must be at least 1, got {args.jobs}")
         return 2
-    if n > 1 or os.path.isdir(args.output):
-        os.makedirs(args.output, exist_ok=True)
+    failures = []  # (name, message)
+    try:
+        jobs = _gather(args, failures)
+        folder_input = any(os.path.isdir(e) for e in args.inputs if e != "-")
+        if not jobs and not failures:
+            raise UsageError("give input files or folders, --from-file, or --sample")
+        if args.saliency_map and len(jobs) > 1:
+            raise UsageError("--saliency-map applies to a single input")
+        if jobs:
+            _plan(args, jobs, folder_input)
+            jobs = _existing(args, jobs)
+    except UsageError as exc:
+        error(PROG, str(exc))
+        return 2
+    for name, message in failures:
+        print(f"{name}: {message}", file=sys.stderr)
     saliency = None
-    if args.saliency_map:
-        if n > 1:
-            print("--saliency-map applies to a single input", file=sys.stderr)
-            return 2
+    if args.saliency_map and jobs:
+        from PIL import Image
         try:
             with Image.open(args.saliency_map) as m:
                 saliency = m.convert("L")
-        except (OSError, UnidentifiedImageError) as exc:
-            print(f"--saliency-map: {exc}", file=sys.stderr)
+                saliency.load()
+        except Exception as exc:  # noqa: BLE001 -- any unreadable map: one line
+            error(PROG, f"--saliency-map {args.saliency_map}: {describe_error(exc)}")
             return 1
-    rows = []
+    total = len(jobs) + len(failures)
+    n_jobs = max(1, min(args.jobs or default_jobs(), len(jobs)))
+    pool = WorkerPool(_encode_job, (_options(args, saliency), args.strip, args.heatmap), jobs=n_jobs)
+    to_stdout = args.output == "-"
+    report = sys.stderr if to_stdout else sys.stdout
+    done = 0
+    made = set()
+    bar = tqdm(total=len(jobs), desc="encoding", unit="image", disable=len(jobs) < 2, file=sys.stderr)
     try:
-        inputs = list(_load_inputs(args))
-    except (OSError, UnidentifiedImageError) as exc:
-        print(f"cannot read input: {exc}", file=sys.stderr)
+        for _, job, value, ok in pool.run(jobs):
+            bar.update()
+            if ok:
+                try:
+                    _write_outputs(job, value, args.overwrite, made)
+                except OSError as exc:
+                    ok, value = False, exc
+            if not ok:
+                message = describe_error(value, job.path)
+                failures.append((job.name, message))
+                bar.write(f"{job.name}: {message}", file=sys.stderr)
+                continue
+            done += 1
+            for note in value["notes"]:
+                bar.write(f"{job.name}: {note}", file=sys.stderr)
+            in_size = f" (input {value['in_size']} B)" if value["in_size"] else ""
+            target = "<stdout>" if to_stdout else job.output
+            bar.write(f"{job.name} -> {target}: {value['summary']}{in_size}", file=report)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"{PROG}: interrupted: {done} of {total} image(s) written and kept"
+              + (f", {len(failures)} failed" if failures else "") + "; the file being written was removed",
+              file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    if failures:
+        print(f"{PROG}: {len(failures)} of {total} input(s) failed, {done} written", file=sys.stderr)
         return 1
-    for path, im in tqdm(inputs, desc="encoding", unit="image", disable=n < 2):
-        out = args.output if not os.path.isdir(args.output) else os.path.join(
-            args.output, os.path.splitext(os.path.basename(path))[0] + ".jpg")
-        options = {} if args.strip else {k: im.info[k] for k in ("exif", "icc_profile") if im.info.get(k)}
-        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-            print(f"{path}: has alpha, composited onto white", file=sys.stderr)
-            im = im.convert("RGBA")
-            im = Image.alpha_composite(Image.new("RGBA", im.size, "white"), im).convert("RGB")
-        try:
-            result = encode(im, out, saliency=saliency, levels=args.levels, quality_range=tuple(args.quality_range),
-                            quality=args.quality, target_size=args.target_size,
-                            match_jpeg_quality=args.match_jpeg_quality, mode=args.mode, subsampling=args.subsampling,
-                            progressive=args.progressive, optimize=args.optimize, return_result=True, **options)
-        except (ValueError, TypeError, OSError) as exc:
-            print(f"{path}: {exc}", file=sys.stderr)
-            return 1
-        if args.heatmap:
-            rgb = np.asarray(im.convert("RGB"))
-            Image.fromarray(overlay(rgb, result.saliency)).save(os.path.splitext(out)[0] + ".heatmap.png")
-        rows.append((path, out, os.path.getsize(path) if os.path.exists(path) else None, result))
-    for path, out, in_size, r in rows:
-        print(f"{path} -> {out}: {r.summary()}" + (f" (input {in_size} B)" if in_size else ""))
     return 0
+
+
+def _write_outputs(job: Job, value: dict, overwrite: bool, made: set) -> None:
+    if job.output == "-":
+        sys.stdout.buffer.write(value["data"])
+        sys.stdout.buffer.flush()
+        return
+    folder = os.path.dirname(os.path.realpath(job.output))
+    if folder not in made:
+        os.makedirs(folder, exist_ok=True)
+        made.add(folder)
+    write_file(job.output, value["data"], overwrite=overwrite)
+    if value["heatmap"] is not None:
+        write_file(job.heatmap, value["heatmap"], overwrite=overwrite)

@@ -3,15 +3,21 @@ ART only when the command runs)."""
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from fractions import Fraction
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .data import DEFAULT_DATA
+def user_cache_dir() -> str:
+    """Where the evaluation caches attacks and defended images unless --cache says otherwise:
+    ``$XDG_CACHE_HOME/semantic_jpeg/evaluation`` (``~/.cache/...`` when the variable is unset)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "semantic_jpeg", "evaluation")
 
-    p.add_argument("--data", default=str(DEFAULT_DATA), help="imagenet_samples folder with labels.csv")
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="imagenet_samples folder with labels.csv (required)")
     p.add_argument("--subset", type=int, default=100, help="random subset of N images (0: all)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the image subset and of every random draw (attack starts, targets, defenses)")
@@ -43,11 +49,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="defenses attacked adaptively (default: pd+rcam+dwt aug-msroi-jpeg best-lossy)")
     p.add_argument("--adaptive-steps", type=int, default=50, help="PGD steps of the BPDA+EOT attack")
     p.add_argument("--adaptive-eot", type=int, default=10, help="EOT draws of the defense per step")
-    p.add_argument("--cache", default="benchmarks/cache/evaluation", help="attack/defense cache folder ('' off)")
+    p.add_argument("--cache", default=None,
+                   help="attack/defense cache folder ('' off; default: $XDG_CACHE_HOME/semantic_jpeg/evaluation, "
+                        "i.e. ~/.cache/semantic_jpeg/evaluation)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--out", default="benchmarks/results", help="folder for the JSON, Markdown and plot")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads; 0: one per CPU this process may use. One thread never oversubscribes: "
+                        "attacks run batch-1 forward/backward passes, and several torch threads on cores that other "
+                        "work also uses can be 25-50x slower than one; use more only on otherwise idle cores")
+    p.add_argument("--out", required=True, help="folder for the JSON, Markdown and plot (required)")
     p.add_argument("--name", default="evaluation", help="file name stem of the outputs")
+
+
+def _available_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def budget(text: str) -> float:
@@ -75,11 +93,19 @@ def ablation_titles(numbers: list[str]) -> tuple[str, ...]:
 def run(args: argparse.Namespace) -> int:
     from .runner import EvalConfig, evaluate, write_outputs
 
+    if args.threads < 0:
+        print(f"evaluate: error: --threads must be >= 0, got {args.threads}", file=sys.stderr)
+        return 2
+    threads = args.threads or _available_cpus()
+    cache = user_cache_dir() if args.cache is None else (args.cache or None)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        print(f"evaluate: error: --out {args.out} is an existing file, not a folder", file=sys.stderr)
+        return 2
     cfg = EvalConfig(data=args.data, subset=args.subset or None, seed=args.seed, draws=args.draws,
                      sweep_images=args.sweep_images, ablation_images=args.ablation_images,
                      adaptive_images=args.adaptive_images, adaptive_steps=args.adaptive_steps,
                      adaptive_eot=args.adaptive_eot,
-                     cache_dir=args.cache or None, device=args.device, threads=args.threads,
+                     cache_dir=cache, device=args.device, threads=threads,
                      command=getattr(args, "command_line", None) or shlex.join(sys.argv))
     if args.attacks:
         cfg.attacks = tuple(args.attacks)

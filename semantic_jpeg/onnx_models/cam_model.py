@@ -48,6 +48,15 @@ def default_model() -> "CamModel":
         return _default_instance
 
 
+def set_default_model_threads(intra_op_num_threads: int | None) -> None:
+    """Recreate the shared default model with this many onnxruntime intra-op threads (None: onnxruntime's
+    default, all cores). Batch workers call it with 1 so that N worker processes do not each start a thread
+    pool as large as the machine."""
+    global _default_instance
+    with _default_lock:
+        _default_instance = load_model(DEFAULT_MODEL, intra_op_num_threads=intra_op_num_threads)
+
+
 def _manifest_path(name_or_path) -> Path:
     if not isinstance(name_or_path, (str, Path)):
         raise TypeError(f"name_or_path must be a str or Path, got {type(name_or_path).__name__}")

@@ -1,8 +1,17 @@
 """``semantic-jpeg maps`` (write saliency map PNGs / overlays) and ``semantic-jpeg predict`` (top-k classes).
-onnxruntime is imported only when a subcommand runs."""
+onnxruntime is imported only when a subcommand runs.
+
+An input that cannot be read (missing, a folder, not an image, over Pillow's decompression-bomb limit) is
+reported in one line and skipped; the exit status is then 1, with a count. ``maps`` plans its output names
+first: it never replaces an input, refuses two inputs that give the same PNG name, and replaces existing PNGs
+only with ``--overwrite``."""
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
+
+from semantic_jpeg._cliutil import describe_error, error, write_file
 
 METHODS = ("msroi", "aug_msroi", "rcam")
 
@@ -11,6 +20,7 @@ def register(subparsers) -> None:
     maps = subparsers.add_parser("maps", help="write MS-ROI / Aug-MSROI / R-CAM saliency maps of images as PNG")
     maps.add_argument("images", nargs="+", type=Path, help="input image files")
     maps.add_argument("-o", "--out", type=Path, default=Path("."), help="output folder (default: .)")
+    maps.add_argument("--overwrite", action="store_true", help="replace PNG files that already exist")
     maps.add_argument("-m", "--method", choices=METHODS + ("all",), default="msroi",
                       help="which map (all: one PNG each)")
     maps.add_argument("--overlay", action="store_true", help="also write the map blended over the image")
@@ -50,41 +60,102 @@ def overlay(rgb, saliency, alpha: float = 0.5):
     return Image.fromarray(np.clip(blended + 0.5, 0, 255).astype(np.uint8))
 
 
-def _run_maps(args) -> int:
-    import numpy as np
+def _read_rgb(path):
     from PIL import Image
 
     from semantic_jpeg.onnx_models.image_input import to_rgb_array
 
+    with Image.open(path) as image:
+        return to_rgb_array(image)
+
+
+def _summary(prog, failures, total) -> int:
+    if failures:
+        print(f"{prog}: {failures} of {total} image(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_maps(args) -> int:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    prog = "semantic-jpeg maps"
+    if args.out.exists() and not args.out.is_dir():
+        error(prog, f"output folder {args.out} is an existing file")
+        return 2
+    methods = METHODS if args.method == "all" else (args.method,)
+    plan, seen = [], {}
+    for path in args.images:  # every output name before any work: collisions, inputs, existing files
+        targets = []
+        for method in methods:
+            targets.append((method, False, args.out / f"{path.stem}_{method}.png"))
+            if args.overlay:
+                targets.append((method, True, args.out / f"{path.stem}_{method}_overlay.png"))
+        for _, _, target in targets:
+            key = os.path.realpath(target)
+            if key in seen:
+                error(prog, f"{seen[key]} and {path} would both be written to {target}; rename one of them")
+                return 2
+            seen[key] = path
+        plan.append((path, targets))
+    for path in args.images:
+        if os.path.realpath(path) in seen:
+            error(prog, f"{path} is an input: refusing to write over it; choose another --out folder")
+            return 2
+    existing = [str(t) for _, targets in plan for _, _, t in targets if t.exists()]
+    if existing and not args.overwrite:
+        more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+        error(prog, f"output file(s) exist: {', '.join(existing[:3])}{more}; pass --overwrite to replace them")
+        return 2
     model = _load(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    methods = METHODS if args.method == "all" else (args.method,)
-    for path in args.images:
-        with Image.open(path) as image:
-            rgb = to_rgb_array(image)
-        for method in methods:
-            options = {"working_size": args.working_size}
-            if method == "aug_msroi":
-                options["seed"] = args.seed
-            saliency = getattr(model, f"{method}_map")(rgb, **options)
-            target = args.out / f"{path.stem}_{method}.png"
-            Image.fromarray((saliency * 255 + 0.5).astype(np.uint8)).save(target)
-            print(target)
-            if args.overlay:
-                target = args.out / f"{path.stem}_{method}_overlay.png"
-                overlay(rgb, saliency).save(target)
-                print(target)
-    return 0
+    failures = 0
+    try:
+        for path, targets in plan:
+            try:
+                rgb = _read_rgb(path)
+                for method, is_overlay, target in targets:
+                    options = {"working_size": args.working_size}
+                    if method == "aug_msroi":
+                        options["seed"] = args.seed
+                    if not is_overlay:
+                        saliency = getattr(model, f"{method}_map")(rgb, **options)
+                        image = Image.fromarray((saliency * 255 + 0.5).astype(np.uint8))
+                    else:
+                        image = overlay(rgb, saliency)
+                    buffer = io.BytesIO()
+                    image.save(buffer, "PNG")
+                    write_file(str(target), buffer.getvalue(), overwrite=args.overwrite)
+                    print(target)
+            except Exception as exc:  # noqa: BLE001 -- one bad input is reported, the others go on
+                if not isinstance(exc, (OSError, ValueError, MemoryError)) and \
+                        type(exc).__name__ != "DecompressionBombError":
+                    raise
+                failures += 1
+                print(f"{path}: {describe_error(exc, path)}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; the PNG files listed above are complete", file=sys.stderr)
+        return 130
+    return _summary(prog, failures, len(plan))
 
 
 def _run_predict(args) -> int:
-    from PIL import Image
-
     model = _load(args)
+    failures = 0
     for path in args.images:
-        with Image.open(path) as image:
-            top = model.predict_topk(image, args.k)
+        try:
+            top = model.predict_topk(_read_rgb(path), args.k)
+        except Exception as exc:  # noqa: BLE001
+            if not isinstance(exc, (OSError, ValueError, MemoryError)) and \
+                    type(exc).__name__ != "DecompressionBombError":
+                raise
+            failures += 1
+            print(f"{path}: {describe_error(exc, path)}", file=sys.stderr)
+            continue
         print(path)
         for index, name, prob in top:
             print(f"  {index:4d} {name:30s} {prob:.4f}")
-    return 0
+    return _summary("semantic-jpeg predict", failures, len(args.images))

@@ -22,6 +22,15 @@ from pathlib import Path
 FORMAT = "semantic_jpeg.cam_model/1"
 REQUIRED_FIELDS = ("format", "name", "version", "file", "sha256", "input", "noise_inputs", "outputs", "cam",
                    "classes", "defaults", "source")
+# Keys a manifest read from disk must have (dotted: nested). The others are optional and filled in by
+# read_manifest from OPTIONAL_DEFAULTS, so a hand-written manifest fails on load, naming the key, not at the
+# first map call.
+REQUIRED_KEYS = ("format", "name", "file", "sha256", "input", "input.name", "input.mean", "input.std", "outputs",
+                 "outputs.logits", "cam", "cam.type", "classes", "classes.count")
+OPTIONAL_DEFAULTS = {"version": "0", "description": "", "noise_inputs": [], "source": {}, "producer": {}}
+INPUT_DEFAULTS = {"layout": "NCHW", "channels": "RGB", "dtype": "float32", "size_multiple": 32}
+SETTING_DEFAULTS = {"working_size": 224, "grouping": "fine", "top_k": 5, "aug_n": 5, "input_noise": 0.05,
+                    "activation_noise": 0.3, "classify_size": 224}
 
 
 class ModelIntegrityError(RuntimeError):
@@ -50,9 +59,18 @@ def write_manifest(path: str | Path, *, name: str, version: str, onnx_file: str 
     folder = path.parent
 
     def relative(file):
+        # a relative name is taken in the manifest's folder when it is there ("model.onnx"), else as a path
+        # from the working directory ("runs/msroi/model.onnx" with the manifest in runs/msroi)
         file = Path(file)
-        file = file if file.is_absolute() else folder / file
-        return file.resolve().relative_to(folder.resolve()).as_posix()
+        if not file.is_absolute() and ((folder / file).exists() or not file.exists()):
+            file = folder / file
+        if not file.is_file():
+            raise FileNotFoundError(f"{file} does not exist: write the model files before their manifest")
+        try:
+            return file.resolve().relative_to(folder.resolve()).as_posix()
+        except ValueError:
+            raise ValueError(f"{file} is not inside the manifest's folder {folder}: the manifest names its files "
+                             "relative to its folder, so put them there") from None
 
     cam = dict(cam)
     if cam.get("type") == "linear":
@@ -79,7 +97,13 @@ def write_manifest(path: str | Path, *, name: str, version: str, onnx_file: str 
 def read_manifest(path: str | Path, *, verify: bool = True) -> dict:
     """Read a manifest; with ``verify`` check the sha256 of every file it names (:class:`ModelIntegrityError`)."""
     path = Path(path)
-    manifest = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"manifest {path} is not valid JSON: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"manifest {path} must hold a JSON object")
+    manifest = _with_defaults(manifest, path)
     _check_fields(manifest, path)
     if verify:
         files = [(manifest["file"], manifest["sha256"])]
@@ -95,6 +119,31 @@ def read_manifest(path: str | Path, *, verify: bool = True) -> dict:
             if actual != expected:
                 raise ModelIntegrityError(f"{file} has sha256 {actual} but manifest {path} expects {expected}; "
                                           "the file was modified or corrupted, refusing to load it")
+    return manifest
+
+
+def _with_defaults(manifest: dict, path: Path) -> dict:
+    """The manifest with its required keys checked (ValueError naming the first missing one) and the optional
+    ones filled in."""
+    for key in REQUIRED_KEYS:
+        node = manifest
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise ValueError(f"manifest {path} lacks the required key {key!r}")
+            node = node[part]
+    manifest = {**OPTIONAL_DEFAULTS, **manifest}
+    manifest["input"] = {**INPUT_DEFAULTS, **manifest["input"]}
+    defaults = manifest.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise ValueError(f"manifest {path}: 'defaults' must be an object")
+    settings = {**SETTING_DEFAULTS, "top_k": min(SETTING_DEFAULTS["top_k"], int(manifest["classes"]["count"]))}
+    manifest["defaults"] = {**settings, **defaults}
+    if manifest["cam"]["type"] == "linear":
+        for key in ("head_file", "head_sha256"):
+            if key not in manifest["cam"]:
+                raise ValueError(f"manifest {path} lacks the required key 'cam.{key}' (a 'linear' CAM)")
+    if "table" in manifest["classes"] and "table_sha256" not in manifest["classes"]:
+        raise ValueError(f"manifest {path} lacks the required key 'classes.table_sha256' (it names a table)")
     return manifest
 
 

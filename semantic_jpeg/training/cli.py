@@ -88,7 +88,9 @@ def register(subparsers) -> None:
     p.set_defaults(func=_run_selective_dropout)
 
     p = subparsers.add_parser("export", help="regenerate the shipped ONNX model (python -m semantic_jpeg.training.export)")
-    p.add_argument("--out", help="output folder (default: the package's onnx_models)")
+    p.add_argument("--out", required=True,
+                   help="output folder (required; the shipped files live in semantic_jpeg/onnx_models of a source "
+                        "checkout)")
     p.add_argument("--class-table", action="store_true", help="also rebuild the class table")
     p.add_argument("--wordnet-data-noun", help="WordNet 3.0 data.noun (for --class-table)")
     p.add_argument("--synsets", help="ImageNet-1k 'wnid<TAB>name' list in class-index order")
