@@ -1,12 +1,16 @@
 """semantic_jpeg: saliency-guided JPEG compression, adversarial purification filters, and their models.
 
 Headline API: :func:`semantic_jpeg.encode`. Importing the package registers the save-only Pillow format
-``"SEMJPEG"`` and the opt-in ``semantic=True`` option of Pillow's JPEG save. The runtime (codec, filters,
-ONNX inference) never imports torch.
+``"SEMJPEG"`` (it adds a format and changes no existing one); ``semantic=True`` on Pillow's JPEG save is opt-in:
+call :func:`semantic_jpeg.register_pillow_plugin` once. Images follow one input policy (RGB unless
+``color_order="BGR"``; see :mod:`semantic_jpeg.image_input`). The runtime (codec, filters, ONNX inference) never
+imports torch.
 """
 from .codec import EncodeResult, RateControlWarning, encode, register_pillow_plugin
+from .codec.pillow_plugin import register_semjpeg_format, unregister_pillow_plugin
 
 from ._version import __version__
-__all__ = ["encode", "EncodeResult", "RateControlWarning", "register_pillow_plugin", "__version__"]
+__all__ = ["encode", "EncodeResult", "RateControlWarning", "register_pillow_plugin", "unregister_pillow_plugin",
+           "__version__"]
 
-register_pillow_plugin()
+register_semjpeg_format()

@@ -81,7 +81,7 @@ def read_coefficients(b, tmp_path):
 
 # ---------------------------------------------------------------- decoding
 
-@pytest.mark.parametrize("mode", ["dct", "mosaic"])
+@pytest.mark.parametrize("mode", ["rdo", "dct", "mosaic"])
 @pytest.mark.parametrize("subsampling", ["4:2:0", "4:4:4", "4:2:2"])
 def test_decoders_agree(astronaut, box_map, mode, subsampling, tmp_path):
     b = encode(astronaut, saliency=box_map, mode=mode, subsampling=subsampling)
@@ -98,6 +98,11 @@ def test_decoders_agree(astronaut, box_map, mode, subsampling, tmp_path):
     jpeglib.version.set("6b")
     assert psnr(cv, ref) > 40
     assert psnr(ref, astronaut) > 28
+    if subsampling == "4:2:0":  # jpegli's own decoder
+        import pyjpegli
+        pixels, width, height = pyjpegli.decode(b)
+        assert (width, height) == (512, 512)
+        assert psnr(np.frombuffer(pixels, np.uint8).reshape(height, width, 3), ref) > 40
 
 
 def test_salient_region_is_better(astronaut, box_map):
@@ -132,7 +137,7 @@ def test_mosaic_mode_equals_numpy_algorithm1(astronaut, subsampling):
 def test_cell_levels_match_numpy(astronaut):
     rng = np.random.default_rng(0)
     sal = rng.random((77, 123)).astype(np.float32)
-    r = encode(astronaut[:77, :123], saliency=sal, levels=7, return_result=True)
+    r = encode(astronaut[:77, :123], saliency=sal, levels=7, mode="dct", return_result=True)
     assert r.cell_size == (16, 16)
     np.testing.assert_array_equal(r.cell_levels, oracle_cell_levels(sal, (16, 16), 7))
     assert abs(sum(r.level_fractions) - 1) < 1e-9
@@ -191,7 +196,7 @@ def test_dct_mode_coefficients_equal_numpy_requantisation(astronaut, tmp_path, g
         rgb = np.ascontiguousarray(rgb[:, :, 1])
     rng = np.random.default_rng(1)
     sal = rng.random(rgb.shape[:2]).astype(np.float32)
-    r = encode(rgb, saliency=sal, quality=80, return_result=True)
+    r = encode(rgb, saliency=sal, quality=80, mode="dct", return_result=True)
     coder = encoder._DctCoder(rgb, sal, 5, encoder._check_options({}, "dct"))  # one pass: transform + quantise
     data = coder.encode(level_qualities(5, (30, 70)), 80, deadzone=deadzone)
     assert deadzone != 0.5 or data == r.data
@@ -272,7 +277,7 @@ def test_stream_parser_refuses_what_it_cannot_rewrite(astronaut):
 
 # ---------------------------------------------------------------- rate control
 
-@pytest.mark.parametrize("mode", ["dct", "mosaic"])
+@pytest.mark.parametrize("mode", ["rdo", "dct", "mosaic"])
 def test_match_jpeg_quality_within_one_percent(astronaut, box_map, mode):
     for q in (30, 50, 80):
         r = encode(astronaut, saliency=box_map, match_jpeg_quality=q, mode=mode, return_result=True)
@@ -283,10 +288,10 @@ def test_match_jpeg_quality_within_one_percent(astronaut, box_map, mode):
 
 def test_rate_control_between_table_steps_uses_the_dead_zone(astronaut, box_map):
     # at high quality the integer tables make the size jump by more than 1% between neighbouring offsets
-    r = encode(astronaut, saliency=box_map, match_jpeg_quality=80, return_result=True)
+    r = encode(astronaut, saliency=box_map, match_jpeg_quality=80, mode="dct", return_result=True)
     assert abs(r.size / r.target_size - 1) <= 0.01
     assert 0.5 < r.deadzone <= 1.0
-    plain = encode(astronaut, saliency=box_map, match_jpeg_quality=50, return_result=True)
+    plain = encode(astronaut, saliency=box_map, match_jpeg_quality=50, mode="dct", return_result=True)
     assert plain.deadzone == 0.5  # untouched when the offset alone meets the target
 
 
@@ -320,7 +325,7 @@ def test_metadata_passes_through(astronaut, box_map):
 
 
 @pytest.mark.parametrize("size", [(1, 1), (17, 33), (33, 17), (8, 8), (16, 24), (200, 7)])
-@pytest.mark.parametrize("mode", ["dct", "mosaic"])
+@pytest.mark.parametrize("mode", ["rdo", "dct", "mosaic"])
 def test_any_size(size, mode):
     rng = np.random.default_rng(size[0] * 100 + size[1])
     rgb = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
@@ -457,6 +462,7 @@ def test_writes_paths_and_file_objects(astronaut, box_map, tmp_path):
 # ---------------------------------------------------------------- Pillow plugin
 
 def test_pillow_semjpeg_format_and_semantic_option(astronaut, box_map, tmp_path):
+    semantic_jpeg.register_pillow_plugin()  # semantic=True is opt-in (the SEMJPEG format registers on import)
     im = Image.fromarray(astronaut)
     expect = encode(astronaut, saliency=box_map, quality=60)
     a, b = io.BytesIO(), io.BytesIO()
@@ -531,3 +537,131 @@ def test_readme_main_command(tmp_path, capsys):
     plain = len(_plain(np.ascontiguousarray(data.chelsea()), 50, subsampling=2))
     assert abs(out.stat().st_size - plain) <= 0.01 * plain
     assert (tmp_path / "chelsea.heatmap.png").exists()
+
+
+# ---------------------------------------------------------------- "rdo" mode (jpegli core + saliency RDO)
+
+def _jpegli(rgb, q):
+    import pyjpegli
+    return pyjpegli.encode(np.ascontiguousarray(rgb).tobytes(), rgb.shape[1], rgb.shape[0], q)
+
+
+def _region_psnr(dec, ref, mask):
+    return 10 * np.log10(255.0 ** 2 / ((dec - ref) ** 2)[mask].mean())
+
+
+def test_rdo_is_the_default_mode(astronaut, box_map):
+    r = encode(astronaut, saliency=box_map, return_result=True)
+    assert r.mode == "rdo" == semantic_jpeg.codec.DEFAULT_MODE
+    assert "rdo mode" in r.summary() and r.block_weights.shape == (64, 64)
+
+
+def test_rdo_at_lambda_zero_writes_jpeglis_coefficients(astronaut, tmp_path):
+    # integer-exact path: jpegli's quantised coefficients, re-coded losslessly (only the Huffman tables change)
+    from semantic_jpeg.codec import encoder
+    coder = encoder._RdoCoder(astronaut, np.full(astronaut.shape[:2], 0.5, np.float32),
+                              encoder._check_options({}, "rdo"))
+    ours = read_coefficients(coder.encode(70, 0.0), tmp_path)
+    theirs = read_coefficients(_jpegli(astronaut, 70), tmp_path)
+    for a, b in zip(ours, theirs):
+        assert np.array_equal(a, b[:a.shape[0], :a.shape[1]])
+
+
+def test_rdo_uniform_map_not_worse_than_jpegli_at_equal_size(astronaut):
+    uniform = np.full(astronaut.shape[:2], 0.5, np.float32)
+    for q in (50, 80):
+        ref = _jpegli(astronaut, q)
+        ours = encode(astronaut, saliency=uniform, target_size=len(ref))
+        assert abs(len(ours) / len(ref) - 1) <= 0.01
+        assert psnr(decode_pil(ours), astronaut) >= psnr(decode_pil(ref), astronaut) - 0.05, q
+
+
+def test_rdo_saliency_moves_quality_where_the_map_says(astronaut, box_map):
+    inside = box_map > 0
+    uniform = encode(astronaut, saliency=box_map, strength=0, quality=50)  # jpegli's own allocation
+    steered = encode(astronaut, saliency=box_map, target_size=len(uniform))
+    assert abs(len(steered) / len(uniform) - 1) <= 0.01
+    u, s = decode_pil(uniform), decode_pil(steered)
+    assert _region_psnr(s, astronaut, inside) > _region_psnr(u, astronaut, inside) + 1.0  # salient: better
+    assert _region_psnr(s, astronaut, ~inside) < _region_psnr(u, astronaut, ~inside)      # the rest: worse
+    # and the other way round when the map is inverted
+    flipped = decode_pil(encode(astronaut, saliency=1 - box_map, target_size=len(uniform)))
+    assert _region_psnr(flipped, astronaut, ~inside) > _region_psnr(u, astronaut, ~inside)
+
+
+def test_rdo_quality_means_pillow_sized_output(astronaut, box_map):
+    for q in (50, 95):
+        r = encode(astronaut, saliency=box_map, quality=q, return_result=True)
+        assert r.target_size == len(_plain(astronaut, q))
+        assert abs(r.size / r.target_size - 1) <= 0.01, (q, r.size, r.target_size)
+    assert encode(astronaut, saliency=box_map, return_result=True).target_size == len(_plain(astronaut, 75))
+
+
+def test_rdo_weights_are_rank_based_and_clamped():
+    from semantic_jpeg.codec import rdo
+    rng = np.random.default_rng(0)
+    means = rng.random((20, 30))
+    w = rdo.rank_weights(means, 2.0)
+    assert 0.25 <= w.min() < 0.3 and 3.7 < w.max() <= 4.0
+    assert np.allclose(w, rdo.rank_weights(means ** 5 * 1e-6, 2.0))  # any monotone rescaling of the map
+    assert np.array_equal(np.argsort(w.ravel(), kind="stable"), np.argsort(means.ravel(), kind="stable"))
+    assert np.allclose(rdo.rank_weights(np.full((4, 4), 0.3), 3.0), 1.0)  # constant map: no preference
+
+
+def test_rdo_rd_decision_beats_its_candidates():
+    # per block, the returned coefficients cost no more (weighted distortion + lambda bits, same model) than
+    # keeping the start values or zeroing every AC coefficient
+    from semantic_jpeg.codec import rdo
+    rng = np.random.default_rng(1)
+    raw = rng.normal(0, 40, (300, 64)).astype(np.float32)
+    table = np.full(64, 10, np.uint16)
+    start = np.rint(raw / table).astype(np.int16)
+    lengths = np.full(256, 6.0, np.float32)
+    w = rng.uniform(0.25, 4, 300)
+    out = rdo.optimise_component(raw, start, table, w, 50.0, lengths)
+    assert np.array_equal(out[:, 0], start[:, 0])  # DC kept
+    dist = lambda c: (w[:, None] * (raw[:, 1:] - c[:, 1:] * 10.0) ** 2).sum(1)  # noqa: E731
+    assert (dist(out) >= dist(start) - 1e-3).all() and (np.abs(out) <= np.abs(start) + 1).all()
+    assert np.count_nonzero(out[w < 0.5]) / (w < 0.5).sum() < np.count_nonzero(out[w > 2]) / (w > 2).sum()
+
+
+@pytest.mark.parametrize("subsampling", [None, "4:4:4"])
+def test_keep_rgb_implies_444(astronaut, box_map, subsampling, tmp_path):
+    kw = {} if subsampling is None else {"subsampling": subsampling}
+    for mode in ("rdo", "dct", "mosaic"):
+        b = encode(astronaut, saliency=box_map, keep_rgb=True, mode=mode, **kw)
+        p = tmp_path / "rgb.jpg"
+        p.write_bytes(b)
+        j = jpeglib.read_dct(str(p))
+        assert j.jpeg_color_space == jpeglib.Colorspace.JCS_RGB and np.all(np.asarray(j.samp_factor) == 1)
+        assert psnr(decode_pil(b), astronaut) > 27
+
+
+def test_keep_rgb_with_subsampling_is_a_clear_error(astronaut, box_map):
+    with pytest.raises(ValueError, match="keep_rgb.*4:4:4"):
+        encode(astronaut, saliency=box_map, keep_rgb=True, subsampling="4:2:0")
+
+
+@pytest.mark.parametrize("kwargs,match", [(dict(strength=-1), "strength"), (dict(strength=9), "strength"),
+                                          (dict(headroom=-0.1), "headroom"), (dict(strength="x"), "strength"),
+                                          (dict(mode="dct", strength=1.0), "rdo")])
+def test_rdo_bad_parameters(astronaut, box_map, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        encode(astronaut, saliency=box_map, **kwargs)
+
+
+def test_rdo_leaves_read_only_input_untouched(astronaut, box_map):
+    img, sal = astronaut.copy(), box_map.copy()
+    img.flags.writeable = False
+    sal.flags.writeable = False
+    encode(img, saliency=sal, quality=60)
+    assert np.array_equal(img, astronaut) and np.array_equal(sal, box_map)
+
+
+def test_rdo_greyscale(astronaut, box_map):
+    grey = np.ascontiguousarray(astronaut[..., 1])
+    r = encode(grey, saliency=box_map, quality=60, return_result=True)
+    with Image.open(io.BytesIO(r.data)) as im:
+        assert im.mode == "L"
+        assert psnr(np.asarray(im), grey) > 30
+    assert abs(r.size / r.target_size - 1) <= 0.01

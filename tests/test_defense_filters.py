@@ -179,7 +179,8 @@ def test_wavelet_equals_scikit_image(astronaut, wavelet, method, sigma):
     image = astronaut[:151, :173].astype(np.float32) / 255  # odd sizes exercise the boundary handling
     expected = np.clip(denoise_wavelet(image.astype(np.float64), sigma=sigma, wavelet=wavelet, method=method,
                                        mode="soft", convert2ycbcr=True, channel_axis=-1), 0, 1)
-    out = df.wavelet_denoise(np.ascontiguousarray(image[..., ::-1]), sigma, wavelet=wavelet, method=method)
+    out = df.wavelet_denoise(np.ascontiguousarray(image[..., ::-1]), sigma, wavelet=wavelet, method=method,
+                             color_order="BGR")
     np.testing.assert_allclose(out[..., ::-1], expected, atol=1e-3 if sigma is None else 2e-6)
     assert np.abs(out[..., ::-1] - image).mean() > 1e-3  # it did denoise
 
@@ -290,8 +291,8 @@ def test_jpeg_equals_pillow_round_trip(astronaut):
     buffer = io.BytesIO()
     Image.fromarray(astronaut).save(buffer, format="JPEG", quality=40)
     expected = np.asarray(Image.open(buffer))
-    np.testing.assert_array_equal(df.jpeg(astronaut[..., ::-1], 40)[..., ::-1], expected)
-    np.testing.assert_array_equal(df.jpeg(astronaut, 40, color_order="RGB"), expected)
+    np.testing.assert_array_equal(df.jpeg(astronaut[..., ::-1], 40, color_order="BGR")[..., ::-1], expected)
+    np.testing.assert_array_equal(df.jpeg(astronaut, 40), expected)  # RGB by default, as the whole package
     with pytest.raises(ValueError):
         df.jpeg(astronaut, 0)
 
@@ -343,9 +344,9 @@ def test_median_and_non_local_means_equal_opencv(astronaut):
     cv2 = pytest.importorskip("cv2")
     bgr = np.ascontiguousarray(astronaut[..., ::-1])
     np.testing.assert_array_equal(df.median_smoothing(bgr, 5), cv2.medianBlur(bgr, 5))
-    np.testing.assert_array_equal(df.non_local_means(bgr, 7.0),
+    np.testing.assert_array_equal(df.non_local_means(bgr, 7.0, color_order="BGR"),
                                   cv2.fastNlMeansDenoisingColored(bgr, None, 7.0, 7.0, 7, 21))
-    np.testing.assert_array_equal(df.non_local_means(astronaut, 7.0, color_order="RGB"),
+    np.testing.assert_array_equal(df.non_local_means(astronaut, 7.0),
                                   cv2.fastNlMeansDenoisingColored(bgr, None, 7.0, 7.0, 7, 21)[..., ::-1])
 
 
@@ -480,3 +481,170 @@ def test_import_does_not_load_torch_or_onnxruntime():
     code = ("import sys, semantic_jpeg.defense_filters, semantic_jpeg.defense_filters.adapters; "
             "assert not {'torch', 'onnxruntime', 'albumentations', 'art'} & set(sys.modules), sys.modules.keys()")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------- read-only buffers, parameter ranges, numerics
+
+
+def _read_only_buffers(like: np.ndarray, tmp_path):
+    """Three read-only arrays shaped like ``like``: a view of immutable bytes, writeable=False, a read-only mmap."""
+    from_bytes = np.frombuffer(bytes(like.nbytes), like.dtype).reshape(like.shape)
+    flagged = np.zeros_like(like)
+    flagged.flags.writeable = False
+    path = tmp_path / "dst.bin"
+    path.write_bytes(bytes(like.nbytes))
+    mapped = np.memmap(path, like.dtype, mode="r", shape=like.shape)
+    return {"bytes": from_bytes, "writeable=False": flagged, "mmap": mapped}
+
+
+READ_ONLY_CASES = {
+    "pd": lambda im, **kw: df.pixel_deflection(im, 50, 3, rng=0, **kw),
+    "pd+saliency": lambda im, **kw: df.pixel_deflection(im, 50, 3, saliency=np.full(im.shape[-3:-1], 0.3, np.float32),
+                                                        rng=0, **kw),
+    "dwt": lambda im, **kw: df.wavelet_denoise(im, 0.04, **kw),  # the one-call native path
+    "dwt-sure": lambda im, **kw: df.wavelet_denoise(im, 0.04, method="SureShrink", **kw),  # the step-by-step path
+    "dwt-db2": lambda im, **kw: df.wavelet_denoise(im, None, wavelet="db2", **kw),
+    "preset pd+dwt": lambda im, **kw: df.preset("pd+dwt")(im, rng=0, **kw),
+    "preset pd": lambda im, **kw: df.preset("pd")(im, rng=0, **kw),
+    "jpeg": lambda im, **kw: df.jpeg(im, 50, **kw),
+}
+
+
+@pytest.mark.parametrize("name", list(READ_ONLY_CASES))
+@pytest.mark.parametrize("shape, dtype", [((32, 40, 3), np.uint8), ((32, 40, 3), np.float32),
+                                          ((2, 32, 40, 3), np.uint8), ((2, 32, 40, 3), np.float32)])
+def test_read_only_dst_is_refused_and_left_unchanged(name, shape, dtype, tmp_path):
+    """No filter writes into a read-only dst (immutable bytes, writeable=False, read-only mmap): each raises the
+    same ValueError and the buffer keeps its contents (before: pixel deflection and the wavelet denoiser wrote
+    into it, and segfaulted on the mmap)."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, shape).astype(np.uint8)
+    image = image if dtype == np.uint8 else image.astype(np.float32) / 255
+    for kind, dst in _read_only_buffers(image, tmp_path).items():
+        with pytest.raises(ValueError, match="dst is read-only"):
+            READ_ONLY_CASES[name](image, dst=dst)
+        assert not np.asarray(dst).any(), f"{name} wrote into a read-only dst ({kind})"
+
+
+def test_native_output_pointer_refuses_read_only_arrays():
+    from semantic_jpeg.native import as_output_pointer, as_pointer
+
+    frozen = np.frombuffer(bytes(16), np.uint8)
+    as_pointer(frozen, np.uint8)  # reading is fine
+    with pytest.raises(ValueError, match="writeable"):
+        as_output_pointer(frozen, np.uint8)
+
+
+_FLAT = np.full((48, 64, 3), 0.5, np.float32)  # every detail band is 0
+_GRADIENT = np.broadcast_to(np.linspace(0, 1, 64, dtype=np.float32)[None, :, None], (48, 64, 3)).copy()
+_ZERO_SIGMA = [dict(sigma=0.0), dict(sigma=None), dict(sigma=0.0, wavelet="db2")]
+
+
+@pytest.mark.parametrize("image, settings", [(image, settings) for image in (_FLAT, _GRADIENT, (_FLAT * 255).astype(
+    np.uint8)) for settings in _ZERO_SIGMA] + [(_FLAT, dict(sigma=0.04, sigma_mode="channel-range"))])
+def test_sure_shrink_with_zero_sigma_returns_the_input(image, settings):
+    """sigma 0 (given, estimated on a flat or gradient image, or a flat channel's range) means no noise: the
+    threshold is 0 and the image comes back (before: NaN thresholds, NaN or black output)."""
+    out = df.wavelet_denoise(image, method="SureShrink", **settings)
+    assert np.isfinite(out).all()
+    if image.dtype == np.uint8:
+        np.testing.assert_array_equal(out, image)
+    else:
+        np.testing.assert_allclose(out, image, atol=2e-6)
+    np.testing.assert_array_equal(df.wavelet.sure_threshold(np.ones((2, 4, 4)), np.array([0.0, 1.0]))[0], 0.0)
+
+
+def test_sure_shrink_zero_sigma_in_one_channel_only():
+    rng = np.random.default_rng(1)
+    image = rng.random((48, 64, 3), dtype=np.float32)
+    image[..., 1] = 0.25  # flat channel: channel-range sigma 0 there, the others are denoised
+    out = df.wavelet_denoise(image, 0.1, method="SureShrink", ycbcr=False, sigma_mode="channel-range")
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out[..., 1], 0.25, atol=2e-6)
+    assert np.abs(out[..., 0] - image[..., 0]).mean() > 1e-3
+
+
+@pytest.mark.parametrize("value", [2**31, 2**63, 10**10])
+def test_deflections_upper_bound_names_the_parameter(value):
+    from semantic_jpeg.defense_filters.deflection import MAX_DEFLECTIONS
+
+    assert MAX_DEFLECTIONS == 2**31 - 1
+    with pytest.raises(ValueError, match=r"deflections must be an integer in 0\.\.2147483647"):
+        df.pixel_deflection(np.zeros((32, 32, 3), np.uint8), value, 2)
+
+
+def test_deflection_runs_in_chunks_with_the_same_result(astronaut, monkeypatch):
+    """The native loop is split into calls of at most _CHUNK attempts (Ctrl-C is handled between calls), with the
+    generator state carried over: the result equals one long run and the oracle."""
+    from semantic_jpeg.defense_filters import deflection
+
+    calls = []
+    real = deflection.lib
+
+    class CountingLib:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def filters_pixel_deflection(self, args, attempts, state):
+            calls.append(attempts)
+            return real.filters_pixel_deflection(args, attempts, state)
+
+    expected, _ = deflection_oracle(astronaut, 1000, 4, seed_of(9))
+    monkeypatch.setattr(deflection, "lib", CountingLib())
+    monkeypatch.setattr(deflection, "_CHUNK", 64)
+    np.testing.assert_array_equal(df.pixel_deflection(astronaut, 1000, 4, rng=9), expected)
+    assert max(calls) == 64 and sum(calls) == 1000
+
+
+@pytest.mark.parametrize("levels", [6, 7, 30, 31, 1000])
+def test_wavelet_levels_checked_against_the_image_size(levels):
+    """64x48 allows pywt.dwtn_max_level = 5 db1 levels; more are refused with a message naming levels (before:
+    7-30 ran silently, larger values failed with unrelated messages)."""
+    import pywt
+
+    image = np.zeros((48, 64, 3), np.uint8)
+    assert df.wavelet.max_levels((48, 64), "db1") == pywt.dwtn_max_level((48, 64), "db1") == 5
+    df.wavelet_denoise(image, levels=5)
+    for method in ("BayesShrink", "SureShrink"):
+        with pytest.raises(ValueError, match=r"levels must be an integer in 1\.\.5"):
+            df.wavelet_denoise(image, levels=levels, method=method)
+
+
+def test_haar_plan_is_a_named_tuple():
+    plan = df.wavelet._haar_plan(48, 64, 3, True, 0.04, None, "BayesShrink", "soft", False)
+    assert plan.levels == 2 and plan.method == 0 and plan.hard == 0 and plan.workspace_floats > 0
+
+
+# ---------------------------------------------------------------- call keywords of presets and Compose
+
+
+def test_preset_keywords_must_apply(astronaut):
+    saliency = np.zeros(astronaut.shape[:2], np.float32)
+    with pytest.raises(TypeError, match="saliancy"):
+        df.preset("pd+rcam+dwt")(astronaut, rng=0, saliancy=saliency)  # misspelt: must not recompute R-CAM
+    with pytest.raises(TypeError, match="sigma"):
+        df.preset("pd")(astronaut, rng=0, sigma=0.5)  # pixel deflection has no sigma
+    with pytest.raises(TypeError, match="saliency"):
+        df.preset("dwt")(astronaut, saliency=saliency)
+    with pytest.raises(TypeError, match="qualty"):
+        df.preset("jpeg")(astronaut, qualty=20)
+    # a keyword one step takes goes to that step only
+    np.testing.assert_array_equal(df.preset("pd+dwt")(astronaut, rng=0, sigma=0.1),
+                                  df.wavelet_denoise(df.pixel_deflection(astronaut, 100, 10, rng=np.random.default_rng(0)),
+                                                     0.1))
+    # apply_filter (used by the adapters and the evaluation) passes what a filter takes and drops the rest
+    np.testing.assert_array_equal(df.apply_filter(df.preset("pd"), astronaut, rng=0, sigma=0.5),
+                                  df.preset("pd")(astronaut, rng=0))
+    with pytest.raises(TypeError, match="saliancy"):
+        df.majority_vote(lambda batch: np.zeros(len(batch), int), astronaut, df.preset("pd"), draws=2,
+                         saliancy=saliency)
+
+
+def test_filters_read_rgb_by_default(astronaut):
+    """One colour-order rule across the package: RGB unless color_order="BGR"."""
+    bgr = np.ascontiguousarray(astronaut[..., ::-1])
+    for filt in (lambda im, **kw: df.jpeg(im, 30, **kw), lambda im, **kw: df.wavelet_denoise(im, 0.1, **kw)):
+        rgb_out = filt(astronaut)
+        np.testing.assert_array_equal(rgb_out, filt(astronaut, color_order="RGB"))
+        np.testing.assert_array_equal(filt(bgr, color_order="BGR"), rgb_out[..., ::-1])
+        np.testing.assert_array_equal(filt(bgr, color_order="bgr"), rgb_out[..., ::-1])

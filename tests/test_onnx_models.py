@@ -235,8 +235,11 @@ def test_user_model_without_noise_inputs_gets_input_draws_per_copy(tmp_path):
     (np.full((10, 10, 3), np.nan, np.float32), ValueError, "NaN"),
     (np.full((10, 10, 3), 2.0, np.float32), ValueError, r"\[0, 1\]"),
     (np.zeros((2, 10, 10, 3), np.uint8), ValueError, "shape"),
-    ([[0, 1], [2, 3]], TypeError, "PIL.Image or a numpy array"),
-    (Image.new("I;16", (8, 8)), ValueError, "more than 8 bits"),
+    ([[0, 1], [2, 3]], TypeError, "PIL.Image.Image or a numpy array"),
+    (Image.new("I", (8, 8)), ValueError, "32-bit"),
+    (Image.new("CMYK", (8, 8)), ValueError, "ICC"),
+    (Image.new("RGBA", (8, 8)), ValueError, "alpha"),
+    (Image.new("LA", (8, 8)), ValueError, "alpha"),
 ])
 def test_bad_inputs_raise_clear_errors(model, image, error, match):
     with pytest.raises(error, match=match):
@@ -261,10 +264,26 @@ def test_bad_options_raise_clear_errors(model):
         model.msroi_map(image, threshold=2.0)
 
 
-def test_pil_alpha_composited_over_white(model):
+def test_alpha_is_refused_like_the_codec_and_flatten_alpha_composites(model):
+    """One alpha policy across the package (semantic_jpeg.image_input): refused with a message naming the fix;
+    flatten_alpha composites over white (or another colour)."""
+    from semantic_jpeg.image_input import flatten_alpha
+
     rgba = Image.new("RGBA", (64, 48), (0, 0, 0, 0))  # fully transparent -> white
     white = Image.new("RGB", (64, 48), (255, 255, 255))
-    np.testing.assert_array_equal(model.rcam_map(rgba), model.rcam_map(white))
+    with pytest.raises(ValueError, match="flatten_alpha"):
+        model.rcam_map(rgba)
+    np.testing.assert_array_equal(model.rcam_map(flatten_alpha(rgba)), model.rcam_map(white))
+
+
+def test_16_bit_images_read_as_8_bit(model):
+    """I;16 PIL images and uint16 arrays are scaled to 8 bits (round(v / 257)), as the codec does (before: the
+    models refused them)."""
+    grey = np.asarray(Image.fromarray(data.chelsea()).convert("L"))
+    sixteen = Image.fromarray(grey.astype(np.uint16) * 257)
+    assert sixteen.mode == "I;16"
+    np.testing.assert_array_equal(model.msroi_map(sixteen), model.msroi_map(grey))
+    np.testing.assert_array_equal(model.msroi_map(grey.astype(np.uint16) * 257), model.msroi_map(grey))
 
 
 def test_cli_maps_and_predict(tmp_path, capsys):

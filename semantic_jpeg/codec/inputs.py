@@ -1,19 +1,14 @@
 """Turning the caller's image and saliency arguments into the arrays the encoder works on.
 
-Image rule (documented in the README):
-- PIL images: "L" and "RGB" are encoded as they are; "1" -> "L"; "P" without transparency -> "RGB";
-  "I;16*" -> "L" (value / 257, rounded); "F" -> "L" (rounded, values must lie in [0, 255]).
-  Images with alpha ("RGBA", "LA", "PA", "P" with transparency) are refused: JPEG has no alpha and silently
-  dropping it changes the picture; composite onto a background first. "CMYK", "YCbCr", "LAB", "HSV", "I"
-  are refused with the conversion to use.
-- numpy arrays: HxW (grey) or HxWx3, uint8 or float in [0, 1]; ``color_order`` says whether 3-channel arrays
-  are "RGB" (the default, as Pillow) or "BGR" (as OpenCV).
+Images follow the package's one input policy (:mod:`semantic_jpeg.image_input`, documented in docs/images.md):
+PIL modes, alpha (composited over white), 16-bit and float input, and the colour order of numpy arrays
+(``color_order="RGB"`` by default, ``"BGR"`` for OpenCV arrays). The encoder receives uint8 HxW (grey) or HxWx3 RGB.
 """
 import numpy as np
 from PIL import Image
 
+from ..image_input import require_onnxruntime, to_array
 from ..native import as_pointer, lib
-from ..onnx_models.image_input import check_image_array
 
 MAX_JPEG_SIDE = 65500  # JPEG's 16-bit frame dimensions, as libjpeg enforces
 
@@ -23,11 +18,9 @@ def image_to_array(image, color_order="RGB") -> np.ndarray:
     encoder only reads it)."""
     if isinstance(image, Image.Image):
         check_size(image.width, image.height)  # before converting: a huge image is refused without a copy
-        array = _pil_to_array(image)
-    elif isinstance(image, np.ndarray):
-        array = _numpy_to_array(image, color_order)
-    else:
+    elif not isinstance(image, np.ndarray):
         raise TypeError(f"image must be a PIL.Image.Image or a numpy array, got {type(image).__name__}")
+    array = np.ascontiguousarray(to_array(image, color_order, keep_gray=True, uint8=True))
     check_size(array.shape[1], array.shape[0])
     return array
 
@@ -43,39 +36,6 @@ def check_size(width, height):
             f"image has {width * height} pixels, more than twice Pillow's MAX_IMAGE_PIXELS ({limit})")
 
 
-def _pil_to_array(image: Image.Image) -> np.ndarray:
-    mode = image.mode
-    if mode in ("L", "RGB"):
-        return np.array(image)
-    if mode == "1":
-        return np.array(image.convert("L"))
-    if mode == "P":
-        if "transparency" in image.info:
-            raise ValueError("palette image with transparency: JPEG has no alpha; composite it onto a "
-                             "background first (e.g. Image.alpha_composite) and pass an RGB image")
-        return np.array(image.convert("RGB"))
-    if mode.startswith("I;16"):
-        return np.rint(np.array(image, dtype=np.float64) / 257.0).astype(np.uint8)
-    if mode == "F":
-        values = np.array(image, dtype=np.float64)
-        if not np.isfinite(values).all() or values.min() < 0 or values.max() > 255:
-            raise ValueError("mode 'F' image must hold finite values in [0, 255] to be encoded as 8-bit grey")
-        return np.rint(values).astype(np.uint8)
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        raise ValueError(f"image mode {mode!r} has an alpha channel and JPEG cannot store alpha; composite it "
-                         "onto a background first, or drop it explicitly with image.convert('RGB')")
-    if mode == "CMYK":
-        raise ValueError("CMYK images are not supported; convert to RGB (ideally with an ICC transform) first")
-    raise ValueError(f"image mode {mode!r} is not supported; convert to 'RGB' or 'L' first")
-
-
-def _numpy_to_array(array: np.ndarray, color_order: str) -> np.ndarray:
-    array = check_image_array(array, color_order)
-    if array.dtype != np.uint8:
-        array = np.rint(array * 255.0).astype(np.uint8)
-    return np.ascontiguousarray(array)
-
-
 def saliency_to_array(saliency, rgb: np.ndarray) -> np.ndarray:
     """float32 HxW map in [0, 1] at the image's size from the ``saliency`` argument of ``encode``.
 
@@ -84,6 +44,7 @@ def saliency_to_array(saliency, rgb: np.ndarray) -> np.ndarray:
     aspect ratio matches the image's; uint8 maps are divided by 255)."""
     height, width = rgb.shape[:2]
     if saliency is None:
+        require_onnxruntime("the default saliency map (saliency=None)")
         from ..onnx_models import default_model
         saliency = default_model()
     if hasattr(saliency, "msroi_map"):

@@ -1,8 +1,9 @@
-"""OpenCV-style array conventions shared by every filter (SPEC sec 2.3).
+"""Array conventions shared by every filter.
 
 Images are numpy arrays HxW, HxWxC or NxHxWxC batches, uint8 in [0, 255] or float32 in [0, 1]; colour
-images are BGR unless ``color_order="RGB"``. A filter returns the same shape and dtype, never modifies its
-input, writes into ``dst`` when one is given, and rounds (not truncates) back to uint8.
+images are RGB unless ``color_order="BGR"`` (the package's one input policy, :mod:`semantic_jpeg.image_input`).
+A filter returns the same shape and dtype, never modifies its input, writes into ``dst`` when one is given (it
+must be writeable), and rounds (not truncates) back to uint8.
 """
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import math
 import numbers
 
 import numpy as np
+
+from semantic_jpeg.image_input import check_color_order as _check_color_order
+from semantic_jpeg.image_input import check_float_range, check_writable
 
 _DTYPES = (np.dtype(np.uint8), np.dtype(np.float32))
 
@@ -30,11 +34,7 @@ def check_image(image, *, min_side: int = 2) -> np.ndarray:
     if image.ndim >= 3 and image.shape[-1] > 4:
         raise ValueError(f"image must have 1 to 4 channels in its last axis, got shape {image.shape}")
     if image.dtype == np.float32:
-        low, high = float(image.min()), float(image.max())
-        if not (np.isfinite(low) and np.isfinite(high)):
-            raise ValueError("image contains NaN or infinite values")
-        if low < 0.0 or high > 1.0:
-            raise ValueError(f"float32 image values must lie in [0, 1], got [{low:g}, {high:g}]")
+        check_float_range(image)
     return image
 
 
@@ -49,10 +49,8 @@ def channel_count(image: np.ndarray) -> int:
 
 
 def check_color_order(color_order: str) -> str:
-    order = str(color_order).upper()
-    if order not in ("BGR", "RGB"):
-        raise ValueError(f"color_order must be 'BGR' or 'RGB', got {color_order!r}")
-    return order
+    """"RGB" or "BGR" (case-insensitive), else a ValueError naming ``color_order``."""
+    return _check_color_order(color_order)
 
 
 def as_generator(rng) -> np.random.Generator:
@@ -64,11 +62,14 @@ def as_generator(rng) -> np.random.Generator:
     raise TypeError(f"rng must be None, an int seed or a numpy.random.Generator, got {type(rng).__name__}")
 
 
-def check_integer(value, name: str, minimum: int) -> int:
-    """``value`` as an int, or a ValueError naming ``name`` unless it is an integer >= ``minimum``.
-    (Built-in ints are tested first: an ABC isinstance check costs microseconds when its code is not cached.)"""
-    if not (type(value) is int or isinstance(value, numbers.Integral)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+def check_integer(value, name: str, minimum: int, maximum: int | None = None) -> int:
+    """``value`` as an int, or a ValueError naming ``name`` unless it is an integer >= ``minimum`` (and <=
+    ``maximum`` when given). (Built-in ints are tested first: an ABC isinstance check costs microseconds when its
+    code is not cached.)"""
+    if not (type(value) is int or isinstance(value, numbers.Integral)) or value < minimum \
+            or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
     return int(value)
 
 
@@ -110,8 +111,8 @@ def finish(result: np.ndarray, like: np.ndarray, dst) -> np.ndarray:
 
 
 def check_dst(dst, like: np.ndarray) -> None:
-    if not isinstance(dst, np.ndarray):
-        raise TypeError(f"dst must be a numpy array, got {type(dst).__name__}")
+    """``dst`` must be a writeable array of ``like``'s shape and dtype (every filter checks it before writing)."""
+    check_writable(dst)
     if dst.shape != like.shape or dst.dtype != like.dtype:
         raise ValueError(f"dst must have the input's shape {like.shape} and dtype {like.dtype}, "
                          f"got {dst.shape} {dst.dtype}")

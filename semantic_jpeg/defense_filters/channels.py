@@ -34,7 +34,7 @@ def _check_jpeg_channels(image: np.ndarray) -> None:
         raise ValueError(f"JPEG channels need 1 or 3 channels, got shape {image.shape}")
 
 
-def jpeg(image, quality: int = 75, *, color_order: str = "BGR", dst=None, rng=None) -> np.ndarray:
+def jpeg(image, quality: int = 75, *, color_order: str = "RGB", dst=None, rng=None) -> np.ndarray:
     """Encode to a baseline JPEG at ``quality`` (Pillow, 4:2:0) and decode it back (paper 000 Table 4.7)."""
     image = check_image(image)
     _check_jpeg_channels(image)
@@ -51,7 +51,7 @@ def jpeg(image, quality: int = 75, *, color_order: str = "BGR", dst=None, rng=No
     return finish(per_image(one, image), image, dst)
 
 
-def semantic_jpeg(image, saliency="aug-msroi", *, levels: int = 5, quality_range=(30, 70), color_order: str = "BGR",
+def semantic_jpeg(image, saliency="aug-msroi", *, levels: int = 5, quality_range=(30, 70), color_order: str = "RGB",
                   rng=None, dst=None, **encode_options) -> np.ndarray:
     """Round trip through the semantic JPEG codec (paper 000 Algorithm 1; Aug-MSROI maps, sec 3.6).
 
@@ -164,7 +164,7 @@ def median_smoothing(image, size: int = 3, *, dst=None, rng=None) -> np.ndarray:
 
 
 def non_local_means(image, strength: float = 10.0, *, template_size: int = 7, search_size: int = 21,
-                    color_order: str = "BGR", dst=None, rng=None) -> np.ndarray:
+                    color_order: str = "RGB", dst=None, rng=None) -> np.ndarray:
     """Non-local means (OpenCV's fastNlMeansDenoising[Colored]; needs opencv-python-headless).
 
     ``strength`` is OpenCV's h in uint8 units; colour images use the same h for the chroma."""

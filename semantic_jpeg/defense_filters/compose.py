@@ -16,24 +16,50 @@ from .deflection import pixel_deflection
 from .wavelet import wavelet_denoise
 
 
+def accepted_keywords(purifier):
+    """The keywords a filter takes at call time besides the image and ``rng``: a frozenset, or None when it takes
+    any (``**kwargs``)."""
+    if isinstance(purifier, (Filter, Compose)):
+        return purifier.accepted
+    parameters = inspect.signature(purifier).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
+        return None
+    return frozenset(name for name, p in list(parameters.items())[1:] if p.kind != p.VAR_POSITIONAL) - {"rng"}
+
+
+def _check_keywords(purifier, overrides: dict, name: str) -> None:
+    accepted = accepted_keywords(purifier)
+    unknown = set(overrides) - accepted if accepted is not None else set()
+    if unknown:
+        raise TypeError(f"{name} takes no keyword(s) {sorted(unknown)}; it takes {sorted(accepted)}")
+
+
+def _applicable(step, overrides: dict) -> dict:
+    accepted = accepted_keywords(step)
+    return overrides if accepted is None else {k: v for k, v in overrides.items() if k in accepted}
+
+
 class Filter:
     """``func`` with fixed keyword settings, called as ``f(image, rng=None, **overrides)``.
 
-    Overrides that ``func`` does not take (e.g. ``saliency`` for a wavelet step inside a :class:`Compose`) are
-    ignored, so one call can pass a per-image map or ``color_order`` through a whole chain.
+    Overrides replace settings for one call. A keyword ``func`` does not take raises TypeError (a misspelt
+    ``saliancy=`` must not be ignored); inside a :class:`Compose`, each step receives the keywords it takes, and a
+    keyword that no step takes raises.
     """
 
     def __init__(self, func, **settings):
         self.func = func
         self.settings = settings
-        self._accepted = set(inspect.signature(func).parameters)
-        unknown = set(settings) - self._accepted
+        parameters = inspect.signature(func).parameters
+        self.accepted = (None if any(p.kind == p.VAR_KEYWORD for p in parameters.values())
+                         else frozenset(list(parameters)[1:]) - {"rng"})  # all but the image
+        unknown = set(settings) - self.accepted if self.accepted is not None else set()
         if unknown:
             raise TypeError(f"{func.__name__} takes no setting(s) {sorted(unknown)}")
 
     def __call__(self, image, rng=None, **overrides):
-        kwargs = {**self.settings, **{k: v for k, v in overrides.items() if k in self._accepted}}
-        return self.func(image, rng=rng, **kwargs)
+        _check_keywords(self, overrides, repr(self))
+        return self.func(image, rng=rng, **{**self.settings, **overrides})
 
     def __repr__(self):
         settings = ", ".join(f"{k}={v!r}" for k, v in self.settings.items())
@@ -41,27 +67,32 @@ class Filter:
 
 
 def apply_filter(purifier, image, *, rng=None, **overrides):
-    """Call any filter with ``overrides``, dropping those a plain function does not take."""
-    if not isinstance(purifier, (Filter, Compose)):
-        parameters = inspect.signature(purifier).parameters
-        if not any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
-            overrides = {k: v for k, v in overrides.items() if k in parameters}
-    return purifier(image, rng=rng, **overrides)
+    """Call any filter with the ``overrides`` it takes, dropping the others (for callers that pass context to
+    filters of any kind, e.g. the adapters' ``color_order``). Call the filter directly to have unknown keywords
+    raise."""
+    return purifier(image, rng=rng, **_applicable(purifier, overrides))
 
 
 class Compose:
-    """Apply filters in order; one Generator feeds all random steps; ``dst`` receives the last step's output."""
+    """Apply filters in order; one Generator feeds all random steps; ``dst`` receives the last step's output.
+
+    Call keywords go to the steps that take them (``saliency=`` to a pixel deflection step, ``sigma=`` to a
+    wavelet step, ``color_order=`` to both); a keyword that no step takes raises TypeError."""
 
     def __init__(self, *filters):
         if not filters or not all(callable(f) for f in filters):
             raise TypeError("Compose needs one or more callable filters")
         self.filters = filters
+        steps = [accepted_keywords(f) for f in filters]
+        self.accepted = None if any(a is None for a in steps) else frozenset().union(*steps) | {"dst"}
 
     def __call__(self, image, rng=None, *, dst=None, **overrides):
+        _check_keywords(self, overrides, repr(self))
         rng = as_generator(rng)
         for index, step in enumerate(self.filters):
             last = index == len(self.filters) - 1
-            image = apply_filter(step, image, rng=rng, **overrides, **({"dst": dst} if last and dst is not None else {}))
+            image = step(image, rng=rng, **_applicable(step, overrides),
+                         **({"dst": dst} if last and dst is not None else {}))
         return image
 
     def __repr__(self):
@@ -86,7 +117,8 @@ PRESETS = {
 def preset(name: str):
     """A filter with a paper's settings: one of ``PRESETS`` ("pd", "pd+rcam", "pd+rcam+dwt", "aug-msroi-jpeg",
     and the ablation steps "pd+dwt", "dwt", "jpeg"). The "rcam"/"aug-msroi" maps come from the shipped model
-    unless a ``saliency=`` array or callable is passed at call time."""
+    unless a ``saliency=`` array or callable is passed at call time. Call keywords must apply to the preset: e.g.
+    ``preset("pd")(image, sigma=0.5)`` raises TypeError (pixel deflection has no sigma)."""
     try:
         return PRESETS[name]()
     except KeyError:
@@ -98,7 +130,8 @@ def majority_vote(classifier, image, purifier, draws: int = 10, *, rng=None, ret
 
     classifier: callable on a batch (T, H, W, C) returning T integer labels or a (T, classes) score array.
     image: one image (HxW[xC]) or a batch (N, ...), giving one label or N labels; ties go to the smallest label.
-    ``overrides`` (e.g. ``saliency=``, ``color_order=``) are passed to every purifier call. With
+    ``overrides`` (e.g. ``saliency=``, ``color_order=``) are passed to every purifier call (a keyword it does not
+    take raises). With
     ``return_votes`` also returns the per-draw labels, shape (T,) or (N, T).
     """
     draws = check_integer(draws, "draws", 1)
@@ -109,7 +142,7 @@ def majority_vote(classifier, image, purifier, draws: int = 10, *, rng=None, ret
                    for single in image]
         labels = np.array([label for label, _ in results])
         return (labels, np.stack([votes for _, votes in results])) if return_votes else labels
-    batch = np.stack([apply_filter(purifier, image, rng=rng, **overrides) for _ in range(draws)])
+    batch = np.stack([purifier(image, rng=rng, **overrides) for _ in range(draws)])
     predictions = np.asarray(classifier(batch))
     if predictions.ndim == 2:
         predictions = predictions.argmax(axis=1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from semantic_jpeg.image_input import require_onnxruntime
 from semantic_jpeg.native import as_pointer, lib
 
 from ._conventions import images_of, spatial_shape, to_uint8
@@ -19,6 +20,7 @@ MODEL_MAPS = ("rcam", "msroi", "aug-msroi")
 
 def model_map(kind: str, image: np.ndarray, *, color_order: str, seed=None) -> np.ndarray:
     """One map of the shipped saliency model for one HxWx3 image."""
+    require_onnxruntime(f"saliency={kind!r}")
     from semantic_jpeg.onnx_models import default_model
 
     model = default_model()
@@ -30,7 +32,7 @@ def model_map(kind: str, image: np.ndarray, *, color_order: str, seed=None) -> n
     return model.aug_msroi_map(image, n=5, seed=seed, color_order=color_order)
 
 
-def resolve_saliency(saliency, image: np.ndarray, *, color_order: str = "BGR", rng=None):
+def resolve_saliency(saliency, image: np.ndarray, *, color_order: str = "RGB", rng=None):
     """The map(s) for ``image`` as float32 in [0, 1], (H, W) or (N, H, W) for a batch; None stays None."""
     if saliency is None:
         return None

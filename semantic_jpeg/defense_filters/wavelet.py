@@ -10,11 +10,12 @@ with a known sigma and BayesShrink or VisuShrink (the paper's setting) the whole
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import numpy as np
 import pywt
 
-from semantic_jpeg.native import as_pointer, ffi, lib, workspace
+from semantic_jpeg.native import as_output_pointer, as_pointer, ffi, lib, workspace
 
 from ._conventions import (channel_count, check_color_order, check_image, check_integer, check_nonnegative, deliver,
                            finish, kernel_output, per_image, spatial_shape)
@@ -50,16 +51,20 @@ def bayes_threshold(details: np.ndarray, variance: np.ndarray, mean_square=None)
 
 def sure_threshold(details: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     """SureShrink threshold per channel: the SURE-risk minimiser, or the universal threshold where the band is
-    sparse (the hybrid rule of Donoho & Johnstone 1995, [DJ92] in paper 000)."""
+    sparse (the hybrid rule of Donoho & Johnstone 1995, [DJ92] in paper 000); 0 where the channel's sigma is 0."""
     flat = details.reshape(details.shape[0], -1).astype(np.float64)
     n = flat.shape[1]
-    squares = np.sort((flat / sigma[:, None]) ** 2, axis=1)
+    sigma = np.asarray(sigma, dtype=np.float64)
+    noiseless = sigma <= 0  # sigma 0: nothing to remove, threshold 0 (as BayesShrink and VisuShrink give)
+    if noiseless.all():
+        return np.zeros_like(sigma)
+    squares = np.sort((flat / np.where(noiseless, 1.0, sigma)[:, None]) ** 2, axis=1)
     ranks = np.arange(1, n + 1)
     risk = n - 2 * ranks + np.cumsum(squares, axis=1) + (n - ranks) * squares
     sure = np.sqrt(squares[np.arange(len(sigma)), risk.argmin(axis=1)])
     universal = np.sqrt(2 * np.log(n))
     sparse = (squares.sum(axis=1) - n) / n <= np.log2(n) ** 1.5 / np.sqrt(n)
-    return sigma * np.where(sparse, universal, np.minimum(sure, universal))
+    return np.where(noiseless, 0.0, sigma * np.where(sparse, universal, np.minimum(sure, universal)))
 
 
 def estimate_sigma(finest_diagonal: np.ndarray) -> np.ndarray:
@@ -68,14 +73,21 @@ def estimate_sigma(finest_diagonal: np.ndarray) -> np.ndarray:
                      for band in finest_diagonal])
 
 
+def max_levels(shape: tuple[int, int], wavelet: str) -> int:
+    """Most decomposition levels ``levels=`` accepts for an image of ``shape``: pywt's maximum useful level
+    (``pywt.dwtn_max_level``), at least 1."""
+    return max(pywt.dwtn_max_level(shape, wavelet), 1)
+
+
 def wavelet_denoise(image, sigma: float | None = 0.04, *, wavelet: str = "db1", method: str = "BayesShrink",
                     mode: str = "soft", levels: int | None = None, ycbcr: bool = True,
-                    sigma_mode: str = "rgb", color_order: str = "BGR", dst=None, rng=None) -> np.ndarray:
+                    sigma_mode: str = "rgb", color_order: str = "RGB", dst=None, rng=None) -> np.ndarray:
     """Denoise by thresholding the wavelet coefficients of the YCbCr planes (sec 4.7, 4.8 steps a-e).
 
     sigma: noise standard deviation in [0, 1] intensity units (whatever the dtype); None estimates it.
     method: "BayesShrink" (paper default), "VisuShrink" or "SureShrink"; mode: "soft" or "hard" (Table 4.8).
-    levels: decomposition levels; None uses scikit-image's default, 3 fewer than the maximum (at least 1).
+    levels: decomposition levels, 1 to :func:`max_levels` of the image; None uses scikit-image's default, 3 fewer
+    than the maximum (at least 1).
     ycbcr: decorrelate colour images first (step a). sigma_mode "rgb" (scikit-image >= 0.16) treats sigma as the
     RGB noise level and converts it to each YCbCr channel; "channel-range" takes it relative to each YCbCr
     channel's value range, as the authors' code did with scikit-image 0.14-0.15.
@@ -93,7 +105,7 @@ def wavelet_denoise(image, sigma: float | None = 0.04, *, wavelet: str = "db1", 
     if wavelet not in _DISCRETE_WAVELETS:
         raise ValueError(f"unknown discrete wavelet {wavelet!r}; see pywt.wavelist(kind='discrete')")
     if levels is not None:
-        levels = check_integer(levels, "levels", 1)
+        levels = check_integer(levels, "levels", 1, max_levels(spatial_shape(image), wavelet))
     color = image.ndim >= 3 and image.shape[-1] == 3
     if ycbcr and image.ndim >= 3 and image.shape[-1] not in (1, 3):
         raise ValueError(f"ycbcr=True needs 1 or 3 channels, got shape {image.shape}")
@@ -108,20 +120,33 @@ def wavelet_denoise(image, sigma: float | None = 0.04, *, wavelet: str = "db1", 
     return finish(per_image(_denoise_one, image, **settings), image, dst)
 
 
+class HaarPlan(NamedTuple):
+    """The arguments of the one-call native denoiser that depend only on the image size and the settings."""
+    to_ycbcr: object  # float32 3x3 matrix pointer, or NULL
+    to_rgb: object  # float32 3x3 matrix pointer, or NULL
+    levels: int
+    variance: object  # float64 pointer: sigma_c^2 per channel
+    method: int  # index in METHODS
+    visu_factor: float  # sqrt(2 ln N)
+    hard: int
+    workspace_floats: int
+
+
 @functools.lru_cache(maxsize=64)
 def _haar_plan(height: int, width: int, channels: int, ycbcr: bool, sigma: float, levels, method: str, mode: str,
-               bgr: bool) -> tuple:
-    """The arguments of the one-call native denoiser that depend only on the image size and the settings, built
-    once per size and settings rather than per image (pywt's level count, the per-channel variances, the
-    VisuShrink factor and the workspace size)."""
+               bgr: bool) -> HaarPlan:
+    """The :class:`HaarPlan` for an image size and settings, built once per size and settings rather than per
+    image (pywt's level count, the per-channel variances, the VisuShrink factor and the workspace size)."""
     if levels is None:
         levels = max(pywt.dwtn_max_level((height, width), "db1") - 3, 1)
     forward, backward = _MATRICES[bgr]
     sigmas = _channel_sigmas(sigma, ycbcr, channels)
-    return (as_pointer(forward, np.float32) if ycbcr else ffi.NULL, as_pointer(backward, np.float32) if ycbcr
-            else ffi.NULL, levels, as_pointer(np.ascontiguousarray(sigmas**2, np.float64), np.float64),
-            METHODS.index(method), float(np.sqrt(2 * np.log(height * width))), int(mode == "hard"),
-            lib.filters_haar_denoise_workspace(height, width, channels, levels))
+    return HaarPlan(to_ycbcr=as_pointer(forward, np.float32) if ycbcr else ffi.NULL,
+                    to_rgb=as_pointer(backward, np.float32) if ycbcr else ffi.NULL, levels=levels,
+                    variance=as_pointer(np.ascontiguousarray(sigmas**2, np.float64), np.float64),
+                    method=METHODS.index(method), visu_factor=float(np.sqrt(2 * np.log(height * width))),
+                    hard=int(mode == "hard"),
+                    workspace_floats=lib.filters_haar_denoise_workspace(height, width, channels, levels))
 
 
 def _channel_sigmas(sigma: float, ycbcr: bool, channels: int) -> np.ndarray:
@@ -129,7 +154,7 @@ def _channel_sigmas(sigma: float, ycbcr: bool, channels: int) -> np.ndarray:
     return sigma * (YCBCR_SIGMA_GAIN if ycbcr else np.ones(channels))
 
 
-def _haar_denoise(image: np.ndarray, dst, plan: tuple) -> np.ndarray:
+def _haar_denoise(image: np.ndarray, dst, plan: HaarPlan) -> np.ndarray:
     """db1 denoising with a known sigma (BayesShrink or VisuShrink): one native call per image of a batch."""
     to_ycbcr, to_rgb, levels, variance, method, visu_factor, hard, workspace_floats = plan
     height, width = spatial_shape(image)
@@ -139,8 +164,9 @@ def _haar_denoise(image: np.ndarray, dst, plan: tuple) -> np.ndarray:
     out = kernel_output(source, dst)
     is_float = int(image.dtype == np.float32)
     image_bytes = source.nbytes // count
-    source_bytes, out_bytes = ffi.from_buffer("uint8_t[]", source), ffi.from_buffer("uint8_t[]", out)
-    scratch = as_pointer(workspace(workspace_floats, np.float32), np.float32)
+    source_bytes = as_pointer(source.reshape(-1).view(np.uint8), np.uint8)
+    out_bytes = as_output_pointer(out.reshape(-1).view(np.uint8), np.uint8)
+    scratch = as_output_pointer(workspace(workspace_floats, np.float32), np.float32)
     for index in range(count):
         _check_native(lib.filters_haar_denoise(source_bytes + index * image_bytes, is_float, height, width, channels,
                                                to_ycbcr, 1.0 if is_float else 1.0 / 255.0, to_rgb, levels, variance,
@@ -170,11 +196,12 @@ def _denoise_one(image, *, sigma, wavelet, method, mode, levels, ycbcr, sigma_mo
         first = np.empty((4, channels, (height + 1) // 2, (width + 1) // 2), np.float32)
         energy = np.empty((3, channels), np.float64)
         _check_native(lib.filters_pixels_to_haar(source_bytes, is_float, height, width, channels, to_ycbcr, scale,
-                                                 as_pointer(first, np.float32), as_pointer(energy, np.float64)))
+                                                 as_output_pointer(first, np.float32),
+                                                 as_output_pointer(energy, np.float64)))
         coeffs = _haar_decompose(first[0], levels - 1) + [tuple(first[1:])]
     else:
         planes = np.empty((channels, height, width), np.float32)
-        lib.filters_to_planes(source_bytes, is_float, as_pointer(planes, np.float32), height * width, channels,
+        lib.filters_to_planes(source_bytes, is_float, as_output_pointer(planes, np.float32), height * width, channels,
                               to_ycbcr, scale)
         coeffs = pywt.wavedec2(planes, wavelet, level=levels, axes=(-2, -1))
     if sigma is None:
@@ -182,7 +209,7 @@ def _denoise_one(image, *, sigma, wavelet, method, mode, levels, ycbcr, sigma_mo
     elif sigma_mode != "rgb":
         if planes is None:
             planes = np.empty((channels, height, width), np.float32)
-            lib.filters_to_planes(source_bytes, is_float, as_pointer(planes, np.float32), height * width, channels,
+            lib.filters_to_planes(source_bytes, is_float, as_output_pointer(planes, np.float32), height * width, channels,
                                   to_ycbcr, scale)
         flat = planes.reshape(channels, -1)
         sigmas = sigma * (flat.max(axis=1) - flat.min(axis=1)).astype(np.float64)
@@ -201,7 +228,7 @@ def _denoise_one(image, *, sigma, wavelet, method, mode, levels, ycbcr, sigma_mo
             else:
                 _threshold_in_place(details, thresholds.astype(np.float32)[:, None, None], mode)
     out = np.empty_like(source)
-    out_bytes = as_pointer(out.reshape(-1).view(np.uint8), np.uint8)
+    out_bytes = as_output_pointer(out.reshape(-1).view(np.uint8), np.uint8)
     if haar:
         first[0] = _haar_reconstruct(coeffs[:-1], first.shape[2:]) if levels > 1 else first[0]
         finest = np.array(finest, np.float32)
@@ -231,7 +258,8 @@ def _haar_decompose(planes: np.ndarray, levels: int) -> list:
     for _ in range(levels):
         count, height, width = approx.shape
         bands = np.empty((4, count, (height + 1) // 2, (width + 1) // 2), np.float32)
-        lib.filters_haar_forward(*(as_pointer(band, np.float32) for band in (approx, *bands)), count, height, width)
+        lib.filters_haar_forward(as_pointer(approx, np.float32), *(as_output_pointer(band, np.float32) for band in bands),
+                                 count, height, width)
         details.append((bands[1], bands[2], bands[3]))
         approx = bands[0]
     return [approx] + details[::-1]
@@ -245,7 +273,8 @@ def _haar_reconstruct(coeffs: list, shape: tuple[int, int]) -> np.ndarray:
     approx = coeffs[0]
     for (rows, cols, diag), (height, width) in zip(coeffs[1:], sizes[::-1]):
         out = np.empty((approx.shape[0], height, width), np.float32)
-        lib.filters_haar_inverse(*(as_pointer(band, np.float32) for band in (approx, rows, cols, diag, out)),
+        lib.filters_haar_inverse(*(as_pointer(band, np.float32) for band in (approx, rows, cols, diag)),
+                                 as_output_pointer(out, np.float32),
                                  approx.shape[0], height, width)
         approx = out
     return approx

@@ -1,7 +1,8 @@
 """Native C kernels (built by cffi at install from the ``*.c``/``*.h`` pairs in this folder).
 
-``lib`` exposes the C functions, ``ffi`` the cffi helpers. ``as_pointer`` checks an array's dtype and
-contiguity before handing its buffer to C, so a wrong array raises here instead of crashing in C.
+``lib`` exposes the C functions, ``ffi`` the cffi helpers. ``as_pointer`` (inputs) and ``as_output_pointer``
+(buffers a kernel writes, which must be writeable) check an array's dtype and contiguity before handing its buffer
+to C, so a wrong array raises here instead of crashing in C.
 ``workspace`` lends a kernel scratch memory that is kept between calls.
 """
 import threading
@@ -32,11 +33,25 @@ def as_pointer(array: np.ndarray, dtype) -> "ffi.CData":
     """Typed view of ``array``'s buffer for a C pointer argument; it must be C-contiguous with exactly
     ``dtype``. The view keeps the array alive, so a temporary array is safe to pass."""
     dtype = np.dtype(dtype)
+    return ffi.from_buffer(_CTYPES[dtype], _checked(array, dtype), require_writable=False)
+
+
+def as_output_pointer(array: np.ndarray, dtype) -> "ffi.CData":
+    """Like :func:`as_pointer`, for a buffer the kernel writes: a read-only array (``writeable=False``, a view of
+    ``bytes``, a read-only memory map) raises ValueError instead of being written (or crashing the process)."""
+    dtype = np.dtype(dtype)
+    if not array.flags.writeable:
+        raise ValueError("native kernel output must be a writeable array, got a read-only one")
+    return ffi.from_buffer(_CTYPES[dtype], _checked(array, dtype), require_writable=True)
+
+
+def _checked(array: np.ndarray, dtype) -> np.ndarray:
+    dtype = np.dtype(dtype)
     if array.dtype != dtype:
         raise TypeError(f"native kernel expects {dtype}, got {array.dtype}")
     if not array.flags.c_contiguous:
         raise ValueError("native kernel expects a C-contiguous array")
-    return ffi.from_buffer(_CTYPES[dtype], array, require_writable=False)
+    return array
 
 
 # Scratch memory of each thread, reused across calls: a fresh allocation of a few hundred kB costs one page fault
@@ -62,4 +77,4 @@ def workspace(count: int, dtype) -> np.ndarray:
     return kept[:nbytes].view(dtype)
 
 
-__all__ = ["ffi", "lib", "as_pointer", "workspace"]
+__all__ = ["ffi", "lib", "as_pointer", "as_output_pointer", "workspace"]

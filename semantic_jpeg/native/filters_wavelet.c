@@ -73,7 +73,9 @@ static inline float round_even(float x) {
     return shifted - 12582912.0f;
 }
 
-static inline float clip01(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x); }
+/* Clip to [0, 1]; NaN gives 0 (written so that a NaN fails the first test), so a NaN from upstream can never
+ * reach the float -> int conversion of to_byte, where it would be undefined behaviour. */
+static inline float clip01(float x) { return x > 0.0f ? (x < 1.0f ? x : 1.0f) : 0.0f; }
 
 /* x in [0, 1] -> round_even(255 x) as a byte (through int32, which vectorises). */
 static inline uint8_t to_byte(float x) { return (uint8_t)(int32_t)round_even(x * 255.0f); }

@@ -10,9 +10,11 @@
  * below(n) = ((next() >> 32) * n) >> 32 (Lemire's multiply-shift; bias < n / 2^32), unit() = (next() >> 40) / 2^24.
  * per_channel != 0 repeats the attempt independently for each channel (as in the authors' released code);
  * otherwise all channels of p move together (Algorithm 2 as written).
- * Arrays are C-contiguous HxWxC with elements of elem_bytes bytes and must not overlap; dst first receives a copy
- * of src.
- * Returns the number of values (pixels, or channel values when per_channel) actually deflected. */
+ * Arrays are C-contiguous HxWxC with elements of elem_bytes bytes and must not overlap; the caller copies src to dst
+ * first. The generator state (filters_deflection_seed) is read and written back, so a run of K attempts can be
+ * split into calls of fewer attempts with the same result (the Python wrapper does, so that Ctrl-C is handled
+ * between calls). Returns the number of values (pixels, or channel values when per_channel) actually deflected,
+ * or -1 on bad arguments. */
 #include <stdint.h>
 #include <string.h>
 #include "pixel_deflection.h"
@@ -44,30 +46,36 @@ static inline int32_t below(uint64_t s[4], int32_t n) {
 
 static inline float unit(uint64_t s[4]) { return (float)(xoshiro_next(s) >> 40) * (1.0f / 16777216.0f); }
 
-int64_t filters_pixel_deflection(const uint8_t *src, uint8_t *dst, int32_t height, int32_t width, int32_t channels,
-                                 int32_t elem_bytes, int64_t deflections, int32_t window, const float *saliency,
-                                 int32_t per_channel, uint64_t seed) {
-    uint64_t s[4];
+void filters_deflection_seed(uint64_t seed, uint64_t state[4]) {
     uint64_t sm = seed;
-    for (int i = 0; i < 4; i++) s[i] = filters_splitmix64(&sm);
-    const int32_t copies = per_channel ? channels : 1;
-    const size_t pixel_bytes = (size_t)channels * (size_t)elem_bytes;
-    const size_t move_bytes = per_channel ? (size_t)elem_bytes : pixel_bytes;
+    for (int i = 0; i < 4; i++) state[i] = filters_splitmix64(&sm);
+}
+
+int64_t filters_pixel_deflection(const filters_deflection_args *a, int64_t attempts, uint64_t state[4]) {
+    if (!a || !a->src || !a->dst || !state || a->height < 1 || a->width < 1 || a->channels < 1 || a->channels > 4 ||
+        a->elem_bytes < 1 || a->window < 0 || attempts < 0)
+        return -1;
+    uint64_t s[4] = {state[0], state[1], state[2], state[3]};
+    const int32_t height = a->height, width = a->width, window = a->window;
+    const float *saliency = a->saliency;
+    const int32_t copies = a->per_channel ? a->channels : 1;
+    const size_t pixel_bytes = (size_t)a->channels * (size_t)a->elem_bytes;
+    const size_t move_bytes = a->per_channel ? (size_t)a->elem_bytes : pixel_bytes;
     int64_t moved = 0;
-    memcpy(dst, src, (size_t)height * (size_t)width * pixel_bytes);
-    for (int64_t i = 0; i < deflections; i++) {
+    for (int64_t i = 0; i < attempts; i++) {
         for (int32_t c = 0; c < copies; c++) {
             int32_t y = below(s, height), x = below(s, width);
             if (saliency && unit(s) < saliency[(size_t)y * width + x]) continue;
             int32_t y0 = y - window < 0 ? 0 : y - window, y1 = y + window >= height ? height - 1 : y + window;
             int32_t x0 = x - window < 0 ? 0 : x - window, x1 = x + window >= width ? width - 1 : x + window;
             int32_t ny = y0 + below(s, y1 - y0 + 1), nx = x0 + below(s, x1 - x0 + 1);
-            size_t offset = (size_t)c * (size_t)elem_bytes;
-            memcpy(dst + ((size_t)y * width + x) * pixel_bytes + offset,
-                   src + ((size_t)ny * width + nx) * pixel_bytes + offset, move_bytes);
+            size_t offset = (size_t)c * (size_t)a->elem_bytes;
+            memcpy(a->dst + ((size_t)y * width + x) * pixel_bytes + offset,
+                   a->src + ((size_t)ny * width + nx) * pixel_bytes + offset, move_bytes);
             moved++;
         }
     }
+    for (int i = 0; i < 4; i++) state[i] = s[i];
     return moved;
 }
 

@@ -1,76 +1,37 @@
-"""Checking and converting user images (PIL or numpy) to the network's normalised NCHW input."""
+"""Converting user images (PIL or numpy) to the network's normalised NCHW input.
+
+Images are read under the package's one input policy, :mod:`semantic_jpeg.image_input` (docs/images.md):
+RGB unless ``color_order="BGR"``, alpha composited over white, 16-bit scaled to 8 bits, floats in [0, 1].
+"""
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
-from semantic_jpeg.native import as_pointer, lib
+from semantic_jpeg.image_input import COLOR_ORDERS, check_color_order, numpy_to_array, to_array
+from semantic_jpeg.native import as_output_pointer, as_pointer, lib
 
-COLOR_ORDERS = ("RGB", "BGR")
+__all__ = ["COLOR_ORDERS", "check_color_order", "check_image_array", "to_rgb_array", "working_shape", "resize_rgb",
+           "resize_map"]
 # Pillow first box-reduces by an integer factor while the image stays >= 2x the target, then filters:
 # much faster on big frames, same quality for a saliency network input
 REDUCING_GAP = 2.0
 
 
-def check_color_order(color_order: str) -> None:
-    if color_order not in COLOR_ORDERS:
-        raise ValueError(f"color_order must be 'RGB' or 'BGR', got {color_order!r}")
-
-
 def check_image_array(image, color_order: str = "RGB") -> np.ndarray:
-    """Validate a numpy image and return it HxW (gray) or HxWx3 in RGB order, uint8 or float in [0, 1], with
-    its dtype kept (a view when possible). Shared by the saliency models and the codec."""
+    """Validate a numpy image and return it HxW (grey) or HxWx3 in RGB order, uint8 or float32 in [0, 1]
+    (a view when possible), under the package's input policy (:mod:`semantic_jpeg.image_input`)."""
     check_color_order(color_order)
     if not isinstance(image, np.ndarray):
         raise TypeError(f"image must be a PIL.Image or a numpy array, got {type(image).__name__}")
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
-        raise ValueError(f"image array must be HxW, HxWx1 or HxWx3, got shape {image.shape}"
-                         + (" (drop the alpha channel first)" if image.ndim == 3 and image.shape[2] == 4 else ""))
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"image is empty (shape {image.shape})")
-    if image.dtype in (np.float32, np.float64):
-        if not np.isfinite(image).all():
-            raise ValueError("image contains NaN or infinite values")
-        low, high = float(image.min()), float(image.max())
-        if low < 0.0 or high > 1.0:
-            raise ValueError(f"float images must lie in [0, 1], got values in [{low:.4g}, {high:.4g}]")
-    elif image.dtype != np.uint8:
-        raise TypeError(f"image dtype must be uint8 or float32/float64 in [0, 1], got {image.dtype}")
-    return image[:, :, ::-1] if color_order == "BGR" and image.ndim == 3 else image
+    return numpy_to_array(image, color_order)
 
 
 def to_rgb_array(image, color_order: str = "RGB") -> np.ndarray:
-    """Return the image as an RGB array, HxWx3, uint8 or float32 in [0, 1] (a view when possible).
-
-    * ``PIL.Image``: modes with alpha (RGBA, LA, PA, P with transparency) are composited over white; other
-      8-bit modes (L, P, CMYK, YCbCr, 1, ...) go through ``Image.convert("RGB")``. ``color_order`` is ignored.
-      Modes I, I;16 and F (more than 8 bits) are refused: their scaling is ambiguous, convert them yourself.
-    * numpy: uint8 (0..255) or float32/float64 in [0, 1]; shape HxW (gray), HxWx1 or HxWx3 with channels in
-      ``color_order`` ("RGB" or "BGR", OpenCV's order).
-    """
-    check_color_order(color_order)
-    if isinstance(image, Image.Image):
-        return _pil_to_rgb(image)
-    image = check_image_array(image, color_order)
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    return image if image.dtype == np.uint8 else image.astype(np.float32, copy=False)
-
-
-def _pil_to_rgb(image: Image.Image) -> np.ndarray:
-    if image.width == 0 or image.height == 0:
-        raise ValueError(f"image is empty (size {image.size})")
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        raise ValueError(f"PIL mode {image.mode!r} has more than 8 bits per sample; convert it to 'RGB' or 'L' "
-                         "with your own scaling first")
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, image.convert("RGBA"))
-    return np.asarray(image.convert("RGB"))
+    """The image as an RGB array, HxWx3, uint8 or float32 in [0, 1] (a view when possible), under the package's
+    input policy (:mod:`semantic_jpeg.image_input`): PIL modes converted (alpha composited over white, 16-bit
+    scaled to 8 bits), numpy arrays HxW, HxWx1, HxWx3 or HxWx4 in ``color_order`` ("RGB" or OpenCV's "BGR")."""
+    return to_array(image, color_order)
 
 
 def working_shape(height: int, width: int, working_size: int, multiple: int = 32) -> tuple[int, int]:
@@ -114,7 +75,7 @@ def _enlarge(saliency: np.ndarray, height: int, width: int) -> np.ndarray:
     out = np.empty((height, width), np.float32)
     rows, cols = _blend_positions(src.shape[0], height), _blend_positions(src.shape[1], width)
     rc = lib.semjpeg_enlarge_bilinear(as_pointer(src, np.float32), src.shape[0], src.shape[1],
-                                      as_pointer(out, np.float32), height, width,
+                                      as_output_pointer(out, np.float32), height, width,
                                       *(as_pointer(a, a.dtype) for a in rows + cols))
     if rc != 0:
         raise MemoryError("native map enlargement ran out of memory") if rc == -2 else RuntimeError(
