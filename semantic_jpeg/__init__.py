@@ -7,10 +7,11 @@ call :func:`semantic_jpeg.register_pillow_plugin` once. Images follow one input 
 imports torch.
 """
 from .codec import EncodeResult, RateControlWarning, encode, register_pillow_plugin
+from .codec.batch import encode_many
 from .codec.pillow_plugin import register_semjpeg_format, unregister_pillow_plugin
 
 from ._version import __version__
-__all__ = ["encode", "EncodeResult", "RateControlWarning", "register_pillow_plugin", "unregister_pillow_plugin",
-           "__version__"]
+__all__ = ["encode", "encode_many", "EncodeResult", "RateControlWarning", "register_pillow_plugin",
+           "unregister_pillow_plugin", "__version__"]
 
 register_semjpeg_format()

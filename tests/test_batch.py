@@ -1,0 +1,95 @@
+"""semantic_jpeg.encode_many: parallel batch encoding with bounded memory and job-independent bytes."""
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import semantic_jpeg
+from semantic_jpeg.codec.batch import BatchError, WorkerPool, default_jobs
+
+data = pytest.importorskip("skimage.data")
+pytest.importorskip("onnxruntime")
+
+
+def _images(n, size=(80, 112)):
+    names = ("astronaut", "chelsea", "coffee", "rocket")
+    return [np.ascontiguousarray(getattr(data, names[i % 4])()[8 * (i // 4):8 * (i // 4) + size[0] * 2:2,
+                                                                 :size[1] * 2:2]) for i in range(n)]
+
+
+def test_default_jobs_counts_the_cpus_this_process_may_use():
+    import os
+    assert default_jobs() == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_same_bytes_as_encode_in_input_order(jobs):
+    images = _images(5)
+    options = {"quality_range": (30, 80), "subsampling": "4:4:4"}
+    results = list(semantic_jpeg.encode_many(iter(images), jobs=jobs, **options))
+    assert [r.width for r in results] == [112] * 5
+    for image, result in zip(images, results):  # same machine, same code: identical files whatever jobs is
+        assert result.data == semantic_jpeg.encode(image, **options)
+
+
+def test_as_completed_yields_every_index_once():
+    images = _images(4)
+    got = dict(semantic_jpeg.encode_many(images, jobs=2, ordered=False))
+    assert sorted(got) == [0, 1, 2, 3]
+    assert got[2].data == semantic_jpeg.encode(images[2])
+
+
+def test_paths_and_encoded_bytes_are_decoded_in_the_workers(tmp_path):
+    image = _images(1)[0]
+    Image.fromarray(image).save(tmp_path / "a.png")
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "PNG")
+    a, b = semantic_jpeg.encode_many([tmp_path / "a.png", buffer.getvalue()], jobs=2)
+    assert a.data == b.data == semantic_jpeg.encode(image)
+
+
+def test_input_is_consumed_lazily_with_bounded_in_flight_images():
+    pulled = []
+
+    def source():
+        for i, image in enumerate(_images(6)):
+            pulled.append(i)
+            yield image
+
+    results = semantic_jpeg.encode_many(source(), jobs=2, max_in_flight=2)
+    next(results)
+    assert len(pulled) <= 2  # a generator of a million images is never materialised
+    assert len(list(results)) == 5
+
+
+def test_a_bad_item_fails_alone():
+    images = _images(3)
+    items = [images[0], np.zeros((10, 10, 4), np.uint8), images[2]]
+    out = list(semantic_jpeg.encode_many(items, jobs=2, return_exceptions=True))
+    assert isinstance(out[1], BatchError) and out[1].index == 1 and "alpha" in str(out[1])
+    assert out[2].data == semantic_jpeg.encode(images[2])
+    with pytest.raises(BatchError, match="item 1"):
+        list(semantic_jpeg.encode_many(items, jobs=1))
+
+
+def test_options_are_checked():
+    with pytest.raises(TypeError, match="fp"):
+        semantic_jpeg.encode_many([], fp="x.jpg")
+    with pytest.raises(TypeError, match="iterable"):
+        semantic_jpeg.encode_many("a.png")
+    with pytest.raises(ValueError, match="jobs"):
+        semantic_jpeg.encode_many([], jobs=0)
+
+
+def _die(item):
+    import os
+    if item == 1:
+        os._exit(3)  # a worker killed (out of memory, a crash): its item fails, the pool restarts
+    return item * 10
+
+
+def test_a_dead_worker_fails_its_items_and_the_batch_goes_on():
+    out = list(WorkerPool(_die, jobs=2, max_in_flight=1).run(range(4)))
+    assert [(i, ok) for i, _, _, ok in out] == [(0, True), (1, False), (2, True), (3, True)]
+    assert out[3][2] == 30 and "died" in str(out[1][2])
