@@ -8,9 +8,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared/data/imagenet_samples"
-
-
 @dataclass
 class ImageSet:
     """Images as uint8 RGB ``N x H x W x 3`` with their ImageNet class indices and file names."""
@@ -44,13 +41,16 @@ def labels_table(data_dir: str | Path, subset: int | None = None) -> Path:
     ``subset`` below 1 (``None``: all images)."""
     if subset is not None and subset < 1:
         raise ValueError(f"subset must be a positive number of images (all: None, --subset 0), got {subset}")
+    if not str(data_dir):
+        raise ValueError("no data folder given: pass the imagenet_samples folder (labels.csv and its images), "
+                         "e.g. --data DIR")
     table = Path(data_dir) / "labels.csv"
     if not table.is_file():
         raise FileNotFoundError(f"no labels.csv in {data_dir} (expected the imagenet_samples folder)")
     return table
 
 
-def load_imagenet_samples(data_dir: str | Path = DEFAULT_DATA, size: int = 224, subset: int | None = None,
+def load_imagenet_samples(data_dir: str | Path, size: int = 224, subset: int | None = None,
                           seed: int = 0) -> ImageSet:
     """Read ``labels.csv`` (filename, class_index, ...) in ``data_dir``; ``subset`` draws that many rows at
     random with ``seed`` (kept in file order; subsets of different sizes are separate draws, not nested),

@@ -15,7 +15,7 @@ from . import report
 from .adaptive import bpda_eot_pgd
 from .attacks import ATTACKS, DEFAULT_ATTACKS, generate_adversarial
 from .cache import ArrayCache, digest, key_seed
-from .data import DEFAULT_DATA, labels_table, load_imagenet_samples
+from .data import labels_table, load_imagenet_samples
 from .defenses import ABLATIONS, DEFAULT_DEFENSES, DEFENSES, LOSSY_CHANNELS
 from .metrics import destruction_rate, linf, rmse, top1_accuracy
 from .model import art_classifier, load_classifier, model_id, predict, to_nchw, to_nhwc
@@ -28,7 +28,7 @@ SWEEP_RMSE = (0.0025, 0.005, 0.01, 0.02, 0.04)  # |L2| of the swept minimal atta
 
 @dataclass
 class EvalConfig:
-    data: str = str(DEFAULT_DATA)
+    data: str = ""  # an imagenet_samples folder: labels.csv (filename, class_index, ...) and its images (required)
     subset: int | None = 100
     seed: int = 0
     attacks: tuple[str, ...] = DEFAULT_ATTACKS
