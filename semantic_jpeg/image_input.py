@@ -182,5 +182,5 @@ def require_onnxruntime(purpose: str) -> None:
                           "(or 'semantic_jpeg[gpu]' for onnxruntime-gpu), or pass your own saliency map") from exc
 
 
-__all__ = ["require_onnxruntime", "COLOR_ORDERS", "DEFAULT_COLOR_ORDER", "flatten_alpha", "check_color_order", "check_float_range",
-           "check_writable", "to_array", "pil_to_array", "numpy_to_array"]
+__all__ = ["COLOR_ORDERS", "DEFAULT_COLOR_ORDER", "check_color_order", "check_float_range", "check_writable",
+           "flatten_alpha", "numpy_to_array", "pil_to_array", "require_onnxruntime", "to_array"]

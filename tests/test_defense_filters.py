@@ -280,7 +280,8 @@ def test_native_haar_denoiser_refuses_bad_arguments():
                  as_pointer(variance, np.float64), 0, 1.0, 0, as_pointer(out, np.uint8), 0]
     assert lib.filters_haar_denoise(*arguments, ffi.NULL) == -1  # no workspace
     scratch = np.empty(lib.filters_haar_denoise_workspace(8, 8, 3, 1), np.float32)
-    assert lib.filters_haar_denoise(*arguments[:10], 2, *arguments[11:], as_pointer(scratch, np.float32)) == -1  # method
+    bad_method = [*arguments[:10], 2, *arguments[11:]]
+    assert lib.filters_haar_denoise(*bad_method, as_pointer(scratch, np.float32)) == -1
     assert lib.filters_haar_denoise(*arguments, as_pointer(scratch, np.float32)) == 0
 
 
@@ -629,9 +630,8 @@ def test_preset_keywords_must_apply(astronaut):
     with pytest.raises(TypeError, match="qualty"):
         df.preset("jpeg")(astronaut, qualty=20)
     # a keyword one step takes goes to that step only
-    np.testing.assert_array_equal(df.preset("pd+dwt")(astronaut, rng=0, sigma=0.1),
-                                  df.wavelet_denoise(df.pixel_deflection(astronaut, 100, 10, rng=np.random.default_rng(0)),
-                                                     0.1))
+    deflected = df.pixel_deflection(astronaut, 100, 10, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(df.preset("pd+dwt")(astronaut, rng=0, sigma=0.1), df.wavelet_denoise(deflected, 0.1))
     # apply_filter (used by the adapters and the evaluation) passes what a filter takes and drops the rest
     np.testing.assert_array_equal(df.apply_filter(df.preset("pd"), astronaut, rng=0, sigma=0.5),
                                   df.preset("pd")(astronaut, rng=0))

@@ -11,8 +11,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from semantic_jpeg.onnx_models import (ModelIntegrityError, available_models, default_model, load_model,
-                                       read_manifest)
+from semantic_jpeg.onnx_models import ModelIntegrityError, available_models, default_model, load_model, read_manifest
 from semantic_jpeg.onnx_models.cam_model import PACKAGE_DIR
 
 MODEL = "efficientnet_lite0_cam"
@@ -47,7 +46,8 @@ def test_onnxruntime_matches_torch(model):
     for n, h, w, noisy in [(1, 224, 224, False), (2, 97, 130, True), (1, 160, 288, True)]:
         image = rng.standard_normal((n, 3, h, w), dtype=np.float32)
         noises = [rng.standard_normal((n, s["channels"], -(-h // s["stride"]), -(-w // s["stride"])),
-                                      dtype=np.float32) * (0.3 if noisy else 0.0) for s in model.manifest["noise_inputs"]]
+                                      dtype=np.float32) * (0.3 if noisy else 0.0)
+                  for s in model.manifest["noise_inputs"]]
         logits, features = model.forward(image, noises)
         with torch.no_grad():
             ref_logits, ref_features = module(torch.from_numpy(image), *map(torch.from_numpy, noises))

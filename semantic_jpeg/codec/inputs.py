@@ -74,6 +74,6 @@ def saliency_to_array(saliency, rgb: np.ndarray) -> np.ndarray:
         if abs(map_w / map_h - width / height) > 0.01 * (width / height) + 1.0 / min(map_h, map_w):
             raise ValueError(f"saliency map is {map_w}x{map_h} but the image is {width}x{height}: "
                              "the aspect ratios differ, so the map cannot belong to this image")
-        saliency = np.asarray(Image.fromarray(saliency, mode="F").resize((width, height), Image.BILINEAR))
+        saliency = np.asarray(Image.fromarray(saliency, mode="F").resize((width, height), Image.Resampling.BILINEAR))
         saliency = np.clip(saliency, 0.0, 1.0)
     return np.ascontiguousarray(saliency, dtype=np.float32)

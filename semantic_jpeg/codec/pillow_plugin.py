@@ -26,7 +26,7 @@ def _wrap_jpeg_save(pillow_save):
             return pillow_save(im, fp, filename)
         options = {k: v for k, v in im.encoderinfo.items() if k != "semantic"}
         return _encode_to(im, fp, options)
-    save.semantic_jpeg_wraps = pillow_save
+    setattr(save, "semantic_jpeg_wraps", pillow_save)  # noqa: B010  (marks the wrapper; read by hasattr)
     return save
 
 

@@ -58,7 +58,7 @@ def as_generator(rng) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
     if rng is None or isinstance(rng, numbers.Integral):
-        return np.random.default_rng(rng)
+        return np.random.default_rng(None if rng is None else int(rng))
     raise TypeError(f"rng must be None, an int seed or a numpy.random.Generator, got {type(rng).__name__}")
 
 
@@ -66,11 +66,11 @@ def check_integer(value, name: str, minimum: int, maximum: int | None = None) ->
     """``value`` as an int, or a ValueError naming ``name`` unless it is an integer >= ``minimum`` (and <=
     ``maximum`` when given). (Built-in ints are tested first: an ABC isinstance check costs microseconds when its
     code is not cached.)"""
-    if not (type(value) is int or isinstance(value, numbers.Integral)) or value < minimum \
-            or (maximum is not None and value > maximum):
+    number = int(value) if type(value) is int or isinstance(value, numbers.Integral) else None
+    if number is None or number < minimum or (maximum is not None and number > maximum):
         bound = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
         raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
-    return int(value)
+    return number
 
 
 def check_nonnegative(value, name: str) -> float:

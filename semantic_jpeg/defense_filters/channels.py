@@ -1,4 +1,4 @@
-"""Lossy channels C(x) (paper 003 sec 3.2) and the other purifiers compared in paper 000 Table 4.6 / 4.11.
+"""Lossy channels C(x) (Dziedzic 2019 sec 3.2) and the other purifiers compared in Prakash 2019 Table 4.6 / 4.11.
 
 Deterministic: JPEG at quality Q, semantic JPEG (through :func:`semantic_jpeg.encode`), FFT low-pass
 (frequency compression), colour-depth reduction, SVD rank truncation, median smoothing, non-local means.
@@ -12,8 +12,19 @@ import io
 import numpy as np
 from PIL import Image
 
-from ._conventions import (as_generator, channel_count, check_color_order, check_image, check_integer,
-                           check_nonnegative, finish, per_image, spatial_shape, to_float, to_uint8)
+from ._conventions import (
+    as_generator,
+    channel_count,
+    check_color_order,
+    check_image,
+    check_integer,
+    check_nonnegative,
+    finish,
+    per_image,
+    spatial_shape,
+    to_float,
+    to_uint8,
+)
 from .saliency import resolve_saliency
 
 
@@ -35,7 +46,7 @@ def _check_jpeg_channels(image: np.ndarray) -> None:
 
 
 def jpeg(image, quality: int = 75, *, color_order: str = "RGB", dst=None, rng=None) -> np.ndarray:
-    """Encode to a baseline JPEG at ``quality`` (Pillow, 4:2:0) and decode it back (paper 000 Table 4.7)."""
+    """Encode to a baseline JPEG at ``quality`` (Pillow, 4:2:0) and decode it back (Prakash 2019 Table 4.7)."""
     image = check_image(image)
     _check_jpeg_channels(image)
     quality = check_integer(quality, "quality", 1)
@@ -53,7 +64,7 @@ def jpeg(image, quality: int = 75, *, color_order: str = "RGB", dst=None, rng=No
 
 def semantic_jpeg(image, saliency="aug-msroi", *, levels: int = 5, quality_range=(30, 70), color_order: str = "RGB",
                   rng=None, dst=None, **encode_options) -> np.ndarray:
-    """Round trip through the semantic JPEG codec (paper 000 Algorithm 1; Aug-MSROI maps, sec 3.6).
+    """Round trip through the semantic JPEG codec (Prakash 2019 Algorithm 1; Aug-MSROI maps, sec 3.6).
 
     ``saliency`` is a map, a callable or ``"msroi"``/``"aug-msroi"``/``"rcam"`` (see :mod:`.saliency`); the
     Aug-MSROI perturbations draw their seed from ``rng``. Extra keywords go to :func:`semantic_jpeg.encode`.
@@ -85,7 +96,7 @@ def fft_lowpass(image, compression: float = 0.5, *, dst=None, rng=None) -> np.nd
 
     Per channel, the 2-D spectrum keeps coefficients with |f_y| <= a H and |f_x| <= a W (a centred square band,
     conjugate symmetry kept, so the result is real), a = sqrt(1 - compression) / 2: the kept fraction of the
-    spectrum is 1 - compression (paper 003 sec 2.2 / 3.3, "FC" channel).
+    spectrum is 1 - compression (Dziedzic 2019 sec 2.2 / 3.3, "FC" channel).
     """
     image = check_image(image)
     compression = check_nonnegative(compression, "compression")
@@ -104,7 +115,7 @@ def fft_lowpass(image, compression: float = 0.5, *, dst=None, rng=None) -> np.nd
 
 
 def color_depth(image, bits: int = 4, *, dst=None, rng=None) -> np.ndarray:
-    """Colour-depth reduction C(v, b) = round((2^b - 1) v) / (2^b - 1) (paper 003 sec 3.2.1, rounded)."""
+    """Colour-depth reduction C(v, b) = round((2^b - 1) v) / (2^b - 1) (Dziedzic 2019 sec 3.2.1, rounded)."""
     image = check_image(image)
     bits = check_integer(bits, "bits", 1)
     if bits > 8:
@@ -114,7 +125,7 @@ def color_depth(image, bits: int = 4, *, dst=None, rng=None) -> np.ndarray:
 
 
 def svd_truncate(image, rank: int = 32, *, dst=None, rng=None) -> np.ndarray:
-    """Keep the ``rank`` largest singular values of each channel (the SVD channel of paper 003 sec 3.3)."""
+    """Keep the ``rank`` largest singular values of each channel (the SVD channel of Dziedzic 2019 sec 3.3)."""
     image = check_image(image)
     rank = check_integer(rank, "rank", 1)
 
@@ -128,7 +139,7 @@ def svd_truncate(image, rank: int = 32, *, dst=None, rng=None) -> np.ndarray:
 
 
 def gaussian_noise(image, sigma: float = 0.05, *, rng=None, dst=None) -> np.ndarray:
-    """x + N(0, sigma^2) per value, clipped to [0, 1] (paper 003 sec 3.2.1)."""
+    """x + N(0, sigma^2) per value, clipped to [0, 1] (Dziedzic 2019 sec 3.2.1)."""
     image = check_image(image)
     sigma = np.float32(check_nonnegative(sigma, "sigma"))
     noise = as_generator(rng).standard_normal(image.shape, dtype=np.float32)
@@ -136,7 +147,7 @@ def gaussian_noise(image, sigma: float = 0.05, *, rng=None, dst=None) -> np.ndar
 
 
 def uniform_noise(image, bound: float = 0.05, *, rng=None, dst=None) -> np.ndarray:
-    """x + U(-bound, bound) per value, clipped to [0, 1] (paper 003 sec 3.2.1)."""
+    """x + U(-bound, bound) per value, clipped to [0, 1] (Dziedzic 2019 sec 3.2.1)."""
     image = check_image(image)
     bound = np.float32(check_nonnegative(bound, "bound"))
     noise = as_generator(rng).random(image.shape, dtype=np.float32)
@@ -144,7 +155,7 @@ def uniform_noise(image, bound: float = 0.05, *, rng=None, dst=None) -> np.ndarr
 
 
 def laplace_noise(image, scale: float = 0.03, *, rng=None, dst=None) -> np.ndarray:
-    """x + Laplace(0, scale) per value, clipped to [0, 1] (paper 003 sec 1, the "strong" channel)."""
+    """x + Laplace(0, scale) per value, clipped to [0, 1] (Dziedzic 2019 sec 1, the "strong" channel)."""
     image = check_image(image)
     scale = check_nonnegative(scale, "scale")
     noise = as_generator(rng).laplace(0.0, scale, image.shape).astype(np.float32)

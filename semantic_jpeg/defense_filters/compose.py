@@ -2,7 +2,7 @@
 
 A *filter* is any callable ``f(image, rng=None, **overrides) -> image``. :class:`Filter` binds a function of
 this package to its settings; :class:`Compose` chains filters with one random stream; :func:`preset` returns
-the papers' configurations; :func:`majority_vote` is Ens-T (paper 000 Tables 4.1-4.5, paper 003 sec 3.2.1).
+the papers' configurations; :func:`majority_vote` is Ens-T (Prakash 2019 Tables 4.1-4.5, Dziedzic 2019 sec 3.2.1).
 """
 from __future__ import annotations
 

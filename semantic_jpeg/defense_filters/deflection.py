@@ -1,12 +1,20 @@
-"""Pixel deflection (paper 000 Algorithm 2) and R-CAM-targeted pixel deflection (sec 4.6, 4.8), native C."""
+"""Pixel deflection (Prakash 2019 Algorithm 2) and R-CAM-targeted pixel deflection (sec 4.6, 4.8), native C."""
 from __future__ import annotations
 
 import numpy as np
 
 from semantic_jpeg.native import as_output_pointer, as_pointer, ffi, lib
 
-from ._conventions import (as_generator, channel_count, check_color_order, check_image, check_integer, deliver,
-                           kernel_output, spatial_shape)
+from ._conventions import (
+    as_generator,
+    channel_count,
+    check_color_order,
+    check_image,
+    check_integer,
+    deliver,
+    kernel_output,
+    spatial_shape,
+)
 from .saliency import resolve_saliency
 
 # Upper bound of ``deflections``: 10^8 attempts took 1.0 s on one core at 224x224x3 uint8 (so 2^31 - 1 take about

@@ -3,7 +3,7 @@
 ``saliency`` may be
 - an array (H, W) (or (N, H, W) for a batch) of floats in [0, 1] at the image's resolution;
 - a callable ``f(image) -> (H, W)`` map;
-- ``"rcam"`` (robust activation map, paper 000 eq. 4.5, k=5), ``"msroi"`` (paper 000 sec 2.3) or
+- ``"rcam"`` (robust activation map, Prakash 2019 eq. 4.5, k=5), ``"msroi"`` (Prakash 2019 sec 2.3) or
   ``"aug-msroi"`` (sec 3.6), computed by :func:`semantic_jpeg.onnx_models.default_model` (imported lazily).
 """
 from __future__ import annotations

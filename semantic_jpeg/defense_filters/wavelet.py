@@ -1,4 +1,4 @@
-"""Wavelet denoising (paper 000 sec 4.7-4.8): YCbCr, DWT, adaptive thresholding, inverse DWT, back to RGB.
+"""Wavelet denoising (Prakash 2019 sec 4.7-4.8): YCbCr, DWT, adaptive thresholding, inverse DWT, back to RGB.
 
 Same result as ``skimage.restoration.denoise_wavelet(image, sigma, wavelet, mode, method,
 convert2ycbcr=True, channel_axis=-1)`` (tested within float32 tolerance) but several times faster: all
@@ -17,8 +17,18 @@ import pywt
 
 from semantic_jpeg.native import as_output_pointer, as_pointer, ffi, lib, workspace
 
-from ._conventions import (channel_count, check_color_order, check_image, check_integer, check_nonnegative, deliver,
-                           finish, kernel_output, per_image, spatial_shape)
+from ._conventions import (
+    channel_count,
+    check_color_order,
+    check_image,
+    check_integer,
+    check_nonnegative,
+    deliver,
+    finish,
+    kernel_output,
+    per_image,
+    spatial_shape,
+)
 
 METHODS = ("BayesShrink", "VisuShrink", "SureShrink")
 MODES = ("soft", "hard")
@@ -39,8 +49,9 @@ _HAAR_NAMES = ("db1", "haar")  # the wavelets the native Haar kernels compute
 
 
 def bayes_threshold(details: np.ndarray, variance: np.ndarray, mean_square=None) -> np.ndarray:
-    """BayesShrink threshold sigma^2 / sigma_x per channel (eq. 4.6, [CYV00]); ``details`` is (C, h, w), its
-    per-channel mean square (the zero-mean band's variance) is computed unless given."""
+    """BayesShrink threshold sigma^2 / sigma_x per channel (Chang, Yu & Vetterli, IEEE TIP 2000; Prakash 2019
+    eq. 4.6); ``details`` is (C, h, w), its per-channel mean square (the zero-mean band's variance) is computed
+    unless given."""
     if mean_square is None:
         flat = details.reshape(details.shape[0], -1)
         mean_square = np.einsum("ij,ij->i", flat, flat, dtype=np.float64) / flat.shape[1]
@@ -51,7 +62,7 @@ def bayes_threshold(details: np.ndarray, variance: np.ndarray, mean_square=None)
 
 def sure_threshold(details: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     """SureShrink threshold per channel: the SURE-risk minimiser, or the universal threshold where the band is
-    sparse (the hybrid rule of Donoho & Johnstone 1995, [DJ92] in paper 000); 0 where the channel's sigma is 0."""
+    sparse (the hybrid rule of Donoho & Johnstone, JASA 1995); 0 where the channel's sigma is 0."""
     flat = details.reshape(details.shape[0], -1).astype(np.float64)
     n = flat.shape[1]
     sigma = np.asarray(sigma, dtype=np.float64)
@@ -209,8 +220,8 @@ def _denoise_one(image, *, sigma, wavelet, method, mode, levels, ycbcr, sigma_mo
     elif sigma_mode != "rgb":
         if planes is None:
             planes = np.empty((channels, height, width), np.float32)
-            lib.filters_to_planes(source_bytes, is_float, as_output_pointer(planes, np.float32), height * width, channels,
-                                  to_ycbcr, scale)
+            lib.filters_to_planes(source_bytes, is_float, as_output_pointer(planes, np.float32), height * width,
+                                  channels, to_ycbcr, scale)
         flat = planes.reshape(channels, -1)
         sigmas = sigma * (flat.max(axis=1) - flat.min(axis=1)).astype(np.float64)
     finest = []
@@ -231,9 +242,9 @@ def _denoise_one(image, *, sigma, wavelet, method, mode, levels, ycbcr, sigma_mo
     out_bytes = as_output_pointer(out.reshape(-1).view(np.uint8), np.uint8)
     if haar:
         first[0] = _haar_reconstruct(coeffs[:-1], first.shape[2:]) if levels > 1 else first[0]
-        finest = np.array(finest, np.float32)
+        finest_thresholds = np.array(finest, np.float32)
         _check_native(lib.filters_haar_to_pixels(as_pointer(first, np.float32), height, width, channels,
-                                                 as_pointer(finest, np.float32), int(mode == "hard"), to_rgb,
+                                                 as_pointer(finest_thresholds, np.float32), int(mode == "hard"), to_rgb,
                                                  out_bytes, is_float))
     else:
         planes = np.ascontiguousarray(pywt.waverec2(coeffs, wavelet, axes=(-2, -1))[:, :height, :width])
@@ -258,8 +269,8 @@ def _haar_decompose(planes: np.ndarray, levels: int) -> list:
     for _ in range(levels):
         count, height, width = approx.shape
         bands = np.empty((4, count, (height + 1) // 2, (width + 1) // 2), np.float32)
-        lib.filters_haar_forward(as_pointer(approx, np.float32), *(as_output_pointer(band, np.float32) for band in bands),
-                                 count, height, width)
+        lib.filters_haar_forward(as_pointer(approx, np.float32),
+                                 *(as_output_pointer(band, np.float32) for band in bands), count, height, width)
         details.append((bands[1], bands[2], bands[3]))
         approx = bands[0]
     return [approx] + details[::-1]

@@ -1,4 +1,4 @@
-/* Kernels of the wavelet denoiser (paper 000 sec 4.7-4.8).
+/* Kernels of the wavelet denoiser (Prakash 2019 sec 4.7-4.8).
  *
  * filters_haar_forward / _inverse: one level of the 2-D orthonormal Haar (db1) transform of `planes` planes of
  * height x width, equal to pywt.dwt2(x, "db1", mode="symmetric") up to the sign of the detail bands: each

@@ -1,4 +1,4 @@
-/* Pixel deflection (paper 000, Algorithm 2) and its R-CAM-targeted variant (sec 4.8).
+/* Pixel deflection (Prakash 2019, Algorithm 2) and its R-CAM-targeted variant (sec 4.8).
  *
  * PRNG: xoshiro256** (Blackman & Vigna), its 256-bit state expanded from one 64-bit seed with splitmix64.
  * Draw order, per deflection attempt (the Python oracle in tests/test_defense_filters.py replays it):

@@ -6,8 +6,9 @@ Aug-MSROI (sec 3.6) and R-CAM (sec 4.6.1, eq. 4.4-4.5), plus top-k ImageNet pred
     >>> saliency = model.msroi_map(pil_or_array)      # float32 (H, W) in [0, 1], same size as the image
     >>> model.aug_msroi_map(img, n=5, seed=0); model.rcam_map(img, k=5); model.predict_topk(img, 5)
 
-Images: ``PIL.Image`` (alpha composited over white, other 8-bit modes converted to RGB) or numpy uint8 /
-float32-in-[0,1], HxW or HxWx3 with ``color_order="RGB"`` or ``"BGR"``. Maps cover the whole frame for any
+Images follow the package's input policy (:mod:`semantic_jpeg.image_input`, docs/images.md): ``PIL.Image`` or
+numpy uint8 / uint16 / float-in-[0,1], HxW or HxWx3, RGB unless ``color_order="BGR"``; alpha is refused
+(``image_input.flatten_alpha`` composites it). Maps cover the whole frame for any
 aspect ratio: the frame is resized (not cropped) so its longer side is ``working_size`` (multiples of 32) and
 the map is resized back bilinearly.
 

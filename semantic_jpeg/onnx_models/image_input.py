@@ -50,11 +50,11 @@ def resize_rgb(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
         out = rgb.astype(np.float32)
         return out * 255.0 if rgb.dtype != np.uint8 else out
     if rgb.dtype == np.uint8:
-        resized = Image.fromarray(np.ascontiguousarray(rgb)).resize((width, height), Image.BILINEAR,
+        resized = Image.fromarray(np.ascontiguousarray(rgb)).resize((width, height), Image.Resampling.BILINEAR,
                                                                     reducing_gap=REDUCING_GAP)
         return np.asarray(resized, dtype=np.float32)
     channels = [np.asarray(Image.fromarray(np.ascontiguousarray(rgb[:, :, c])).resize((width, height),
-                                                                                      Image.BILINEAR,
+                                                                                      Image.Resampling.BILINEAR,
                                                                                       reducing_gap=REDUCING_GAP))
                 for c in range(3)]
     return np.stack(channels, axis=2) * 255.0
@@ -92,5 +92,5 @@ def resize_map(saliency: np.ndarray, height: int, width: int) -> np.ndarray:
     if height >= saliency.shape[0] and width >= saliency.shape[1]:
         return _enlarge(saliency, height, width)
     resized = Image.fromarray(np.ascontiguousarray(saliency, dtype=np.float32)).resize((width, height),
-                                                                                        Image.BILINEAR)
+                                                                                        Image.Resampling.BILINEAR)
     return np.asarray(resized, dtype=np.float32)
