@@ -53,3 +53,21 @@ def test_art_preprocessor(rgb):
     grad = np.random.default_rng(1).normal(size=x.shape).astype(np.float32)
     np.testing.assert_array_equal(pre.estimate_gradient(x, grad), grad)
     assert pre.apply_predict and not pre.apply_fit
+
+
+def test_adapters_check_and_apply_the_colour_order(rgb):
+    """RGB by default like the rest of the package; color_order="BGR" for OpenCV-fed pipelines; a bad order is
+    refused when the adapter is built, not at the first image."""
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    jpeg30 = df.Filter(df.jpeg, quality=30)
+    A = pytest.importorskip("albumentations")
+    np.testing.assert_array_equal(A.Compose([adapters.PurifyTransform(jpeg30, color_order="BGR")])(image=bgr)["image"],
+                                  df.jpeg(rgb, 30)[:, :, ::-1])
+    with pytest.raises(ValueError, match="color_order"):
+        adapters.PurifyTransform(jpeg30, color_order="BRG")
+    torch = pytest.importorskip("torch")
+    batch = torch.from_numpy(bgr[None].astype(np.float32) / 255).permute(0, 3, 1, 2)
+    out = adapters.PurifyModule(jpeg30, color_order="BGR")(batch).permute(0, 2, 3, 1).numpy()[0]
+    np.testing.assert_allclose(out, df.jpeg(rgb.astype(np.float32) / 255, 30)[:, :, ::-1])
+    with pytest.raises(ValueError, match="color_order"):
+        adapters.PurifyModule(jpeg30, color_order="bgra")

@@ -10,6 +10,10 @@ import semantic_jpeg, semantic_jpeg.defense_filters, semantic_jpeg.onnx_models, 
 from skimage import data
 rgb = np.ascontiguousarray(data.chelsea())
 out = semantic_jpeg.encode(rgb, match_jpeg_quality=50)
+purified = semantic_jpeg.defense_filters.preset("pd+rcam+dwt")(rgb, rng=0)  # R-CAM by onnxruntime
+assert purified.shape == rgb.shape and purified.dtype == np.uint8
+from semantic_jpeg.image_input import to_array
+assert to_array(rgb[:, :, ::-1], "BGR").base is not None
 semantic_jpeg.cli.build_parser()
 print("ok", len(out))
 """

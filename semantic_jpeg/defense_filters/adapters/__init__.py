@@ -4,7 +4,8 @@
 - :class:`PurifyModule` (torch ``nn.Module`` on BCHW [0, 1] tensors, straight-through / BPDA backward),
 - :class:`PurifyPreprocessor` (ART ``Preprocessor``, identity ``estimate_gradient``).
 
-Each wraps any filter ``f(image, rng=None, **overrides)``, e.g. ``preset("pd+rcam+dwt")``.
+Each wraps any filter ``f(image, rng=None, **overrides)``, e.g. ``preset("pd+rcam+dwt")``, and reads RGB, the order
+these frameworks use; a pipeline that feeds OpenCV BGR arrays passes ``color_order="BGR"`` (docs/defenses.md).
 """
 _ADAPTERS = {
     "PurifyTransform": "albumentations_transform",

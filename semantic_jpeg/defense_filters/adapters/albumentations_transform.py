@@ -6,6 +6,7 @@ from typing import Any
 import albumentations as A
 import numpy as np
 
+from .._conventions import check_color_order
 from ..compose import apply_filter
 
 
@@ -22,7 +23,7 @@ class PurifyTransform(A.ImageOnlyTransform):
         if not callable(purifier):
             raise TypeError("purifier must be a callable filter")
         self.purifier = purifier
-        self.color_order = color_order
+        self.color_order = check_color_order(color_order)
 
     def get_params(self) -> dict[str, Any]:
         return {"seed": int(self.random_generator.integers(2**63))}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from art.defences.preprocessor import Preprocessor
 
-from .._conventions import as_generator
+from .._conventions import as_generator, check_color_order
 from ..compose import apply_filter
 
 
@@ -21,7 +21,7 @@ class PurifyPreprocessor(Preprocessor):
             raise TypeError("purifier must be a callable filter")
         self.purifier = purifier
         self.channels_first = channels_first
-        self.color_order = color_order
+        self.color_order = check_color_order(color_order)
         self.rng = as_generator(rng)
 
     def __call__(self, x: np.ndarray, y=None):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .._conventions import as_generator
+from .._conventions import as_generator, check_color_order
 from ..compose import apply_filter
 
 
@@ -31,7 +31,7 @@ class PurifyModule(torch.nn.Module):
         if not callable(purifier):
             raise TypeError("purifier must be a callable filter")
         self.purifier = purifier
-        self.color_order = color_order
+        self.color_order = check_color_order(color_order)
         self.rng = as_generator(rng)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
