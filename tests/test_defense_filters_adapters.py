@@ -71,3 +71,23 @@ def test_adapters_check_and_apply_the_colour_order(rgb):
     np.testing.assert_allclose(out, df.jpeg(rgb.astype(np.float32) / 255, 30)[:, :, ::-1])
     with pytest.raises(ValueError, match="color_order"):
         adapters.PurifyModule(jpeg30, color_order="bgra")
+
+
+def test_docs_defenses_examples_run(tmp_path, monkeypatch):
+    """docs/defenses.md's python blocks run as written, in order, in one namespace."""
+    import re
+    from pathlib import Path
+
+    for module in ("onnxruntime", "albumentations", "torch", "art", "skimage"):
+        pytest.importorskip(module)
+    page = (Path(__file__).resolve().parents[1] / "docs" / "defenses.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```python\n(.*?)^```", page, re.MULTILINE | re.DOTALL)
+    assert len(blocks) >= 4
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "docs_defenses"}
+    for index, block in enumerate(blocks):
+        exec(compile(block, f"docs/defenses.md block {index + 1}", "exec"), namespace)  # noqa: S102
+    image = namespace["image"]
+    assert namespace["clean"].shape == image.shape and namespace["label"] in (0, 1)
+    assert namespace["augmented"].shape == image.shape and tuple(namespace["purified"].shape) == (1, 3, 512, 512)
+    assert namespace["x_purified"].shape == (1, 512, 512, 3)
