@@ -268,7 +268,7 @@ def test_wavelet_workspace_kept_per_thread(astronaut, monkeypatch):
 
 
 def test_native_haar_denoiser_refuses_bad_arguments():
-    from semantic_jpeg.native import as_pointer, ffi, lib
+    from semantic_jpeg.native import as_output_pointer, as_pointer, ffi, lib
 
     assert lib.filters_haar_denoise_workspace(0, 8, 3, 1) == -1
     assert lib.filters_haar_denoise_workspace(8, 8, 5, 1) == -1
@@ -276,13 +276,31 @@ def test_native_haar_denoiser_refuses_bad_arguments():
     assert lib.filters_haar_denoise_workspace(8, 8, 3, 1) == 4 * 3 * 4 * 4
     image, out = np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 3), np.uint8)
     variance = np.full(3, 0.0016)
-    arguments = [as_pointer(image, np.uint8), 0, 8, 8, 3, ffi.NULL, 1 / 255, ffi.NULL, 1,
-                 as_pointer(variance, np.float64), 0, 1.0, 0, as_pointer(out, np.uint8), 0]
-    assert lib.filters_haar_denoise(*arguments, ffi.NULL) == -1  # no workspace
     scratch = np.empty(lib.filters_haar_denoise_workspace(8, 8, 3, 1), np.float32)
-    bad_method = [*arguments[:10], 2, *arguments[11:]]
-    assert lib.filters_haar_denoise(*bad_method, as_pointer(scratch, np.float32)) == -1
-    assert lib.filters_haar_denoise(*arguments, as_pointer(scratch, np.float32)) == 0
+    good = dict(src=as_pointer(image, np.uint8), src_is_float=0, height=8, width=8, channels=3, to_planes=ffi.NULL,
+                scale=1 / 255, to_pixels=ffi.NULL, levels=1, variance=as_pointer(variance, np.float64), method=0,
+                visu_factor=1.0, hard=0, dst=as_output_pointer(out, np.uint8), dst_is_float=0,
+                workspace=as_output_pointer(scratch, np.float32))
+    assert lib.filters_haar_denoise(ffi.NULL) == -1
+    for bad in (dict(workspace=ffi.NULL), dict(method=2), dict(levels=0), dict(channels=5), dict(src=ffi.NULL),
+                dict(dst=ffi.NULL), dict(variance=ffi.NULL)):
+        assert lib.filters_haar_denoise(ffi.new("filters_haar_denoise_args *", {**good, **bad})) == -1, bad
+    assert lib.filters_haar_denoise(ffi.new("filters_haar_denoise_args *", good)) == 0
+
+
+def test_native_pixel_deflection_refuses_bad_arguments():
+    from semantic_jpeg.native import as_output_pointer, as_pointer, ffi, lib
+
+    image, out = np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 3), np.uint8)
+    good = dict(src=as_pointer(image, np.uint8), dst=as_output_pointer(out, np.uint8), height=8, width=8, channels=3,
+                elem_bytes=1, window=1, saliency=ffi.NULL, per_channel=0)
+    state = ffi.new("uint64_t[4]")
+    lib.filters_deflection_seed(1, state)
+    for bad in (dict(src=ffi.NULL), dict(dst=ffi.NULL), dict(height=0), dict(channels=5), dict(elem_bytes=0)):
+        assert lib.filters_pixel_deflection(ffi.new("filters_deflection_args *", {**good, **bad}), 10, state) == -1
+    assert lib.filters_pixel_deflection(ffi.new("filters_deflection_args *", good), -1, state) == -1
+    assert lib.filters_pixel_deflection(ffi.NULL, 10, state) == -1
+    assert lib.filters_pixel_deflection(ffi.new("filters_deflection_args *", good), 10, state) == 10
 
 
 # ---------------------------------------------------------------- lossy channels

@@ -167,9 +167,7 @@ def _channel_sigmas(sigma: float, ycbcr: bool, channels: int) -> np.ndarray:
 
 def _haar_denoise(image: np.ndarray, dst, plan: HaarPlan) -> np.ndarray:
     """db1 denoising with a known sigma (BayesShrink or VisuShrink): one native call per image of a batch."""
-    to_ycbcr, to_rgb, levels, variance, method, visu_factor, hard, workspace_floats = plan
     height, width = spatial_shape(image)
-    channels = channel_count(image)
     count = image.shape[0] if image.ndim == 4 else 1
     source = np.ascontiguousarray(image)
     out = kernel_output(source, dst)
@@ -177,12 +175,14 @@ def _haar_denoise(image: np.ndarray, dst, plan: HaarPlan) -> np.ndarray:
     image_bytes = source.nbytes // count
     source_bytes = as_pointer(source.reshape(-1).view(np.uint8), np.uint8)
     out_bytes = as_output_pointer(out.reshape(-1).view(np.uint8), np.uint8)
-    scratch = as_output_pointer(workspace(workspace_floats, np.float32), np.float32)
+    scratch = as_output_pointer(workspace(plan.workspace_floats, np.float32), np.float32)
+    args = ffi.new("filters_haar_denoise_args *", dict(
+        src_is_float=is_float, height=height, width=width, channels=channel_count(image), to_planes=plan.to_ycbcr,
+        scale=1.0 if is_float else 1.0 / 255.0, to_pixels=plan.to_rgb, levels=plan.levels, variance=plan.variance,
+        method=plan.method, visu_factor=plan.visu_factor, hard=plan.hard, dst_is_float=is_float, workspace=scratch))
     for index in range(count):
-        _check_native(lib.filters_haar_denoise(source_bytes + index * image_bytes, is_float, height, width, channels,
-                                               to_ycbcr, 1.0 if is_float else 1.0 / 255.0, to_rgb, levels, variance,
-                                               method, visu_factor, hard, out_bytes + index * image_bytes, is_float,
-                                               scratch))
+        args.src, args.dst = source_bytes + index * image_bytes, out_bytes + index * image_bytes
+        _check_native(lib.filters_haar_denoise(args))
     return deliver(out, dst)
 
 

@@ -317,14 +317,22 @@ int64_t filters_haar_denoise_workspace(int32_t height, int32_t width, int32_t ch
  * or hard when hard != 0) with variance[c] = sigma_c^2, inverse, conversion back fused with the first level.
  * Same arithmetic as the step-by-step path (filters_pixels_to_haar ... filters_haar_to_pixels). `workspace` holds
  * filters_haar_denoise_workspace() floats; the caller keeps it between calls, so that a fresh allocation's page
- * faults (as costly as the denoising at 224x224) are not paid on every image. Returns 0, -1 on bad arguments, -2
- * when out of memory. */
-int32_t filters_haar_denoise(const uint8_t *src, int32_t src_is_float, int32_t height, int32_t width,
-                             int32_t channels, const float *to_planes, float scale, const float *to_pixels,
-                             int32_t levels, const double *variance, int32_t method, double visu_factor,
-                             int32_t hard, uint8_t *dst, int32_t dst_is_float, float *workspace) {
-    if (!haar_denoise_arguments_valid(height, width, channels, levels) || method < 0 || method > 1 || !workspace)
+ * faults (as costly as the denoising at 224x224) are not paid on every image. The arguments come in one struct
+ * (filters_wavelet.h). Returns 0, -1 on bad arguments, -2 when out of memory. */
+int32_t filters_haar_denoise(const filters_haar_denoise_args *a) {
+    if (!a || !a->src || !a->dst || !a->variance ||
+        !haar_denoise_arguments_valid(a->height, a->width, a->channels, a->levels) || a->method < 0 ||
+        a->method > 1 || !a->workspace)
         return -1;
+    const uint8_t *src = a->src;
+    uint8_t *dst = a->dst;
+    const int32_t src_is_float = a->src_is_float, dst_is_float = a->dst_is_float, height = a->height;
+    const int32_t width = a->width, channels = a->channels, levels = a->levels, method = a->method, hard = a->hard;
+    const float *to_planes = a->to_planes, *to_pixels = a->to_pixels;
+    const float scale = a->scale;
+    const double *variance = a->variance;
+    const double visu_factor = a->visu_factor;
+    float *workspace = a->workspace;
     int32_t hs[32], ws[32]; /* band sizes of each level */
     size_t offsets[32];
     haar_layout(height, width, channels, levels, hs, ws, offsets);
