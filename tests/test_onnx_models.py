@@ -305,6 +305,26 @@ def test_cli_maps_and_predict(tmp_path, capsys):
     assert "Egyptian_cat" in capsys.readouterr().out
 
 
+def test_cli_maps_flattens_alpha_files_over_white(tmp_path):
+    """The library refuses alpha (one policy); the command line reads a PNG with alpha as shown on white."""
+    import argparse
+
+    from semantic_jpeg.onnx_models import cli
+
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers(dest="command"))
+    rgba = np.dstack([data.chelsea(), np.full(data.chelsea().shape[:2], 255, np.uint8)])
+    rgba[:50, :, 3] = 0
+    Image.fromarray(rgba).save(tmp_path / "cat.png")
+    args = parser.parse_args(["maps", str(tmp_path / "cat.png"), "-m", "msroi", "-o", str(tmp_path / "out")])
+    assert args.func(args) == 0
+    flat = np.asarray(Image.open(tmp_path / "out" / "cat_msroi.png"))
+    from semantic_jpeg.image_input import flatten_alpha
+
+    expected = default_model().msroi_map(flatten_alpha(rgba))
+    np.testing.assert_allclose(flat / 255.0, expected, atol=1 / 255 + 1e-6)
+
+
 @pytest.mark.parametrize("shape,out", [((4, 7), (1080, 1920)), ((7, 7), (300, 451)), ((5, 3), (17, 9)),
                                        ((1, 1), (10, 10)), ((3, 5), (3, 40)), ((9, 9), (4, 20))])
 def test_resize_map_equals_pillow_bilinear(shape, out):

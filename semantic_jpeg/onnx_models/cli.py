@@ -63,10 +63,11 @@ def overlay(rgb, saliency, alpha: float = 0.5):
 def _read_rgb(path):
     from PIL import Image
 
+    from semantic_jpeg.image_input import flatten_alpha
     from semantic_jpeg.onnx_models.image_input import to_rgb_array
 
     with Image.open(path) as image:
-        return to_rgb_array(image)
+        return to_rgb_array(flatten_alpha(image))  # files with alpha: over white, as `encode` on the command line
 
 
 def _summary(prog, failures, total) -> int:
