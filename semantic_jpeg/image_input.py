@@ -3,7 +3,8 @@
 Documented for users in ``docs/images.md``. In short:
 
 * Colour order: every API reads 3-channel numpy arrays as **RGB** (and a filter's 4-channel input as RGBA) unless
-  told ``color_order="BGR"`` (OpenCV's ``cv2.imread`` order). PIL images carry their own mode, so ``color_order`` does not apply to them.
+  told ``color_order="BGR"`` (OpenCV's ``cv2.imread`` order). PIL images carry their own mode, so
+  ``color_order`` does not apply to them.
 * PIL modes: "RGB" and "L" as they are; "1" -> "L"; "P" -> "RGB"; "YCbCr" -> "RGB" (Pillow's exact conversion);
   16-bit "I;16*" -> 8 bits as round(v / 257) (0..65535 onto 0..255); "F" must hold values in [0, 255] (Pillow's
   8-bit scale) and is rounded; "I" (32-bit), "CMYK" (needs an ICC transform), "LAB" and "HSV" are refused with
