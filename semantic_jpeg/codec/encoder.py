@@ -1,8 +1,14 @@
-"""Semantic JPEG encoding (paper 000, sec 2.4, Algorithm 1, eq. 2.7) with rate control.
+"""Semantic JPEG encoding with rate control.
 
-Two modes give each cell (8x8 block, or MCU when chroma is subsampled) the quality of its saliency level:
+- ``"rdo"`` (default): jpegli's quantised coefficients re-decided by saliency-weighted rate-distortion
+  optimisation and re-coded with optimised Huffman tables (see :mod:`semantic_jpeg.codec.rdo`). The size
+  is always controlled: ``quality=Q`` (default 75) targets the size of a plain Pillow JPEG at quality Q.
 
-- ``"dct"`` (default): the native module computes the DCT of every block once (colour conversion,
+The two level modes (Algorithm 1 and eq. 2.7 of Prakash et al., "Semantic perceptual image compression
+using deep convolution networks", DCC 2017) give each cell (8x8 block, or MCU when chroma is
+subsampled) the quality of its saliency level:
+
+- ``"dct"``: the native module computes the DCT of every block once (colour conversion,
   downsampling and transform as a JPEG encoder does them); each block keeps the coefficients its level's
   quantiser would keep, at the precision of the frame tables (quality Q_f), and the native module
   entropy-codes the scan under the header Pillow writes for the same options. The file carries exactly
@@ -27,13 +33,13 @@ import numpy as np
 from PIL import Image
 
 from ..native import as_pointer, ffi, lib
-from . import jpeg_stream
+from . import jpeg_stream, rdo
 from .inputs import image_to_array, saliency_to_array
 from .quality import check_quality, level_qualities, quant_tables
 
-MODES = ("dct", "mosaic")
+MODES = ("rdo", "dct", "mosaic")
 DEADZONE = 0.5  # a level keeps |c| >= DEADZONE * q_n: exactly what its quantiser keeps
-DEFAULT_MODE = "dct"
+DEFAULT_MODE = "rdo"
 SUBSAMPLING = {-1: 2, 0: 0, 1: 1, 2: 2, "4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
 CELL_SIZE = {0: (8, 8), 1: (8, 16), 2: (16, 16)}  # (height, width) of one level cell for RGB
 # Pillow JPEG save options that pass through with Pillow's meaning. Quantisation is ours ("quality",
@@ -63,12 +69,18 @@ class EncodeResult:
     target_size: int = None
     iterations: int = 1
     deadzone: float = DEADZONE     # "dct" mode: raised above 0.5 only by rate control, between two table steps
+    lam: float = None              # "rdo" mode: lambda (squared error per bit) of the file
+    block_weights: np.ndarray = field(default=None, repr=False)  # "rdo" mode: weight of each luma block
 
     @property
     def size(self) -> int:
         return len(self.data)
 
     def summary(self) -> str:
+        if self.mode == "rdo":
+            target = f", target {self.target_size} B ({self.size / self.target_size - 1:+.2%})"
+            return (f"{self.width}x{self.height} rdo mode: {self.size} B from jpegli quality "
+                    f"{self.final_quality:.0f}, lambda {self.lam:.3g}{target}")
         levels = ", ".join(f"Q{q:.1f}:{f:.0%}" for q, f in zip(self.level_qualities, self.level_fractions))
         target = f", target {self.target_size} B ({self.size / self.target_size - 1:+.2%})" if self.target_size else ""
         return (f"{self.width}x{self.height} {self.mode} mode: {self.size} B, final quality {self.final_quality:.1f}, "
@@ -77,8 +89,20 @@ class EncodeResult:
 
 def encode(image, fp=None, *, saliency=None, levels=5, quality_range=(30, 70), quality=None, target_size=None,
            match_jpeg_quality=None, size_tolerance=0.01, mode=DEFAULT_MODE, color_order="RGB",
+           strength=rdo.DEFAULT_STRENGTH, headroom=rdo.DEFAULT_HEADROOM, masking=rdo.DEFAULT_MASKING,
            return_result=False, **jpeg_options):
-    """Encode ``image`` as a standard JPEG whose salient regions get higher quality (Algorithm 1).
+    """Encode ``image`` as a standard JPEG whose salient regions get higher quality.
+
+    Default ``mode="rdo"``: jpegli's coefficients, re-decided block by block to minimise saliency-weighted
+    squared error + lambda x bits at a controlled size (:mod:`semantic_jpeg.codec.rdo`). Its size target is
+    ``target_size`` bytes, else the size of a plain Pillow JPEG of the image at ``match_jpeg_quality``, else at
+    ``quality`` (default 75: "quality=Q" means Pillow-Q-sized output with the bits moved to where the map
+    looks). ``strength`` (default 2, 0..4) bounds the block weights to [2^-strength, 2^strength] (0: no
+    saliency, jpegli's allocation); ``headroom`` (default 0.3): the RDO starts from the lowest jpegli quality
+    whose file is (1 + headroom) x the target (a uniform map starts from the target, i.e. jpegli's own file);
+    ``masking`` (default 0.5): exponent of the per-block contrast-masking weight on squared error (0: plain
+    squared error, best PSNR; higher: flat areas kept, as jpegli's adaptive quantisation does);
+    ``levels``/``quality_range`` do not apply.
 
     image: PIL image, or numpy HxW / HxWx3 uint8 (or float in [0, 1]); ``color_order`` "RGB" (default) or
         "BGR" says how 3-channel arrays are ordered. Mode rules: see :mod:`semantic_jpeg.codec.inputs`.
@@ -86,20 +110,35 @@ def encode(image, fp=None, *, saliency=None, levels=5, quality_range=(30, 70), q
     saliency: None (the shipped MS-ROI model), an HxW array in [0, 1], a PIL "L" image, a model with
         ``msroi_map``, or a callable taking the RGB uint8 array and returning the map.
     levels, quality_range: k saliency levels coded at qualities from Q_l to Q_h (eq. 2.7).
-    quality: the final quality Q_f (default Q_h). In "dct" mode it is the quality of the tables written in
-        the file; levels above it are capped by it.
+    quality: "rdo" mode: see above. Level modes: the final quality Q_f (default Q_h); in "dct" mode it is the
+        quality of the tables written in the file; levels above it are capped by it.
     target_size: file size in bytes; match_jpeg_quality: Q, meaning the size of a plain Pillow JPEG at Q with
         the same options. Met within ``size_tolerance`` (default 1%) by bisection; RateControlWarning when not.
-    mode: "dct" (single pass in the DCT domain, default) or "mosaic" (Algorithm 1 as printed).
+    mode: "rdo" (default), "dct" (saliency levels, single pass in the DCT domain) or "mosaic" (Algorithm 1 of
+        Prakash et al., DCC 2017, as printed).
     return_result: return an :class:`EncodeResult` (levels, qualities, map, size) instead of bytes/None.
     jpeg_options: Pillow's JPEG options (subsampling, progressive, optimize, exif, icc_profile, dpi, comment,
-        xmp, smooth, keep_rgb; restart markers in "mosaic" mode only).
+        xmp, smooth, keep_rgb; restart markers in "mosaic" mode only). keep_rgb implies 4:4:4.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     options = _check_options(jpeg_options, mode)
+    if mode == "rdo":
+        if isinstance(strength, bool) or not isinstance(strength, (int, float, np.integer, np.floating)) \
+                or not 0 <= strength <= rdo.MAX_STRENGTH:
+            raise ValueError(f"strength must be a number in [0, {rdo.MAX_STRENGTH:g}], got {strength!r}")
+        if isinstance(headroom, bool) or not isinstance(headroom, (int, float, np.integer, np.floating)) \
+                or not 0 <= headroom <= rdo.MAX_HEADROOM:
+            raise ValueError(f"headroom must be a number in [0, {rdo.MAX_HEADROOM:g}], got {headroom!r}")
+        if isinstance(masking, bool) or not isinstance(masking, (int, float, np.integer, np.floating)) \
+                or not 0 <= masking <= 2:
+            raise ValueError(f"masking must be a number in [0, 2], got {masking!r}")
+        if quality is not None:
+            check_quality(quality)
+    elif strength != rdo.DEFAULT_STRENGTH or headroom != rdo.DEFAULT_HEADROOM or masking != rdo.DEFAULT_MASKING:
+        raise ValueError("strength, headroom and masking apply to mode='rdo' only")
     qualities = level_qualities(levels, quality_range)
-    final_quality = qualities[-1] if quality is None else check_quality(quality)
+    final_quality = qualities[-1] if quality is None or mode == "rdo" else check_quality(quality)
     if target_size is not None and match_jpeg_quality is not None:
         raise ValueError("give target_size or match_jpeg_quality, not both")
     if not (isinstance(size_tolerance, (int, float)) and 0 < size_tolerance < 1):
@@ -108,12 +147,30 @@ def encode(image, fp=None, *, saliency=None, levels=5, quality_range=(30, 70), q
         if isinstance(target_size, bool) or not isinstance(target_size, (int, np.integer)) or target_size <= 0:
             raise ValueError(f"target_size must be a positive number of bytes, got {target_size!r}")
     rgb = image_to_array(image, color_order)
+    if mode == "rdo" and target_size is None and match_jpeg_quality is None:
+        match_jpeg_quality = 75 if quality is None else quality
     if match_jpeg_quality is not None:
         buf = io.BytesIO()
+        pillow_options = {k: v for k, v in options.items() if k not in ("optimize",)} if mode == "rdo" else options
         Image.fromarray(rgb).save(buf, "JPEG", quality=int(round(check_quality(match_jpeg_quality,
-                                                                               "match_jpeg_quality"))), **options)
+                                                                               "match_jpeg_quality"))),
+                                  **pillow_options)
         target_size = buf.tell()
     sal = saliency_to_array(saliency, rgb)
+    if mode == "rdo":
+        coder = _RdoCoder(rgb, sal, options, strength=float(strength), headroom=float(headroom),
+                          masking=float(masking))
+        data, iterations = _match_size_rdo(coder, int(target_size), size_tolerance)
+        result = EncodeResult(
+            data=bytes(data), mode=mode, width=rgb.shape[1], height=rgb.shape[0],
+            final_quality=float(data.jpegli_quality), level_qualities=[float(data.jpegli_quality)],
+            level_fractions=[1.0], cell_size=coder.cell_size, cell_levels=coder.cell_levels, saliency=sal,
+            target_size=int(target_size), iterations=iterations, deadzone=DEADZONE, lam=float(data.lam),
+            block_weights=coder.saliency_weights[0].reshape(coder.blocks[0]))
+        _write(result.data, fp)
+        if return_result:
+            return result
+        return result.data if fp is None else None
 
     if mode == "dct":
         coder = _DctCoder(rgb, sal, len(qualities), options, reuse_transform=target_size is not None)
@@ -154,9 +211,14 @@ def _check_options(jpeg_options, mode):
         raise TypeError("quantisation is set by semantic_jpeg: use quality=/quality_range= (qtables are not accepted)")
     if unknown:
         raise TypeError(f"unknown JPEG option(s): {', '.join(sorted(unknown))}")
-    if mode == "dct" and set(jpeg_options) & MOSAIC_ONLY_OPTIONS:
+    if mode != "mosaic" and set(jpeg_options) & MOSAIC_ONLY_OPTIONS:
         raise ValueError("restart markers are only supported in mode='mosaic'")
     options = {k: v for k, v in jpeg_options.items() if v is not None}
+    if options.get("keep_rgb"):
+        if SUBSAMPLING.get(options.get("subsampling", 0), None) != 0:
+            raise ValueError("keep_rgb=True stores R, G and B at full resolution: it needs subsampling='4:4:4' "
+                             f"(or no subsampling option), got subsampling={options['subsampling']!r}")
+        options["subsampling"] = 0
     if "subsampling" in options:
         if options["subsampling"] not in SUBSAMPLING:
             raise ValueError(f"subsampling must be one of {sorted(map(str, SUBSAMPLING))}, got {options['subsampling']!r}")
@@ -325,6 +387,83 @@ class _DctCoder:
         return _Encoded(data)
 
 
+class _RdoCoder:
+    """jpegli core + saliency-weighted RDO (:mod:`.rdo`). The frame header (JFIF, EXIF, ICC, ...) is Pillow's
+    for the options given, the tables jpegli's, the scan ours (native coder) re-coded with optimised Huffman
+    tables by libjpeg. RGB at 4:2:0 starts from jpegli's own coefficients (with its adaptive quantisation);
+    other layouts (greyscale, 4:4:4, 4:2:2, keep_rgb) quantise the exact DCT with jpegli's tables."""
+
+    def __init__(self, rgb, sal, options, strength=rdo.DEFAULT_STRENGTH, headroom=rdo.DEFAULT_HEADROOM,
+                 masking=rdo.DEFAULT_MASKING):
+        self.rgb = np.ascontiguousarray(rgb)
+        self.options = dict(options)
+        if not self.options.get("progressive") and not self.options.get("progression"):
+            self.options["optimize"] = True
+        self.dct = _DctCoder(rgb, np.zeros((1, 1), np.float32), 1, self.options, reuse_transform=True)
+        self.header, self.blocks = self.dct.header, self.dct.blocks
+        comps = self.header.components
+        self.jpegli_core = len(comps) == 3 and not options.get("keep_rgb") and options.get("subsampling") == 2
+        hmax, vmax = max(c.samp_h for c in comps), max(c.samp_v for c in comps)
+        luma_means = rdo.block_means(sal, self.blocks[0], (8 * vmax // comps[0].samp_v, 8 * hmax // comps[0].samp_h))
+        self.uniform = strength == 0 or float(np.ptp(luma_means)) == 0.0
+        self.weights = []
+        for comp, blocks in zip(comps, self.blocks):
+            means = rdo.block_means(sal, blocks, (8 * vmax // comp.samp_v, 8 * hmax // comp.samp_h))
+            if self.uniform:
+                self.weights.append(np.ones(blocks[0] * blocks[1]))
+            else:  # each component's blocks ranked among themselves: the same transfer at every sampling
+                self.weights.append(rdo.rank_weights(means, strength).ravel())
+        self.saliency_weights = [w.copy() for w in self.weights]
+        self.weights = [w * rdo.masking_weights(r.reshape(-1, 64), masking) for w, r in zip(self.weights, self.dct.raw)]
+        self.cell_size = (8 * vmax // comps[0].samp_v, 8 * hmax // comps[0].samp_h)
+        self.cell_levels = np.zeros(self.blocks[0], np.uint8)
+        self.headroom = 0.0 if self.uniform else float(headroom)
+        if len(comps) == 3 and not options.get("keep_rgb"):
+            self.component_weights = rdo.COMPONENT_RGB_WEIGHT
+        else:
+            self.component_weights = (1.0,) * len(comps)
+        self._start = {}
+
+    def jpegli_size(self, quality):
+        return len(rdo.jpegli_encode(self.rgb if self.rgb.ndim == 3 else np.repeat(self.rgb[..., None], 3, 2),
+                                     quality))
+
+    def start(self, quality):
+        """(coefficients per component (N, 64), tables per component, AC code lengths, frame tables) at the
+        jpegli quality ``quality``; cached."""
+        if quality not in self._start:
+            rgb3 = self.rgb if self.rgb.ndim == 3 else np.repeat(self.rgb[..., None], 3, 2)
+            if self.jpegli_core:
+                data = rdo.jpegli_encode(rgb3, quality)
+                coefs, tables = rdo.read_coefficients(data)
+                coefs = [c[:bh, :bw].reshape(-1, 64) for c, (bh, bw) in zip(coefs, self.blocks)]
+            else:
+                data = rdo.jpegli_encode(np.ascontiguousarray(rgb3[:16, :16]), quality)
+                _, jt = rdo.read_coefficients(data)
+                tables = [jt[min(c.quant_table, 1)] for c in self.header.components]
+                coefs = [np.clip(np.rint(r.reshape(-1, 64) / t), -1023, 1023).astype(np.int16)
+                         for r, t in zip(self.dct.raw, tables)]
+            lengths = rdo.ac_code_lengths(data)
+            lengths = [lengths[min(i, len(lengths) - 1)] for i in range(len(coefs))]
+            frame = np.stack([tables[0], tables[1] if len(tables) > 1 else tables[0]])
+            self._start[quality] = (coefs, tables, lengths, frame)
+        return self._start[quality]
+
+    def coefficients(self, quality, lam):
+        """Per component the (blocks_h, blocks_w, 64) coefficients written at jpegli quality and lambda."""
+        coefs, tables, lengths, _ = self.start(quality)
+        if lam == 0:
+            return [c.reshape(bh, bw, 64) for c, (bh, bw) in zip(coefs, self.blocks)]
+        return [rdo.optimise_component(r.reshape(-1, 64), c, t, w, lam, ln, cw).reshape(bh, bw, 64)
+                for r, c, t, w, ln, cw, (bh, bw) in zip(self.dct.raw, coefs, tables, self.weights, lengths,
+                                                       self.component_weights, self.blocks)]
+
+    def encode(self, quality, lam):
+        data = self.dct.encode_coefficients(self.coefficients(quality, lam), self.start(quality)[3])
+        data.jpegli_quality, data.lam = quality, lam
+        return data
+
+
 def _check_native(rc, what):
     """Turn a negative SEMJPEG_ error code of a native call into an exception."""
     if rc >= 0:
@@ -440,6 +579,73 @@ def _match_size(coder, qualities, final_quality, target, tolerance):
                       f"({len(best) / target - 1:+.2%}) at quality offset {best.shift:+.2f}, dead zone "
                       f"{best.deadzone:.3f}", RateControlWarning,
                       stacklevel=3)
+    return best, iterations
+
+
+def _jpegli_quality_for(coder, target):
+    """The smallest integer jpegli quality whose file is at least ``target`` bytes (100 if none is):
+    bisection on the integers with log-size interpolation (3-5 jpegli encodes)."""
+    sizes = {}
+
+    def size(q):
+        if q not in sizes:
+            sizes[q] = coder.jpegli_size(q)
+        return sizes[q]
+
+    lo, hi = 1, 100
+    if size(hi) < target:
+        return hi
+    if size(lo) >= target:
+        return lo
+    guess = 75
+    while hi - lo > 1:
+        q = int(np.clip(guess, lo + 1, hi - 1))
+        if size(q) >= target:
+            hi = q
+        else:
+            lo = q
+        if hi - lo > 1:  # interpolate log(size) between the bracket's ends
+            a, b = np.log(size(lo)), np.log(size(hi))
+            guess = int(round(lo + (np.log(target) - a) / (b - a) * (hi - lo))) if b > a else (lo + hi) // 2
+    return hi
+
+
+def _match_size_rdo(coder, target, tolerance):
+    """Size control of "rdo" mode: start from the jpegli quality that meets ``target`` plus the coder's
+    headroom, then bisect lambda (Illinois on log size vs log lambda) until the file is within ``tolerance``.
+    When lambda = 0 is already under the target, the next jpegli qualities are tried."""
+    quality = _jpegli_quality_for(coder, target * (1.0 + coder.headroom))
+    best, iterations = None, 0
+
+    def error(lam, q):
+        nonlocal best, iterations
+        iterations += 1
+        data = coder.encode(q, lam)
+        if best is None or abs(len(data) - target) < abs(len(best) - target):
+            best = data
+        return np.log(len(data) / target)
+
+    def met():
+        return abs(len(best) - target) <= tolerance * target
+
+    f0 = error(0.0, quality)
+    while f0 < 0 and not met() and quality < 100:  # our re-coding came out below jpegli's size
+        quality += 1
+        f0 = error(0.0, quality)
+    if f0 > 0 and not met():
+        a, fa = np.log(1e-3), f0  # log lambda; lambda = 1e-3 changes (almost) nothing
+        b = np.log(4.0)
+        fb = error(np.exp(b), quality)
+        while fb > 0 and not met() and b < np.log(1e7):
+            a, fa = b, fb
+            b += np.log(8.0)
+            fb = error(np.exp(b), quality)
+        if fb < 0 and not met():
+            _illinois(lambda x: error(np.exp(x), quality), a, fa, b, fb, met, 1e-4)
+    if not met():
+        warnings.warn(f"size target {target} B not met within {tolerance:.1%}: closest is {len(best)} B "
+                      f"({len(best) / target - 1:+.2%}) from jpegli quality {best.jpegli_quality} at lambda "
+                      f"{best.lam:.3g}", RateControlWarning, stacklevel=3)
     return best, iterations
 
 

@@ -741,3 +741,76 @@ int64_t semjpeg_requantize_scan(int n_components, const float **raw, const int *
     for (int c = 0; c < n_components; c++) quantiser_free(&q[c]);
     return rc ? rc : length;
 }
+
+/* ---- Saliency-weighted rate-distortion decisions (mode "rdo"; numpy reference: rdo.optimise_component) ----
+ *
+ * For every block and AC coefficient (zigzag position i >= 1) choose v among {start value k, k moved one step
+ * towards 0, 0, round(x / q)} minimising  w_b f_i (x - v q)^2 + lambda bits(v), where bits(v) is the code
+ * length of the (run, size) symbol that v would take after the run of zeros before it in the start block,
+ * plus its size category, plus ZRL codes for runs of 16 or more. Then choose the last kept position L in
+ * 0..63 minimising the kept costs up to L + the squared error of zeroing the rest + lambda EOB (when L < 63).
+ * raw: float [n][64] natural order; start: int16 [n][64]; table: 64 steps; block_weight: n; freq_weight: 64
+ * (natural); ac_bits: 256 code lengths. DC is copied. Returns 0 or SEMJPEG_BAD_ARGUMENT. */
+static inline int magnitude_category(int v) {
+    int a = v < 0 ? -v : v, c = 0;
+    while (a) { c++; a >>= 1; }
+    return c;
+}
+
+int semjpeg_rdo_decisions(const float *raw, const int16_t *start, int64_t n_blocks, const uint16_t *table,
+                          const float *block_weight, const float *freq_weight, float lam, const float *ac_bits,
+                          int16_t *out) {
+    if (!raw || !start || !table || !block_weight || !freq_weight || !ac_bits || !out || n_blocks < 0)
+        return SEMJPEG_BAD_ARGUMENT;
+    for (int i = 0; i < 64; i++)
+        if (table[i] == 0) return SEMJPEG_BAD_ARGUMENT;
+    for (int64_t b = 0; b < n_blocks; b++) {
+        const float *x = raw + 64 * b;
+        const int16_t *k = start + 64 * b;
+        int16_t *o = out + 64 * b;
+        float best_cost[64], zero_cost[64];
+        int best[64];
+        int prev = 0; /* zigzag index of the previous non-zero start value (0: the DC) */
+        for (int i = 1; i < 64; i++) {
+            int n = ZIGZAG[i];
+            float q = (float)table[n], xi = x[n], w = block_weight[b] * freq_weight[n];
+            int ki = k[n], run = i - prev - 1;
+            float run_bits = (float)(run / 16) * ac_bits[0xF0];
+            int nearest = (int)lrintf(xi / q);
+            if (nearest > 1023) nearest = 1023;
+            if (nearest < -1023) nearest = -1023;
+            int cand[4] = {ki, ki - (ki > 0) + (ki < 0), 0, nearest};
+            float bc = 0.0f;
+            int bv = 0;
+            for (int c = 0; c < 4; c++) {
+                int v = cand[c];
+                float e = xi - (float)v * q, bits = 0.0f;
+                if (v) {
+                    int cat = magnitude_category(v), sym = ((run % 16) << 4) | cat;
+                    bits = ac_bits[sym > 255 ? 255 : sym] + (float)cat + run_bits;
+                }
+                float cost = w * e * e + lam * bits;
+                if (c == 0 || cost < bc) { bc = cost; bv = v; }
+            }
+            best_cost[i] = bc;
+            best[i] = bv;
+            zero_cost[i] = w * xi * xi;
+            if (ki) prev = i;
+        }
+        /* last kept position: total(L) = sum_{1..L} best + sum_{L+1..63} zero + lambda EOB [L < 63] */
+        float tail = 0.0f;
+        for (int i = 1; i < 64; i++) tail += zero_cost[i];
+        float keep = 0.0f, eob = lam * ac_bits[0x00];
+        float best_total = tail + eob; /* L = 0 */
+        int last = 0;
+        for (int L = 1; L < 64; L++) {
+            keep += best_cost[L];
+            tail -= zero_cost[L];
+            float total = keep + (L < 63 ? tail + eob : 0.0f);
+            if (total < best_total) { best_total = total; last = L; }
+        }
+        o[0] = k[0];
+        for (int i = 1; i < 64; i++) o[ZIGZAG[i]] = (int16_t)(i <= last ? best[i] : 0);
+    }
+    return 0;
+}

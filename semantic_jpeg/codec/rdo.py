@@ -1,0 +1,235 @@
+"""Saliency-weighted rate-distortion optimised quantisation on a jpegli core (the default ``mode="rdo"``).
+
+The core is jpegli (Alakuijala et al., "jpegli", Google, 2024): its quantisation tables and its perceptual
+adaptive quantisation (per-block zero bias from local masking). The encoder takes jpegli's own quantised
+coefficients at a quality *above* the target (``pyjpegli`` encodes, ``jpeglib`` reads the coefficients back),
+then re-decides every AC coefficient of every block under jpegli's tables, minimising
+
+    w_b * c_k * (x - v q)^2 + lambda * bits(v)        v in {jpegli's value, one magnitude lower, 0, round(x / q)}
+
+where x is the exact float DCT coefficient, q the table step, w_b the block's weight from the saliency map and
+c_k the component's weight in RGB squared error. A per-block end-of-block search (the choice of the last kept
+coefficient, as in trellis quantisation: Guo et al. / mozjpeg) accounts for the EOB and run-length effects that
+the per-coefficient decision cannot see. Bit costs come from the Huffman code lengths of jpegli's optimised
+tables for the (run, size) symbol of the coefficient in jpegli's block. lambda is bisected until the file
+(re-coded with optimised Huffman tables) has the target size. With a uniform map (all w_b = 1) and lambda = 0
+the output carries exactly jpegli's coefficients.
+
+Block weights (the documented transfer): each block's mean saliency m_b is turned into its percentile rank
+p_b in (0, 1) among the luma blocks (ties share their mean rank, so a constant map gives p_b = 1/2 everywhere),
+and ``w_b = 2 ** (strength * (2 p_b - 1))``: weights span [2^-strength, 2^strength], whatever the map's scale,
+gamma or peakedness, so a wrong map can at most move each block's lambda by that factor.
+"""
+import io
+import os
+import tempfile
+
+import numpy as np
+
+from . import jpeg_stream
+
+ZIGZAG = jpeg_stream.ZIGZAG
+DEFAULT_STRENGTH = 2.0     # weights span [1/4, 4]
+DEFAULT_MASKING = 0.5      # exponent of the contrast-masking weight (0: plain squared error)
+DEFAULT_MASKING_FLOOR = 25.0
+RANK_GAMMA = 1.0           # shape of the rank transfer: w = 2 ** (strength (2 p^gamma - 1))
+FREQ_BETA = 0.0            # squared error at coefficient i weighted by (mean(q) / q_i) ** beta
+MAX_STRENGTH = 4.0
+# Headroom: the RDO starts from the lowest jpegli quality whose file is at least (1 + headroom) x the target
+# (with a non-uniform map; a uniform map starts at the target itself, i.e. from jpegli's own file).
+DEFAULT_HEADROOM = 0.3
+MAX_HEADROOM = 3.0
+# Squared RGB error per unit squared error of Y, Cb, Cr (JFIF inverse transform, summed over R, G, B, / 3).
+COMPONENT_RGB_WEIGHT = (1.0, (0.344136 ** 2 + 1.772 ** 2) / 3, (1.402 ** 2 + 0.714136 ** 2) / 3)
+
+
+def _temp_dir():
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+def jpegli_encode(rgb, quality):
+    """jpegli JPEG (4:2:0, optimised Huffman tables) of an RGB uint8 array at integer ``quality``."""
+    import pyjpegli
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    return pyjpegli.encode(memoryview(rgb).cast("B"), rgb.shape[1], rgb.shape[0], int(quality))
+
+
+def read_coefficients(data):
+    """Quantised coefficients of a baseline JPEG: (list of (blocks_h, blocks_w, 64) int16 in natural order,
+    list of the 64-entry quantisation table of each component, natural order), read by libjpeg (jpeglib)."""
+    import jpeglib
+    with tempfile.TemporaryDirectory(dir=_temp_dir()) as tmp:
+        path = os.path.join(tmp, "in.jpg")
+        with open(path, "wb") as f:
+            f.write(data)
+        jpeg = jpeglib.read_dct(path)
+        jpeg.load()
+        comps = [c for c in (jpeg.Y, jpeg.Cb, jpeg.Cr) if c is not None]
+        qt = np.asarray(jpeg.qt).reshape(-1, 64).astype(np.uint16)
+        tables = [qt[int(i)] for i in jpeg.quant_tbl_no[:len(comps)]]
+        coefs = [np.ascontiguousarray(c.reshape(c.shape[0], c.shape[1], 64), dtype=np.int16) for c in comps]
+    return coefs, tables
+
+
+def _category(v):
+    """JPEG magnitude category (number of bits of |v|), vectorised."""
+    a = np.abs(v).astype(np.int32)
+    out = np.zeros(a.shape, np.int32)
+    nz = a > 0
+    out[nz] = np.floor(np.log2(a[nz])).astype(np.int32) + 1
+    return out
+
+
+# Annex K.3 AC code lengths as a fallback for symbols absent from an optimised table (luma, chroma)
+def _annex_k_lengths():
+    header = jpeg_stream.parse_baseline(_tiny_pillow_jpeg())
+    out = []
+    for table_id in (0, 1):
+        _, sizes = jpeg_stream.huffman_code_table(*header.huffman[(1, table_id)])
+        out.append(sizes.astype(np.float32))
+    return out
+
+
+def _tiny_pillow_jpeg():
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, "JPEG", quality=75)
+    return buf.getvalue()
+
+
+_ANNEX_K = None
+
+
+def ac_code_lengths(data):
+    """Per component, the AC Huffman code length (bits) of every (run << 4 | size) symbol in the JPEG ``data``;
+    symbols absent from its (optimised) table take their Annex K length plus one."""
+    global _ANNEX_K
+    if _ANNEX_K is None:
+        _ANNEX_K = _annex_k_lengths()
+    header = jpeg_stream.parse_baseline(data)
+    out = []
+    for i, comp in enumerate(header.components):
+        _, sizes = jpeg_stream.huffman_code_table(*header.huffman[(1, comp.ac_table)])
+        sizes = sizes.astype(np.float32)
+        fallback = _ANNEX_K[min(i, 1)] + 1
+        out.append(np.where(sizes > 0, sizes, fallback))
+    return out
+
+
+def block_means(saliency, blocks, block_px):
+    """Mean of the HxW map over each block of a component: ``blocks`` (blocks_h, blocks_w), ``block_px``
+    (height, width) of one block in image pixels; edge blocks average over the pixels they cover."""
+    bh, bw = blocks
+    ph, pw = block_px
+    h, w = saliency.shape
+    padded = np.pad(saliency, [(0, max(0, bh * ph - h)), (0, max(0, bw * pw - w))], mode="edge")[:bh * ph, :bw * pw]
+    return padded.reshape(bh, ph, bw, pw).mean(axis=(1, 3), dtype=np.float64)
+
+
+def rank_weights(means, strength):
+    """Block weights 2 ** (strength (2 p - 1)) from the percentile rank p of each block mean (ties averaged)."""
+    flat = means.ravel()
+    order = np.argsort(flat, kind="stable")
+    sorted_vals = flat[order]
+    # average rank of ties: first and last index of each run of equal values
+    first = np.searchsorted(sorted_vals, sorted_vals, side="left")
+    last = np.searchsorted(sorted_vals, sorted_vals, side="right") - 1
+    ranks = np.empty(flat.size, np.float64)
+    ranks[order] = (first + last) / 2.0
+    p = (ranks + 0.5) / flat.size
+    if np.ptp(flat) == 0:
+        return np.ones(means.shape)
+    return (2.0 ** (strength * (2.0 * p ** RANK_GAMMA - 1.0))).reshape(means.shape)
+
+
+def masking_weights(raw, alpha, floor=DEFAULT_MASKING_FLOOR):
+    """Per-block visibility weights from local contrast masking: ``((floor + m) / (floor + v_b)) ** alpha``,
+    v_b the block's AC variance (mean squared AC coefficient, pixel units squared), m its median over the
+    component, clipped to [1/8, 8]. Errors in busy blocks are less visible than in flat ones (the principle
+    of jpegli's adaptive quantisation); alpha = 0 gives plain squared error."""
+    if alpha == 0:
+        return np.ones(raw.shape[0])
+    v = (raw[:, 1:].astype(np.float64) ** 2).mean(axis=1)
+    return np.clip(((floor + np.median(v)) / (floor + v)) ** alpha, 0.125, 8.0)
+
+
+def optimise_component(raw, coefs, table, weights, lam, ac_lengths, component_weight=1.0):
+    """Rate-distortion optimised AC coefficients of one component (native kernel ``semjpeg_rdo_decisions``;
+    :func:`optimise_component_numpy` is its reference, and the arguments are the same). The native kernel
+    is about 5x faster than the numpy version (22 ms vs 117 ms for 4096 blocks on a busy 2-core machine)."""
+    from ..native import as_pointer, ffi, lib
+    raw = np.ascontiguousarray(raw, dtype=np.float32).reshape(-1, 64)
+    coefs = np.ascontiguousarray(coefs, dtype=np.int16).reshape(-1, 64)
+    table = np.ascontiguousarray(table, dtype=np.uint16)
+    bw = np.ascontiguousarray(np.asarray(weights, np.float32).ravel() * np.float32(component_weight))
+    fw = np.ones(64, np.float32)
+    if FREQ_BETA:
+        fw[ZIGZAG[1:]] = (table[ZIGZAG[1:]].astype(np.float32).mean() / table[ZIGZAG[1:]]) ** np.float32(FREQ_BETA)
+    lengths = np.ascontiguousarray(ac_lengths, dtype=np.float32)
+    if raw.shape != coefs.shape or bw.size != raw.shape[0] or table.size != 64 or lengths.size != 256:
+        raise ValueError("optimise_component: inconsistent shapes")
+    out = np.empty_like(coefs)
+    rc = lib.semjpeg_rdo_decisions(as_pointer(raw, np.float32), as_pointer(coefs, np.int16), raw.shape[0],
+                                   as_pointer(table, np.uint16), as_pointer(bw, np.float32),
+                                   as_pointer(fw, np.float32), float(lam), as_pointer(lengths, np.float32),
+                                   as_pointer(out, np.int16))
+    if rc != 0:
+        raise RuntimeError(f"native RDO refused its arguments (code {rc})")
+    return out
+
+
+def optimise_component_numpy(raw, coefs, table, weights, lam, ac_lengths, component_weight=1.0):
+    """Rate-distortion optimised AC coefficients of one component (numpy reference of the native kernel).
+
+    raw: float (N, 64) exact DCT in natural order; coefs: int (N, 64) starting values (jpegli's) in natural
+    order; table: 64 steps (natural); weights: (N,) block weights; lam: lambda in squared-error units per bit;
+    ac_lengths: 256 code lengths (bits) of the AC symbols. Returns new int16 (N, 64) coefficients (natural
+    order); the DC coefficients are kept."""
+    n = raw.shape[0]
+    x = raw[:, ZIGZAG].astype(np.float32)
+    k = coefs[:, ZIGZAG].astype(np.int32)
+    q = table[ZIGZAG].astype(np.float32)
+    wd = (weights.astype(np.float32) * np.float32(component_weight))[:, None]
+    lam = np.float32(lam)
+    ac_x, ac_k, ac_q = x[:, 1:], k[:, 1:], q[1:]
+    fw = ((ac_q.mean() / ac_q) ** np.float32(FREQ_BETA)).astype(np.float32)[None, :] if FREQ_BETA else np.float32(1)
+    wd = wd * fw
+    # run of zeros before each AC position in jpegli's block (for the (run, size) symbol cost)
+    idx = np.arange(1, 64, dtype=np.int32)
+    last_nz = np.maximum.accumulate(np.where(ac_k != 0, idx, 0), axis=1)
+    prev = np.concatenate([np.zeros((n, 1), np.int32), last_nz[:, :-1]], axis=1)
+    run = idx - prev - 1
+    zrl = np.float32(ac_lengths[0xF0])
+    run_cost = (run // 16) * zrl
+    run16 = (run % 16) << 4
+
+    def bits(v):
+        cat = _category(v)
+        cost = ac_lengths[np.minimum(run16 | cat, 255)] + cat + run_cost
+        return np.where(v != 0, cost, np.float32(0)).astype(np.float32)
+
+    nearest = np.clip(np.rint(ac_x / ac_q), -1023, 1023).astype(np.int32)
+    lower = ac_k - np.sign(ac_k)
+    candidates = [ac_k, lower, np.zeros_like(ac_k), nearest]
+    best_cost = None
+    best = None
+    for v in candidates:
+        cost = wd * (ac_x - v * ac_q) ** 2 + lam * bits(v)
+        if best is None:
+            best_cost, best = cost, v.copy()
+        else:
+            better = cost < best_cost
+            best_cost = np.where(better, cost, best_cost)
+            best = np.where(better, v, best)
+    # end of block: keep positions 1..L (best choice each), zero the rest, pay EOB when L < 63
+    zero_cost = wd * ac_x ** 2 * np.ones_like(ac_x)
+    keep = np.concatenate([np.zeros((n, 1), np.float32), np.cumsum(best_cost, axis=1)], axis=1)  # L = 0..63
+    tail = np.concatenate([np.cumsum(zero_cost[:, ::-1], axis=1)[:, ::-1], np.zeros((n, 1), np.float32)], axis=1)
+    eob = np.full(64, lam * np.float32(ac_lengths[0x00]), np.float32)
+    eob[63] = 0
+    total = keep + tail + eob
+    last = np.argmin(total, axis=1)
+    best = np.where(np.arange(1, 64)[None, :] <= last[:, None], best, 0)
+    out = np.empty((n, 64), np.int16)
+    out[:, ZIGZAG] = np.concatenate([k[:, :1], best], axis=1).astype(np.int16)
+    return out
