@@ -83,7 +83,6 @@ def candidates(rgb: np.ndarray, rcam: np.ndarray):
     from art.defences.preprocessor import FeatureSqueezing, JpegCompression, SpatialSmoothing, TotalVarMin
     from skimage.restoration import denoise_wavelet
 
-    bgr = np.ascontiguousarray(rgb[..., ::-1])
     batch = rgb[None].astype(np.float32) / 255
     ours = preset("pd+rcam+dwt")
     generator = np.random.default_rng(0)
@@ -94,9 +93,9 @@ def candidates(rgb: np.ndarray, rcam: np.ndarray):
         "ART TotalVarMin (defaults)": TotalVarMin(clip_values=(0, 1)),
     }
     return {
-        "ours: pd+rcam+dwt (map given)": lambda: ours(bgr, rng=generator, saliency=rcam),
-        "ours: pixel deflection (R-CAM)": lambda: pixel_deflection(bgr, 100, 10, saliency=rcam, rng=generator),
-        "ours: wavelet denoise": lambda: wavelet_denoise(bgr, 0.04),
+        "ours: pd+rcam+dwt (map given)": lambda: ours(rgb, rng=generator, saliency=rcam),
+        "ours: pixel deflection (R-CAM)": lambda: pixel_deflection(rgb, 100, 10, saliency=rcam, rng=generator),
+        "ours: wavelet denoise": lambda: wavelet_denoise(rgb, 0.04),
         "skimage denoise_wavelet": lambda: denoise_wavelet(rgb / 255.0, sigma=0.04, mode="soft", channel_axis=-1,
                                                            convert2ycbcr=True, method="BayesShrink"),
         "original pipeline (Python PD + skimage)": lambda: original_pipeline(rgb, rcam),
