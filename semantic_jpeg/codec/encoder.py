@@ -97,8 +97,8 @@ def encode(image, fp=None, *, saliency=None, levels=5, quality_range=(30, 70), q
     squared error + lambda x bits at a controlled size (:mod:`semantic_jpeg.codec.rdo`). Its size target is
     ``target_size`` bytes, else the size of a plain Pillow JPEG of the image at ``match_jpeg_quality``, else at
     ``quality`` (default 75: "quality=Q" means Pillow-Q-sized output with the bits moved to where the map
-    looks). ``strength`` (default 2, 0..4) bounds the block weights to [2^-strength, 2^strength] (0: no
-    saliency, jpegli's allocation); ``headroom`` (default 0.3): the RDO starts from the lowest jpegli quality
+    looks). ``strength`` (default 1.5, 0..4) bounds the block weights to [2^-strength, 2^strength] (0: no
+    saliency, jpegli's allocation); ``headroom`` (default 0.1): the RDO starts from the lowest jpegli quality
     whose file is (1 + headroom) x the target (a uniform map starts from the target, i.e. jpegli's own file);
     ``masking`` (default 0.5): exponent of the per-block contrast-masking weight on squared error (0: plain
     squared error, best PSNR; higher: flat areas kept, as jpegli's adaptive quantisation does);

@@ -5,10 +5,13 @@ adaptive quantisation (per-block zero bias from local masking). The encoder take
 coefficients at a quality *above* the target (``pyjpegli`` encodes, ``jpeglib`` reads the coefficients back),
 then re-decides every AC coefficient of every block under jpegli's tables, minimising
 
-    w_b * c_k * (x - v q)^2 + lambda * bits(v)        v in {jpegli's value, one magnitude lower, 0, round(x / q)}
+    w_b * m_b * c_k * (q_mean / q) * (x - v q)^2 + lambda * bits(v)
+                                                   v in {jpegli's value, one magnitude lower, 0, round(x / q)}
 
-where x is the exact float DCT coefficient, q the table step, w_b the block's weight from the saliency map and
-c_k the component's weight in RGB squared error. A per-block end-of-block search (the choice of the last kept
+where x is the exact float DCT coefficient, q the table step (q_mean: the mean AC step of the table, so errors
+count in proportion to jpegli's psychovisual step sizes), w_b the block's weight from the saliency map, m_b a
+contrast-masking weight (errors in busy blocks are less visible: :func:`masking_weights`) and c_k the
+component's weight in RGB squared error. A per-block end-of-block search (the choice of the last kept
 coefficient, as in trellis quantisation: Guo et al. / mozjpeg) accounts for the EOB and run-length effects that
 the per-coefficient decision cannot see. Bit costs come from the Huffman code lengths of jpegli's optimised
 tables for the (run, size) symbol of the coefficient in jpegli's block. lambda is bisected until the file
@@ -16,9 +19,14 @@ tables for the (run, size) symbol of the coefficient in jpegli's block. lambda i
 the output carries exactly jpegli's coefficients.
 
 Block weights (the documented transfer): each block's mean saliency m_b is turned into its percentile rank
-p_b in (0, 1) among the luma blocks (ties share their mean rank, so a constant map gives p_b = 1/2 everywhere),
-and ``w_b = 2 ** (strength * (2 p_b - 1))``: weights span [2^-strength, 2^strength], whatever the map's scale,
-gamma or peakedness, so a wrong map can at most move each block's lambda by that factor.
+p_b in (0, 1) among the component's blocks (ties share their mean rank; a constant map gives w_b = 1), and
+``w_b = 2 ** (strength * (2 p_b^3 - 1))``: weights span [2^-strength, 2^strength] whatever the map's scale,
+gamma or peakedness, so a wrong map can at most move each block's lambda by that factor. The cube gives most
+blocks a similar low weight and the top-ranked blocks the high ones (a fixation map is peaked), so the loss is
+spread over the unimportant area instead of grading it.
+
+The constants (strength 1.5, headroom 0.1, masking 0.5, the cube, the frequency weighting) were chosen on
+OSIE images 1601-1700 (a grid, ``benchmarks/bench_vs_jpegli.py --tune``), not on the reported images.
 """
 import io
 import os
@@ -29,15 +37,15 @@ import numpy as np
 from . import jpeg_stream
 
 ZIGZAG = jpeg_stream.ZIGZAG
-DEFAULT_STRENGTH = 2.0     # weights span [1/4, 4]
+DEFAULT_STRENGTH = 1.5     # weights span [2^-1.5, 2^1.5] = [0.35, 2.8]
 DEFAULT_MASKING = 0.5      # exponent of the contrast-masking weight (0: plain squared error)
 DEFAULT_MASKING_FLOOR = 25.0
-RANK_GAMMA = 1.0           # shape of the rank transfer: w = 2 ** (strength (2 p^gamma - 1))
-FREQ_BETA = 0.0            # squared error at coefficient i weighted by (mean(q) / q_i) ** beta
+RANK_GAMMA = 3.0           # shape of the rank transfer: w = 2 ** (strength (2 p^gamma - 1))
+FREQ_BETA = 1.0            # squared error at coefficient i weighted by (mean(q) / q_i) ** beta
 MAX_STRENGTH = 4.0
 # Headroom: the RDO starts from the lowest jpegli quality whose file is at least (1 + headroom) x the target
 # (with a non-uniform map; a uniform map starts at the target itself, i.e. from jpegli's own file).
-DEFAULT_HEADROOM = 0.3
+DEFAULT_HEADROOM = 0.1
 MAX_HEADROOM = 3.0
 # Squared RGB error per unit squared error of Y, Cb, Cr (JFIF inverse transform, summed over R, G, B, / 3).
 COMPONENT_RGB_WEIGHT = (1.0, (0.344136 ** 2 + 1.772 ** 2) / 3, (1.402 ** 2 + 0.714136 ** 2) / 3)
