@@ -224,8 +224,8 @@ def speed_rows(data_dir, repeats=3):
                 times.append(time.perf_counter() - t)
             return min(times)
 
-        t_jpegli = best(lambda: jpegli(rgb, 85))
-        t_ours = best(lambda: encode(rgb, saliency=sal, quality=75))
+        t_jpegli = best(lambda rgb=rgb: jpegli(rgb, 85))
+        t_ours = best(lambda rgb=rgb, sal=sal: encode(rgb, saliency=sal, quality=75))
         rows.append({"size": f"{size[0]}x{size[1]}", "jpegli_s": t_jpegli, "ours_s": t_ours,
                      "ratio": t_ours / t_jpegli})
     return rows
@@ -323,7 +323,7 @@ def main(argv=None):
     kodak = kodak_rows(args.data, args.kodak) if args.kodak else []
     kodak_summary = summarise(kodak, ("ours_uniform",), ("PSNR", "SSIMULACRA2")) if kodak else {}
     speed = speed_rows(args.data)
-    report = [f"## semantic_jpeg (mode 'rdo') vs jpegli at equal size\n",
+    report = ["## semantic_jpeg (mode 'rdo') vs jpegli at equal size\n",
               f"Command: `python benchmarks/bench_vs_jpegli.py --n {args.n} --kodak {args.kodak}` "
               f"({time.time() - started:.0f} s on a shared 2-core CPU).\n",
               markdown(fix_summary, keys, metrics,

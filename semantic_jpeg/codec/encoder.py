@@ -28,6 +28,7 @@ import secrets
 import tempfile
 import warnings
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -69,8 +70,8 @@ class EncodeResult:
     target_size: int = None
     iterations: int = 1
     deadzone: float = DEADZONE     # "dct" mode: raised above 0.5 only by rate control, between two table steps
-    lam: float = None              # "rdo" mode: lambda (squared error per bit) of the file
-    block_weights: np.ndarray = field(default=None, repr=False)  # "rdo" mode: weight of each luma block
+    lam: Optional[float] = None    # "rdo" mode: lambda (squared error per bit) of the file
+    block_weights: Optional[np.ndarray] = field(default=None, repr=False)  # "rdo" mode: weight of each luma block
 
     @property
     def size(self) -> int:
@@ -158,15 +159,15 @@ def encode(image, fp=None, *, saliency=None, levels=5, quality_range=(30, 70), q
         target_size = buf.tell()
     sal = saliency_to_array(saliency, rgb)
     if mode == "rdo":
-        coder = _RdoCoder(rgb, sal, options, strength=float(strength), headroom=float(headroom),
-                          masking=float(masking))
-        data, iterations = _match_size_rdo(coder, int(target_size), size_tolerance)
+        rdo_coder = _RdoCoder(rgb, sal, options, strength=float(strength), headroom=float(headroom),
+                              masking=float(masking))
+        data, iterations = _match_size_rdo(rdo_coder, int(target_size), size_tolerance)
         result = EncodeResult(
             data=bytes(data), mode=mode, width=rgb.shape[1], height=rgb.shape[0],
             final_quality=float(data.jpegli_quality), level_qualities=[float(data.jpegli_quality)],
-            level_fractions=[1.0], cell_size=coder.cell_size, cell_levels=coder.cell_levels, saliency=sal,
-            target_size=int(target_size), iterations=iterations, deadzone=DEADZONE, lam=float(data.lam),
-            block_weights=coder.saliency_weights[0].reshape(coder.blocks[0]))
+            level_fractions=[1.0], cell_size=rdo_coder.cell_size, cell_levels=rdo_coder.cell_levels,
+            saliency=sal, target_size=int(target_size), iterations=iterations, deadzone=DEADZONE,
+            lam=float(data.lam), block_weights=rdo_coder.saliency_weights[0].reshape(rdo_coder.blocks[0]))
         _write(result.data, fp)
         if return_result:
             return result
@@ -419,7 +420,7 @@ class _RdoCoder:
         self.cell_levels = np.zeros(self.blocks[0], np.uint8)
         self.headroom = 0.0 if self.uniform else float(headroom)
         if len(comps) == 3 and not options.get("keep_rgb"):
-            self.component_weights = rdo.COMPONENT_RGB_WEIGHT
+            self.component_weights: tuple = rdo.COMPONENT_RGB_WEIGHT
         else:
             self.component_weights = (1.0,) * len(comps)
         self._start = {}
@@ -615,7 +616,8 @@ def _match_size_rdo(coder, target, tolerance):
     headroom, then bisect lambda (Illinois on log size vs log lambda) until the file is within ``tolerance``.
     When lambda = 0 is already under the target, the next jpegli qualities are tried."""
     quality = _jpegli_quality_for(coder, target * (1.0 + coder.headroom))
-    best, iterations = None, 0
+    best: Optional[bytes] = None
+    iterations = 0
 
     def error(lam, q):
         nonlocal best, iterations

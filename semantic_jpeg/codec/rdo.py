@@ -57,7 +57,7 @@ def _temp_dir():
 
 def jpegli_encode(rgb, quality):
     """jpegli JPEG (4:2:0, optimised Huffman tables) of an RGB uint8 array at integer ``quality``."""
-    import pyjpegli
+    import pyjpegli  # type: ignore[import-not-found]  # ships a .pyi without py.typed
     rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
     return pyjpegli.encode(memoryview(rgb).cast("B"), rgb.shape[1], rgb.shape[0], int(quality))
 
@@ -165,7 +165,7 @@ def optimise_component(raw, coefs, table, weights, lam, ac_lengths, component_we
     """Rate-distortion optimised AC coefficients of one component (native kernel ``semjpeg_rdo_decisions``;
     :func:`optimise_component_numpy` is its reference, and the arguments are the same). The native kernel
     is about 5x faster than the numpy version (22 ms vs 117 ms for 4096 blocks on a busy 2-core machine)."""
-    from ..native import as_pointer, ffi, lib
+    from ..native import as_pointer, lib
     raw = np.ascontiguousarray(raw, dtype=np.float32).reshape(-1, 64)
     coefs = np.ascontiguousarray(coefs, dtype=np.int16).reshape(-1, 64)
     table = np.ascontiguousarray(table, dtype=np.uint16)
@@ -218,17 +218,13 @@ def optimise_component_numpy(raw, coefs, table, weights, lam, ac_lengths, compon
 
     nearest = np.clip(np.rint(ac_x / ac_q), -1023, 1023).astype(np.int32)
     lower = ac_k - np.sign(ac_k)
-    candidates = [ac_k, lower, np.zeros_like(ac_k), nearest]
-    best_cost = None
-    best = None
-    for v in candidates:
+    best = ac_k.copy()
+    best_cost = wd * (ac_x - ac_k * ac_q) ** 2 + lam * bits(ac_k)
+    for v in (lower, np.zeros_like(ac_k), nearest):
         cost = wd * (ac_x - v * ac_q) ** 2 + lam * bits(v)
-        if best is None:
-            best_cost, best = cost, v.copy()
-        else:
-            better = cost < best_cost
-            best_cost = np.where(better, cost, best_cost)
-            best = np.where(better, v, best)
+        better = cost < best_cost
+        best_cost = np.where(better, cost, best_cost)
+        best = np.where(better, v, best)
     # end of block: keep positions 1..L (best choice each), zero the rest, pay EOB when L < 63
     zero_cost = wd * ac_x ** 2 * np.ones_like(ac_x)
     keep = np.concatenate([np.zeros((n, 1), np.float32), np.cumsum(best_cost, axis=1)], axis=1)  # L = 0..63
