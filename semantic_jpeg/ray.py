@@ -1,0 +1,188 @@
+"""Ray Data integration: semantic JPEG encoding and purification as ``Dataset.map_batches`` callables.
+
+Install with ``pip install "semantic_jpeg[ray]"``. Both classes are *callable classes*: Ray Data creates one
+instance per actor, so the saliency model is loaded once per worker, then each call handles a batch::
+
+    import ray
+    from semantic_jpeg.ray import SemanticJpegEncoder
+
+    ds = ray.data.read_images("photos/", mode="RGB", include_paths=True)
+    ds = ds.map_batches(SemanticJpegEncoder, fn_constructor_kwargs={"quality_range": (30, 80)},
+                        concurrency=4, batch_size=8)
+    for row in ds.iter_rows():          # or ds.write_*; see docs/scaling.md for writing files
+        ...                             # row["jpeg"] (bytes), row["jpeg_size"], row["final_quality"], row["path"]
+
+The same code runs on a Ray cluster (``ray up`` / KubeRay): Ray Data schedules the actors; nothing here
+depends on the cluster's size. Input images are HxWx3 uint8 RGB arrays (what ``read_images(mode="RGB")``
+produces); the JPEG bytes equal those of :func:`semantic_jpeg.encode` on the same array with the same options.
+Metadata of the original files (EXIF, ICC) is not carried by ``read_images`` and so not written.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+try:
+    import ray  # noqa: F401 -- the extra must be installed for this module to be useful
+except ImportError as exc:  # pragma: no cover -- exercised when ray is missing
+    raise ImportError('semantic_jpeg.ray needs Ray Data: pip install "semantic_jpeg[ray]"') from exc
+
+__all__ = ["SemanticJpegEncoder", "PurifyTransform", "row_seed", "write_jpegs"]
+
+
+def _rows(column):
+    """The images of a batch column: a 4-D array (same-size images) or a 1-D object array of HxWxC arrays."""
+    if isinstance(column, np.ndarray) and column.dtype != object:
+        if column.ndim == 3:  # one greyscale batch N x H x W
+            return list(column)
+        if column.ndim != 4:
+            raise ValueError(f"image column must hold HxWx3 images, got an array of shape {column.shape}")
+    return list(column)
+
+
+class SemanticJpegEncoder:
+    """``Dataset.map_batches`` callable: encodes the ``image`` column and adds ``jpeg`` (bytes) and summary
+    columns ``jpeg_size`` (bytes), ``final_quality`` and ``width`` / ``height``.
+
+    image_column, jpeg_column: column names. keep_image: also return the decoded image column (default: dropped,
+    it is the largest column). intra_op_num_threads: onnxruntime threads of the saliency model per actor (1 by
+    default: give an actor more CPUs only together with more threads). errors: "raise" (default: the task fails,
+    Ray retries it) or "record" (a failed row gets an empty ``jpeg`` and its message in ``error``).
+    encode_options: keyword arguments of :func:`semantic_jpeg.encode` (not ``fp`` / ``return_result``).
+    """
+
+    def __init__(self, *, image_column: str = "image", jpeg_column: str = "jpeg", keep_image: bool = False,
+                 intra_op_num_threads: int | None = 1, errors: str = "raise", **encode_options):
+        from .codec.batch import _init_worker  # noqa: F401 -- checks the codec imports in this actor
+        from .codec.encoder import encode
+
+        for key in ("fp", "return_result"):
+            if key in encode_options:
+                raise TypeError(f"SemanticJpegEncoder does not take {key!r}")
+        if errors not in ("raise", "record"):
+            raise ValueError(f"errors must be 'raise' or 'record', got {errors!r}")
+        self.image_column, self.jpeg_column = image_column, jpeg_column
+        self.keep_image, self.errors = keep_image, errors
+        self.options = encode_options
+        self._encode = encode
+        if encode_options.get("saliency") is None:  # the shipped model, loaded once per actor
+            from .onnx_models.cam_model import set_default_model_threads
+            set_default_model_threads(intra_op_num_threads)
+
+    def __call__(self, batch: dict) -> dict:
+        if self.image_column not in batch:
+            raise KeyError(f"batch has no column {self.image_column!r} (columns: {sorted(batch)}); pass "
+                           "image_column=")
+        images = _rows(batch[self.image_column])
+        jpegs, sizes, qualities, widths, heights, errors = [], [], [], [], [], []
+        for image in images:
+            try:
+                result = self._encode(np.asarray(image), return_result=True, **self.options)
+            except Exception as exc:  # noqa: BLE001
+                if self.errors == "raise":
+                    raise
+                jpegs.append(b"")
+                sizes.append(0)
+                qualities.append(np.nan)
+                widths.append(0)
+                heights.append(0)
+                errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            jpegs.append(result.data)
+            sizes.append(result.size)
+            qualities.append(result.final_quality)
+            widths.append(result.width)
+            heights.append(result.height)
+            errors.append("")
+        out = {k: v for k, v in batch.items() if self.keep_image or k != self.image_column}
+        column = np.empty(len(jpegs), dtype=object)
+        column[:] = jpegs
+        out[self.jpeg_column] = column
+        out["jpeg_size"] = np.asarray(sizes, dtype=np.int64)
+        out["final_quality"] = np.asarray(qualities, dtype=np.float64)
+        out["width"] = np.asarray(widths, dtype=np.int64)
+        out["height"] = np.asarray(heights, dtype=np.int64)
+        if self.errors == "record":
+            out["error"] = np.asarray(errors, dtype=object)
+        return out
+
+
+def row_seed(seed: int, key) -> np.random.Generator:
+    """The generator of one row: from the base ``seed`` and the row's key (an int seed, or any value whose
+    ``str`` identifies the row, e.g. its path), so a row's draw does not depend on how rows are batched."""
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        return np.random.default_rng([int(seed), int(key) & (2 ** 63 - 1)])
+    digest = hashlib.sha256(str(key).encode("utf-8")).digest()
+    return np.random.default_rng([int(seed), int.from_bytes(digest[:8], "little")])
+
+
+class PurifyTransform:
+    """``Dataset.map_batches`` callable for inference pipelines: applies a purification filter (a preset name
+    such as ``"pd+rcam+dwt"``, or any filter callable ``f(image, rng=..., **overrides)``) to the ``image``
+    column of RGB images.
+
+    Each row draws its randomness from ``row_seed(seed, row[key_column])``, so the output of a row is the same
+    however the dataset is split into batches or blocks. ``key_column``: a column identifying rows (default
+    ``"path"``, as ``read_images(include_paths=True)`` adds; an integer column works too).
+    output_column: where the purified image goes (default: replaces ``image``). overrides: keyword arguments of
+    the filter.
+    """
+
+    def __init__(self, filter="pd+rcam+dwt", *, seed: int = 0, key_column: str = "path", image_column: str = "image",
+                 output_column: str | None = None, intra_op_num_threads: int | None = 1, **overrides):
+        from .defense_filters import preset
+
+        self.filter = preset(filter) if isinstance(filter, str) else filter
+        if not callable(self.filter):
+            raise TypeError(f"filter must be a preset name or a callable, got {type(filter).__name__}")
+        self.seed, self.key_column, self.image_column = int(seed), key_column, image_column
+        self.output_column = output_column or image_column
+        self.overrides = overrides
+        try:
+            from .onnx_models.cam_model import set_default_model_threads
+            set_default_model_threads(intra_op_num_threads)
+        except ImportError:  # filters without a saliency model need no onnxruntime
+            pass
+
+    def __call__(self, batch: dict) -> dict:
+        for column in (self.image_column, self.key_column):
+            if column not in batch:
+                raise KeyError(f"batch has no column {column!r} (columns: {sorted(batch)}); read the images with "
+                               "include_paths=True or pass key_column= / image_column=")
+        images = _rows(batch[self.image_column])
+        purified = [self.filter(np.asarray(image), rng=row_seed(self.seed, key), color_order="RGB",
+                                **self.overrides) for image, key in zip(images, batch[self.key_column])]
+        out = dict(batch)
+        if len({p.shape for p in purified}) == 1 and purified:
+            out[self.output_column] = np.stack(purified)
+        else:
+            column = np.empty(len(purified), dtype=object)
+            column[:] = purified
+            out[self.output_column] = column
+        return out
+
+
+def write_jpegs(batch: dict, *, root: str, out: str, path_column: str = "path", jpeg_column: str = "jpeg",
+                overwrite: bool = False) -> dict:
+    """``Dataset.map_batches`` function that writes each row's JPEG to ``out`` under the row's path relative to
+    ``root`` (sub-folders kept, extension ``.jpg``), atomically and without replacing existing files unless
+    ``overwrite``. Returns the batch without the ``jpeg`` column, plus ``output`` (the path written). On a
+    cluster, ``out`` must be storage every node can write (a shared file system)."""
+    import os
+
+    from ._cliutil import write_file
+
+    outputs = []
+    for path, data in zip(batch[path_column], batch[jpeg_column]):
+        rel = os.path.relpath(os.path.join("/", str(path)) if not os.path.isabs(str(path)) else str(path),
+                              os.path.abspath(root))
+        if rel.startswith(".."):
+            raise ValueError(f"{path} is not under root {root}")
+        target = os.path.join(out, os.path.splitext(rel)[0] + ".jpg")
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        write_file(target, bytes(data), overwrite=overwrite)
+        outputs.append(target)
+    result = {k: v for k, v in batch.items() if k != jpeg_column}
+    result["output"] = np.asarray(outputs, dtype=object)
+    return result

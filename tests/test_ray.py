@@ -1,0 +1,76 @@
+"""semantic_jpeg.ray: the Ray Data callables, and the documented folder example on a local 2-CPU Ray."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("ray.data")
+pytest.importorskip("onnxruntime")
+data = pytest.importorskip("skimage.data")
+
+import semantic_jpeg  # noqa: E402
+from semantic_jpeg.ray import PurifyTransform, SemanticJpegEncoder, row_seed  # noqa: E402
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "scaling.md"
+
+
+def _batch():
+    images = np.stack([data.astronaut()[:96, :128], data.chelsea()[:96, :128], data.coffee()[:96, :128]])
+    return {"image": images, "path": np.array(["a.png", "b.png", "c.png"], dtype=object)}
+
+
+def test_encoder_adds_jpeg_and_summary_columns_with_the_bytes_of_encode():
+    batch = _batch()
+    out = SemanticJpegEncoder(quality_range=(30, 80))(batch)
+    assert "image" not in out and list(out["path"]) == ["a.png", "b.png", "c.png"]
+    for image, jpeg, size in zip(batch["image"], out["jpeg"], out["jpeg_size"]):
+        assert jpeg == semantic_jpeg.encode(image, quality_range=(30, 80)) and size == len(jpeg)
+    assert list(out["width"]) == [128] * 3 and np.isfinite(out["final_quality"]).all()
+
+
+def test_encoder_records_row_errors_when_asked():
+    batch = {"image": np.array([np.zeros((8, 8, 4), np.uint8), data.coffee()[:64, :64]], dtype=object)}
+    with pytest.raises(ValueError, match="alpha"):
+        SemanticJpegEncoder()(batch)
+    out = SemanticJpegEncoder(errors="record")(batch)
+    assert out["jpeg"][0] == b"" and "alpha" in out["error"][0] and out["error"][1] == ""
+    assert Image.open(__import__("io").BytesIO(out["jpeg"][1])).size == (64, 64)
+
+
+def test_purify_rows_do_not_depend_on_batching():
+    batch = _batch()
+    purify = PurifyTransform("pd+rcam+dwt", seed=3)
+    whole = purify(batch)["image"]
+    parts = [purify({k: v[i:i + 1] for k, v in batch.items()})["image"][0] for i in range(3)]
+    for a, b in zip(whole, parts):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(whole[0], batch["image"][0])  # it did purify
+    other = PurifyTransform("pd+rcam+dwt", seed=4)(batch)["image"]
+    assert not np.array_equal(other[0], whole[0])  # the seed matters
+    assert row_seed(0, "x").integers(1 << 30) == row_seed(0, "x").integers(1 << 30)
+
+
+def test_documented_example_encodes_a_folder_on_local_ray(tmp_path):
+    """The docs/scaling.md example, as written, in a fresh process with ray.init(num_cpus=2)."""
+    text = DOC.read_text(encoding="utf-8")
+    code = re.search(r"<!-- example: ray-encode-folder -->\n```python\n(.*?)```", text, re.S).group(1)
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    arrays = {"a.png": data.astronaut()[:120, :160], "b.jpg": data.chelsea()[:100, :150],
+              "sub/c.png": data.coffee()[:90, :140]}
+    for name, array in arrays.items():
+        Image.fromarray(array).save(photos / name)
+    env = dict(os.environ, RAY_ENABLE_UV_RUN_RUNTIME_ENV="0")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in arrays:
+        written = (tmp_path / "encoded" / name).with_suffix(".jpg")
+        decoded_input = np.asarray(Image.open(photos / name).convert("RGB"))
+        assert written.read_bytes() == semantic_jpeg.encode(decoded_input, quality_range=(30, 80))
+        assert f"{written} " in done.stdout
