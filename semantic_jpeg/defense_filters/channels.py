@@ -78,6 +78,8 @@ def semantic_jpeg(image, saliency="aug-msroi", *, levels: int = 5, quality_range
     rng = as_generator(rng)
     maps = resolve_saliency(saliency, image, color_order=order, rng=rng)
 
+    encode_options.setdefault("mode", "dct")  # the paper's saliency levels (the codec's default mode is "rdo")
+
     def one(single, single_map):
         data = encode(np.ascontiguousarray(to_uint8(single)), saliency=single_map, levels=levels,
                       quality_range=quality_range, color_order=order, **encode_options)
