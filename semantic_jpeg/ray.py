@@ -67,8 +67,9 @@ class SemanticJpegEncoder:
         self.options = encode_options
         self._encode = encode
         if encode_options.get("saliency") is None:  # the shipped model, loaded once per actor
-            from .onnx_models.cam_model import set_default_model_threads
+            from .onnx_models.cam_model import default_model, set_default_model_threads
             set_default_model_threads(intra_op_num_threads)
+            default_model()  # loaded here, once per actor, not in the first batch
 
     def __call__(self, batch: dict) -> dict:
         if self.image_column not in batch:

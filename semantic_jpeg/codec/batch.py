@@ -16,8 +16,9 @@ Design:
   re-raises :class:`KeyboardInterrupt` to its caller (files are written by the caller, never by a worker, so a
   terminated worker leaves nothing half-written).
 
-Workers start with the ``forkserver`` method on Linux (``spawn`` elsewhere): forking a process that already runs
-onnxruntime's thread pools can deadlock. As with any ``multiprocessing`` code, a script that calls
+Workers are forked on Linux when this process has a single thread and has not imported onnxruntime (the command
+line's case); otherwise they start with ``forkserver`` (forking a process that already runs onnxruntime's thread
+pools can deadlock), and with ``spawn`` on other systems. As with any ``multiprocessing`` code, a script that calls
 :func:`encode_many` with ``jobs > 1`` must guard its entry point with ``if __name__ == "__main__":``.
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 from typing import Any, Callable, Iterable, Iterator
 
 from .._cliutil import describe_error
@@ -88,8 +90,17 @@ def _encode_item(item, options: dict):
 
 # ----- the pool
 def _context():
-    method = "forkserver" if sys.platform.startswith("linux") else "spawn"
-    return multiprocessing.get_context(method)
+    """``fork`` on Linux when it is safe: no other thread in this process and onnxruntime not imported (the
+    command line's case; workers start in milliseconds with the modules already imported). ``forkserver``
+    otherwise (a notebook that already ran a model), with the codec and onnxruntime imported once in the
+    server; ``spawn`` elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return multiprocessing.get_context("spawn")
+    if "onnxruntime" not in sys.modules and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["onnxruntime", "semantic_jpeg.codec.encoder", "semantic_jpeg.codec.batch"])
+    return context
 
 
 class WorkerPool:
@@ -112,8 +123,17 @@ class WorkerPool:
         self._executor = None
 
     def _start(self):
-        self._executor = cf.ProcessPoolExecutor(self.jobs, mp_context=_context(), initializer=_init_worker,
+        context = _context()
+        self._executor = cf.ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_init_worker,
                                                 initargs=(self.pin_threads,))
+        if context.get_start_method() == "fork":  # fork all workers now, while this process has one thread
+            for _ in self._executor.map(abs, range(self.jobs)):
+                pass
+
+    def start(self) -> None:
+        """Start the worker processes now (otherwise the first item starts them)."""
+        if self.jobs > 1 and self._executor is None:
+            self._start()
 
     def terminate(self) -> None:
         """Stop the workers now (running items are abandoned)."""
@@ -147,7 +167,8 @@ class WorkerPool:
                 yield index, item, exc, False
 
     def _run_pool(self, items):
-        self._start()
+        if self._executor is None:
+            self._start()
         source = enumerate(items)
         pending = collections.OrderedDict()  # index -> (item, future), in submission order
         exhausted = False

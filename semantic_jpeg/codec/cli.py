@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass
 
 from .._cliutil import TEMP_NAME, describe_error, error, list_folder, write_file
+from .encoder import DEFAULT_MODE, MODES
 
 SAMPLES = ("astronaut", "chelsea", "coffee", "rocket")
 PROG = "semantic-jpeg encode"
@@ -42,17 +43,18 @@ def register(subparsers) -> None:
     p.add_argument("-j", "--jobs", type=int, default=None,
                    help="worker processes (default: the number of CPUs this process may use); the output bytes "
                         "do not depend on it")
-    p.add_argument("--levels", type=int, default=5, help="saliency levels k")
-    p.add_argument("--quality-range", type=float, nargs=2, default=(30, 70), metavar=("QL", "QH"),
-                   help="quality of the least and most salient level")
+    p.add_argument("--levels", type=int, help="saliency levels k (default: semantic_jpeg.encode's)")
+    p.add_argument("--quality-range", type=float, nargs=2, metavar=("QL", "QH"),
+                   help="quality of the least and most salient level (default: semantic_jpeg.encode's)")
     p.add_argument("--quality", type=float, help="final quality Q_f (default QH)")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--target-size", type=int, help="target file size in bytes (met within 1%%)")
     size.add_argument("--match-jpeg-quality", type=float, metavar="Q",
                       help="match the size of a plain JPEG at quality Q (within 1%%)")
-    p.add_argument("--mode", choices=("dct", "mosaic"), default="dct", help="encoder mode")
+    p.add_argument("--mode", choices=MODES, default=DEFAULT_MODE, help="encoder mode")
     p.add_argument("--saliency-map", help="use this greyscale image as the map instead of the model (one input)")
-    p.add_argument("--subsampling", choices=("4:4:4", "4:2:2", "4:2:0"), default="4:2:0", help="chroma subsampling")
+    p.add_argument("--subsampling", choices=("4:4:4", "4:2:2", "4:2:0"),
+                   help="chroma subsampling (default: semantic_jpeg.encode's, 4:2:0 as Pillow)")
     p.add_argument("--progressive", action="store_true", help="progressive JPEG (default: baseline)")
     p.add_argument("--optimize", action="store_true", help="optimised Huffman tables")
     p.add_argument("--strip", action="store_true", help="do not copy EXIF / ICC profile from the input")
@@ -230,10 +232,14 @@ def _encode_job(job: Job, options: dict, strip: bool, heatmap: bool) -> dict:
 
 
 def _options(args, saliency) -> dict:
-    return {"saliency": saliency, "levels": args.levels, "quality_range": tuple(args.quality_range),
-            "quality": args.quality, "target_size": args.target_size, "match_jpeg_quality": args.match_jpeg_quality,
-            "mode": args.mode, "subsampling": args.subsampling, "progressive": args.progressive,
-            "optimize": args.optimize}
+    """The options the user gave (and the mode); the rest are semantic_jpeg.encode's defaults, so the command
+    writes the same bytes as the library with the same options."""
+    options = {"saliency": saliency, "levels": args.levels,
+               "quality_range": tuple(args.quality_range) if args.quality_range else None,
+               "quality": args.quality, "target_size": args.target_size, "match_jpeg_quality": args.match_jpeg_quality,
+               "mode": args.mode, "subsampling": args.subsampling,
+               "progressive": args.progressive or None, "optimize": args.optimize or None}
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def run(args) -> int:
@@ -273,6 +279,7 @@ def run(args) -> int:
     total = len(jobs) + len(failures)
     n_jobs = max(1, min(args.jobs or default_jobs(), len(jobs)))
     pool = WorkerPool(_encode_job, (_options(args, saliency), args.strip, args.heatmap), jobs=n_jobs)
+    pool.start()  # before the progress bar's thread exists, so the workers can be forked
     to_stdout = args.output == "-"
     report = sys.stderr if to_stdout else sys.stdout
     done = 0

@@ -37,6 +37,7 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, providers=None, intra_o
 
 _default_lock = threading.Lock()
 _default_instance = None
+_default_threads = None  # intra-op threads of the default model (None: onnxruntime's default)
 
 
 def default_model() -> "CamModel":
@@ -44,17 +45,19 @@ def default_model() -> "CamModel":
     global _default_instance
     with _default_lock:
         if _default_instance is None:
-            _default_instance = load_model(DEFAULT_MODEL)
+            _default_instance = load_model(DEFAULT_MODEL, intra_op_num_threads=_default_threads)
         return _default_instance
 
 
 def set_default_model_threads(intra_op_num_threads: int | None) -> None:
-    """Recreate the shared default model with this many onnxruntime intra-op threads (None: onnxruntime's
-    default, all cores). Batch workers call it with 1 so that N worker processes do not each start a thread
-    pool as large as the machine."""
-    global _default_instance
+    """Make the shared default model run with this many onnxruntime intra-op threads (None: onnxruntime's
+    default, all cores); it is (re)created at the next :func:`default_model` call. Batch workers call it with 1
+    so that N worker processes do not each start a thread pool as large as the machine."""
+    global _default_instance, _default_threads
     with _default_lock:
-        _default_instance = load_model(DEFAULT_MODEL, intra_op_num_threads=intra_op_num_threads)
+        if intra_op_num_threads != _default_threads:
+            _default_instance = None
+        _default_threads = intra_op_num_threads
 
 
 def _manifest_path(name_or_path) -> Path:
