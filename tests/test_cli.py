@@ -341,3 +341,22 @@ def test_export_and_evaluate_need_explicit_paths():
     repo = Path(__file__).resolve().parents[1]
     assert not Path(user_cache_dir()).resolve().is_relative_to(repo)
     assert args.threads == 1  # one torch thread cannot oversubscribe a shared CPU
+
+
+def test_docs_cli_md_lists_every_subcommand_and_option():
+    """docs/cli.md's reference is generated (semantic_jpeg.cli.update_reference); it must name every subcommand
+    and option of the parser, and no option the parser does not have."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text(encoding="utf-8")
+    from semantic_jpeg.cli import REFERENCE_END, REFERENCE_START
+    generated = doc.split(REFERENCE_START, 1)[1].split(REFERENCE_END, 1)[0]
+    known = set()
+    for path, parser in PARSERS.items():
+        assert f"### `{' '.join(('semantic-jpeg',) + path)}`" in generated, f"{path} missing: run update_reference"
+        for action in parser._actions:
+            for option in action.option_strings:
+                known.add(option)
+                section = generated.split(f"### `{' '.join(('semantic-jpeg',) + path)}`", 1)[1].split("### `")[0]
+                assert option in section, f"semantic-jpeg {' '.join(path)} {option} missing: run update_reference"
+    import re
+    mentioned = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", generated))
+    assert mentioned <= known, f"docs/cli.md names options that do not exist: {sorted(mentioned - known)}"

@@ -56,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads; 0: one per CPU this process may use. One thread never oversubscribes: "
                         "attacks run batch-1 forward/backward passes, and several torch threads on cores that other "
-                        "work also uses can be 25-50x slower than one; use more only on otherwise idle cores")
+                        "work also uses can be many times slower than one; use more only on otherwise idle cores")
     p.add_argument("--out", required=True, help="folder for the JSON, Markdown and plot (required)")
     p.add_argument("--name", default="evaluation", help="file name stem of the outputs")
 
