@@ -158,8 +158,6 @@ def main(argv=None) -> int:
         if args.wordnet_data_noun is None or args.synsets is None:
             parser.error("--class-table needs --wordnet-data-noun and --synsets")
         build_class_table(args.synsets, args.wordnet_data_noun, args.out / CLASS_TABLE)
-    if args.out.exists() and not args.out.is_dir():
-        parser.error(f"--out {args.out} is an existing file, not a folder")
     manifest = export(args.out)
     print(f"wrote {args.out / manifest['file']} sha256 {manifest['sha256']}")
     return 0
