@@ -80,9 +80,10 @@ class UsageError(Exception):
     """A problem with the command line as a whole: nothing was done."""
 
 
-def _gather(args, failures) -> list[Job]:
-    """The jobs of the command line, in order; inputs that do not exist or are not images go to ``failures``."""
-    jobs = []
+def _gather(args, failures) -> tuple[list[Job], bool]:
+    """The jobs of the command line, in order, and whether a folder was among the inputs; inputs that do not
+    exist or are not images go to ``failures``."""
+    jobs, folder_input = [], False
     if args.sample:
         jobs.append(Job(name=f"{args.sample}.png", sample=args.sample, stem=args.sample))
     entries = list(args.inputs)
@@ -108,6 +109,7 @@ def _gather(args, failures) -> list[Job]:
                 continue
             jobs.append(Job(name="<stdin>", data=data, stem="stdin"))
         elif os.path.isdir(entry):
+            folder_input = True
             found = list_folder(entry, recursive=args.recursive)
             if not found:
                 hint = "" if args.recursive else " (--recursive also searches its sub-folders)"
@@ -121,7 +123,7 @@ def _gather(args, failures) -> list[Job]:
             failures.append((entry, "not a regular file"))
         else:
             jobs.append(Job(name=entry, path=entry, stem=os.path.splitext(os.path.basename(entry))[0]))
-    return jobs
+    return jobs, folder_input
 
 
 def _plan(args, jobs: list[Job], folder_input: bool) -> None:
@@ -252,8 +254,7 @@ def run(args) -> int:
         return 2
     failures = []  # (name, message)
     try:
-        jobs = _gather(args, failures)
-        folder_input = any(os.path.isdir(e) for e in args.inputs if e != "-")
+        jobs, folder_input = _gather(args, failures)
         if not jobs and not failures:
             raise UsageError("give input files or folders, --from-file, or --sample")
         if args.saliency_map and len(jobs) > 1:
