@@ -360,3 +360,15 @@ def test_docs_cli_md_lists_every_subcommand_and_option():
     import re
     mentioned = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", generated))
     assert mentioned <= known, f"docs/cli.md names options that do not exist: {sorted(mentioned - known)}"
+
+
+def test_encode_skip_existing_resumes_a_batch(tmp_path, capsys):
+    for i in range(2):
+        _photo(i).save(tmp_path / f"{i}.png")
+    assert run("encode", tmp_path / "0.png", "-o", tmp_path / "out/", "--jobs", 1) == 0
+    (tmp_path / "out" / "0.jpg").write_bytes(b"kept")
+    assert run("encode", tmp_path / "0.png", tmp_path / "1.png", "-o", tmp_path / "out", "--skip-existing",
+               "--jobs", 1) == 0
+    assert (tmp_path / "out" / "0.jpg").read_bytes() == b"kept"
+    Image.open(tmp_path / "out" / "1.jpg").load()
+    assert "skipping 1 input(s)" in capsys.readouterr().err
