@@ -365,7 +365,7 @@ def test_docs_cli_md_lists_every_subcommand_and_option():
 def test_encode_skip_existing_resumes_a_batch(tmp_path, capsys):
     for i in range(2):
         _photo(i).save(tmp_path / f"{i}.png")
-    assert run("encode", tmp_path / "0.png", "-o", tmp_path / "out/", "--jobs", 1) == 0
+    assert run("encode", tmp_path / "0.png", "-o", f"{tmp_path / 'out'}/", "--jobs", 1) == 0  # trailing /: a folder
     (tmp_path / "out" / "0.jpg").write_bytes(b"kept")
     assert run("encode", tmp_path / "0.png", tmp_path / "1.png", "-o", tmp_path / "out", "--skip-existing",
                "--jobs", 1) == 0
