@@ -98,9 +98,10 @@ def encode(image, fp=None, *, saliency=None, levels=5, quality_range=(30, 70), q
     squared error + lambda x bits at a controlled size (:mod:`semantic_jpeg.codec.rdo`). Its size target is
     ``target_size`` bytes, else the size of a plain Pillow JPEG of the image at ``match_jpeg_quality``, else at
     ``quality`` (default 75: "quality=Q" means Pillow-Q-sized output with the bits moved to where the map
-    looks). ``strength`` (default 1.5, 0..4) bounds the block weights to [2^-strength, 2^strength] (0: no
+    looks). ``strength`` (default 1.75, 0..4) bounds the block weights to [2^-strength, 2^strength] (0: no
     saliency, jpegli's allocation); ``headroom`` (default 0.1): the RDO starts from the lowest jpegli quality
-    whose file is (1 + headroom) x the target (a uniform map starts from the target, i.e. jpegli's own file);
+    whose file is (1 + h) x the target, h = headroom at jpegli quality <= 60 tapering to headroom / 2 at >= 80
+    (a uniform map starts from the target, i.e. from jpegli's own file);
     ``masking`` (default 0.5): exponent of the per-block contrast-masking weight on squared error (0: plain
     squared error, best PSNR; higher: flat areas kept, as jpegli's adaptive quantisation does);
     ``levels``/``quality_range`` do not apply.
@@ -424,10 +425,15 @@ class _RdoCoder:
         else:
             self.component_weights = (1.0,) * len(comps)
         self._start = {}
+        self._jpegli_sizes = {}
 
     def jpegli_size(self, quality):
-        return len(rdo.jpegli_encode(self.rgb if self.rgb.ndim == 3 else np.repeat(self.rgb[..., None], 3, 2),
-                                     quality))
+        """Size of pyjpegli's file at ``quality`` (not Huffman-optimised: about 5% larger than our re-coding of
+        the same coefficients at lambda = 0)."""
+        if quality not in self._jpegli_sizes:
+            rgb3 = self.rgb if self.rgb.ndim == 3 else np.repeat(self.rgb[..., None], 3, 2)
+            self._jpegli_sizes[quality] = len(rdo.jpegli_encode(rgb3, quality))
+        return self._jpegli_sizes[quality]
 
     def start(self, quality):
         """(coefficients per component (N, 64), tables per component, AC code lengths, frame tables) at the
@@ -584,7 +590,7 @@ def _match_size(coder, qualities, final_quality, target, tolerance):
 
 
 def _jpegli_quality_for(coder, target):
-    """The smallest integer jpegli quality whose file is at least ``target`` bytes (100 if none is):
+    """The smallest integer jpegli quality whose pyjpegli file is at least ``target`` bytes (100 if none is):
     bisection on the integers with log-size interpolation (3-5 jpegli encodes)."""
     sizes = {}
 
@@ -615,7 +621,10 @@ def _match_size_rdo(coder, target, tolerance):
     """Size control of "rdo" mode: start from the jpegli quality that meets ``target`` plus the coder's
     headroom, then bisect lambda (Illinois on log size vs log lambda) until the file is within ``tolerance``.
     When lambda = 0 is already under the target, the next jpegli qualities are tried."""
-    quality = _jpegli_quality_for(coder, target * (1.0 + coder.headroom))
+    quality = _jpegli_quality_for(coder, target)
+    if coder.headroom:  # less headroom at high quality, where the RDO's model loses more against jpegli's
+        headroom = coder.headroom * float(np.clip((100 - quality) / 40.0, 0.5, 1.0))
+        quality = _jpegli_quality_for(coder, target * (1.0 + headroom))
     best: Optional[bytes] = None
     iterations = 0
 

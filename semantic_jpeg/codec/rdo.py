@@ -25,8 +25,8 @@ gamma or peakedness, so a wrong map can at most move each block's lambda by that
 blocks a similar low weight and the top-ranked blocks the high ones (a fixation map is peaked), so the loss is
 spread over the unimportant area instead of grading it.
 
-The constants (strength 1.5, headroom 0.1, masking 0.5, the cube, the frequency weighting) were chosen on
-OSIE images 1601-1700 (a grid, ``benchmarks/bench_vs_jpegli.py --tune``), not on the reported images.
+The constants (strength 1.75, headroom 0.1 and its taper, masking 0.5, the cube, the frequency weighting) were
+chosen on OSIE images 1601-1700 (grids, ``benchmarks/bench_vs_jpegli.py --tune``), not on the reported images.
 """
 import io
 import os
@@ -37,14 +37,16 @@ import numpy as np
 from . import jpeg_stream
 
 ZIGZAG = jpeg_stream.ZIGZAG
-DEFAULT_STRENGTH = 1.5     # weights span [2^-1.5, 2^1.5] = [0.35, 2.8]
+DEFAULT_STRENGTH = 1.75    # weights span [2^-1.75, 2^1.75] = [0.30, 3.4]
 DEFAULT_MASKING = 0.5      # exponent of the contrast-masking weight (0: plain squared error)
 DEFAULT_MASKING_FLOOR = 25.0
 RANK_GAMMA = 3.0           # shape of the rank transfer: w = 2 ** (strength (2 p^gamma - 1))
 FREQ_BETA = 1.0            # squared error at coefficient i weighted by (mean(q) / q_i) ** beta
 MAX_STRENGTH = 4.0
-# Headroom: the RDO starts from the lowest jpegli quality whose file is at least (1 + headroom) x the target
-# (with a non-uniform map; a uniform map starts at the target itself, i.e. from jpegli's own file).
+# Headroom: the RDO starts from the lowest jpegli quality whose (pyjpegli) file is at least (1 + h) x the target,
+# h = headroom x clip((100 - q) / 40, 0.5, 1) with q the jpegli quality that meets the target (less headroom at
+# high quality, where the RDO's error model loses more against jpegli's own allocation). A uniform map starts
+# at the target itself, i.e. from jpegli's own file.
 DEFAULT_HEADROOM = 0.1
 MAX_HEADROOM = 3.0
 # Squared RGB error per unit squared error of Y, Cb, Cr (JFIF inverse transform, summed over R, G, B, / 3).
