@@ -402,6 +402,7 @@ class _RdoCoder:
         if not self.options.get("progressive") and not self.options.get("progression"):
             self.options["optimize"] = True
         self.dct = _DctCoder(rgb, np.zeros((1, 1), np.float32), 1, self.options, reuse_transform=True)
+        self.rgb = self.dct.rgb  # smoothed when the smooth option asks for it: jpegli codes the same pixels
         self.header, self.blocks = self.dct.header, self.dct.blocks
         comps = self.header.components
         self.jpegli_core = len(comps) == 3 and not options.get("keep_rgb") and options.get("subsampling") == 2
