@@ -226,8 +226,9 @@ def main() -> int:
             cli_bytes[jobs] = [(out / (Path(p).stem + ".jpg")).read_bytes() for p in paths]
             out_mb = sum(map(len, cli_bytes[jobs])) / 1e6
             row = {"codec": "semantic JPEG (default)", "how": "semantic-jpeg encode", "jobs": jobs,
-                   "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3), "images_per_s": round(len(paths) / seconds, 3),
-                   "mb_in_per_s": round(in_mb / seconds, 3), "mb_out_per_s": round(out_mb / seconds, 3)}
+                   "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
+                   "images_per_s": round(len(paths) / seconds, 3), "mb_in_per_s": round(in_mb / seconds, 3),
+                   "mb_out_per_s": round(out_mb / seconds, 3)}
             results["throughput"].append(row)
             print(row)
         results["cli_identical_bytes_across_jobs"] = cli_bytes[n] == cli_bytes[1] == bytes_by_jobs[1]

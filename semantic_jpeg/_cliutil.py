@@ -79,16 +79,6 @@ def list_folder(folder: str, *, recursive: bool) -> list[str]:
     return found
 
 
-def same_file(a: str, b: str) -> bool:
-    """Whether two paths name the same file (also through links); False when either does not exist."""
-    if os.path.realpath(a) == os.path.realpath(b):
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
 def error(prog: str, message: str) -> None:
     """Print one error line for command ``prog``."""
     print(f"{prog}: error: {message}", file=sys.stderr)
