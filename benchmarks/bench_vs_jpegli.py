@@ -339,9 +339,8 @@ def main(argv=None):
     metrics = ("PSNR-F", "PSNR", "SSIMULACRA2")
     if args.tune:
         images = load_set(args.data, "osie", 600, 700, args.n)
-        grid = {f"_s{s:g}_h{h:g}_m{m:g}_b{b:g}": {"strength": s, "headroom": h, "masking": m,
-                                                     "rdo.RANK_GAMMA": 3.0, "rdo.FREQ_BETA": b}
-                for s, h, m, b in ((1.75, 0.1, 0.5, 1), (2, 0.1, 0.5, 1))}
+        grid = {f"_s{s:g}_min{h:g}": {"strength": s, "rdo.MIN_HEADROOM": h}
+                for s, h in ((1.75, 0.01), (1.75, 0.03), (1.25, 0.01), (1.25, 0.03))}
         rows = fixation_rows(images, ("centre", "oracle"), grid, qualities=(50, 85), progress="tune")
         keys = [k for k in rows[0] if k.startswith("ours_")]
         summary = summarise(rows, keys)

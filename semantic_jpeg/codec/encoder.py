@@ -98,10 +98,11 @@ def encode(image, fp=None, *, saliency=None, levels=5, quality_range=(30, 70), q
     squared error + lambda x bits at a controlled size (:mod:`semantic_jpeg.codec.rdo`). Its size target is
     ``target_size`` bytes, else the size of a plain Pillow JPEG of the image at ``match_jpeg_quality``, else at
     ``quality`` (default 75: "quality=Q" means Pillow-Q-sized output with the bits moved to where the map
-    looks). ``strength`` (default 1.75, 0..4) bounds the block weights to [2^-strength, 2^strength] (0: no
+    looks). ``strength`` (default 1.25, 0..4) bounds the block weights to [2^-strength, 2^strength] (0: no
     saliency, jpegli's allocation); ``headroom`` (default 0.1): the RDO starts from the lowest jpegli quality
     whose file is (1 + h) x the target, h = headroom at jpegli quality <= 60 tapering to headroom / 2 at >= 80
-    (a uniform map starts from the target, i.e. from jpegli's own file);
+    and at least 3% above the target as re-coded with optimised Huffman tables (a uniform map starts from the
+    target, i.e. from jpegli's own file);
     ``masking`` (default 0.5): exponent of the per-block contrast-masking weight on squared error (0: plain
     squared error, best PSNR; higher: flat areas kept, as jpegli's adaptive quantisation does);
     ``levels``/``quality_range`` do not apply.
@@ -109,7 +110,7 @@ def encode(image, fp=None, *, saliency=None, levels=5, quality_range=(30, 70), q
     image: PIL image, or numpy HxW / HxWx3 uint8 (or float in [0, 1]); ``color_order`` "RGB" (default) or
         "BGR" says how 3-channel arrays are ordered. Mode rules: see :mod:`semantic_jpeg.codec.inputs`.
     fp: None (return the bytes), a path (written atomically), or a binary file object.
-    saliency: None (the shipped MS-ROI model), an HxW array in [0, 1], a PIL "L" image, a model with
+    saliency: None (the shipped gaze model), an HxW array in [0, 1], a PIL "L" image, a model with
         ``msroi_map``, or a callable taking the RGB uint8 array and returning the map.
     levels, quality_range: k saliency levels coded at qualities from Q_l to Q_h (eq. 2.7).
     quality: "rdo" mode: see above. Level modes: the final quality Q_f (default Q_h); in "dct" mode it is the
@@ -640,9 +641,15 @@ def _match_size_rdo(coder, target, tolerance):
     def met():
         return abs(len(best) - target) <= tolerance * target
 
+    # with a map, start where our own re-coding (optimised Huffman tables) is at least MIN_HEADROOM above the
+    # target, so that there is something to reallocate; a uniform map only needs to reach the target
+    floor = float(np.log1p(rdo.MIN_HEADROOM)) if coder.headroom else 0.0
     f0 = error(0.0, quality)
-    while f0 < 0 and not met() and quality < 100:  # our re-coding came out below jpegli's size
+    while (f0 < floor if floor else f0 < 0 and not met()) and quality < 100:
         quality += 1
+        f0 = error(0.0, quality)
+    if floor:
+        best = None  # the files below the floor are not candidates
         f0 = error(0.0, quality)
     if f0 > 0 and not met():
         a, fa = np.log(1e-3), f0  # log lambda; lambda = 1e-3 changes (almost) nothing

@@ -25,8 +25,8 @@ gamma or peakedness, so a wrong map can at most move each block's lambda by that
 blocks a similar low weight and the top-ranked blocks the high ones (a fixation map is peaked), so the loss is
 spread over the unimportant area instead of grading it.
 
-The constants (strength 1.75, headroom 0.1 and its taper, masking 0.5, the cube, the frequency weighting) were
-chosen on OSIE images 1601-1700 (grids, ``benchmarks/bench_vs_jpegli.py --tune``), not on the reported images.
+The constants (strength 1.25, headroom 0.1 and its taper, the 3% minimum headroom, masking 0.5, the cube, the
+frequency weighting) were chosen on OSIE images 1601-1700 (grids, ``benchmarks/bench_vs_jpegli.py --tune``), not on the reported images.
 """
 import io
 import os
@@ -37,7 +37,7 @@ import numpy as np
 from . import jpeg_stream
 
 ZIGZAG = jpeg_stream.ZIGZAG
-DEFAULT_STRENGTH = 1.75    # weights span [2^-1.75, 2^1.75] = [0.30, 3.4]
+DEFAULT_STRENGTH = 1.25    # weights span [2^-1.25, 2^1.25] = [0.42, 2.4]
 DEFAULT_MASKING = 0.5      # exponent of the contrast-masking weight (0: plain squared error)
 DEFAULT_MASKING_FLOOR = 25.0
 RANK_GAMMA = 3.0           # shape of the rank transfer: w = 2 ** (strength (2 p^gamma - 1))
@@ -49,6 +49,9 @@ MAX_STRENGTH = 4.0
 # at the target itself, i.e. from jpegli's own file.
 DEFAULT_HEADROOM = 0.1
 MAX_HEADROOM = 3.0
+# ... and, with a non-uniform map, at least this much above the target in our own bytes (optimised Huffman
+# tables), so that small images and coarse jpegli quality steps still leave something to reallocate.
+MIN_HEADROOM = 0.03
 # Squared RGB error per unit squared error of Y, Cb, Cr (JFIF inverse transform, summed over R, G, B, / 3).
 COMPONENT_RGB_WEIGHT = (1.0, (0.344136 ** 2 + 1.772 ** 2) / 3, (1.402 ** 2 + 0.714136 ** 2) / 3)
 
