@@ -9,9 +9,10 @@ imports torch.
 from .codec import EncodeResult, RateControlWarning, encode, register_pillow_plugin
 from .codec.batch import encode_many
 from .codec.pillow_plugin import register_semjpeg_format, unregister_pillow_plugin
+from .onnx_models.gaze_model import log_density, saliency_map
 
 from ._version import __version__
 __all__ = ["encode", "encode_many", "EncodeResult", "RateControlWarning", "register_pillow_plugin",
-           "unregister_pillow_plugin", "__version__"]
+           "unregister_pillow_plugin", "saliency_map", "log_density", "__version__"]
 
 register_semjpeg_format()

@@ -1,6 +1,7 @@
 """onnxruntime runtime of a CAM model: MS-ROI, Aug-MSROI and R-CAM maps and top-k predictions."""
 from __future__ import annotations
 
+import json
 import threading
 import warnings
 from pathlib import Path
@@ -15,8 +16,10 @@ DEFAULT_MODEL = "efficientnet_lite0_cam"
 
 
 def available_models() -> list[str]:
-    """Names of the models shipped in the package (each ``NAME.json`` manifest here)."""
-    return sorted(path.stem for path in PACKAGE_DIR.glob("*.json"))
+    """Names of the CAM models shipped in the package (each ``NAME.json`` CAM manifest here; the fixation model
+    ``efficientnet_lite0_gaze`` has its own loader, :mod:`semantic_jpeg.onnx_models.gaze_model`)."""
+    return sorted(path.stem for path in PACKAGE_DIR.glob("*.json")
+                  if json.loads(path.read_text(encoding="utf-8")).get("format") != "semantic_jpeg.gaze_model/1")
 
 
 def default_providers() -> list[str]:

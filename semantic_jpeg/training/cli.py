@@ -1,4 +1,4 @@
-"""``semantic-jpeg train {repr,msroi,distill,selective-dropout}`` and ``semantic-jpeg export``.
+"""``semantic-jpeg train {repr,msroi,distill,selective-dropout,gaze}`` and ``semantic-jpeg export``.
 
 Torch is imported only when a subcommand runs. Every training command writes into ``--out``: a checkpoint
 (``checkpoint.pt``, resumable with ``--resume``), a metrics log (``metrics.jsonl``, one JSON line per epoch)
@@ -86,6 +86,14 @@ def register(subparsers) -> None:
     p.add_argument("--keep", type=float, default=0.2, help="fraction of units trained per step, in (0, 1]")
     _add_common(p, epochs=3, lr=1e-3, batch=32)
     p.set_defaults(func=_run_selective_dropout)
+
+    p = kinds.add_parser("gaze", help="fixation-prediction model (DeepGaze II/IIE-style readout on EfficientNet-Lite0 "
+                                      "features), trained on eye-tracking data, exported to ONNX",
+                         description="Train the fixation-prediction readout on cached backbone features "
+                                     "(docs/saliency.md).")
+    from .gaze_args import add_gaze_arguments
+    add_gaze_arguments(p)
+    p.set_defaults(func=_run_gaze)
 
     p = subparsers.add_parser("export", help="regenerate the shipped ONNX model (python -m semantic_jpeg.training.export)")
     p.add_argument("--out", required=True,
@@ -198,6 +206,14 @@ def _run_msroi(args) -> int:
     print(f"exported {args.out / manifest['file']} ({len(classes)} classes)")
     _finish(args, history, repr_)
     return 0
+
+
+def _run_gaze(args) -> int:
+    from .gaze import run
+    try:
+        return run(args)
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}")
 
 
 def _run_distill(args) -> int:

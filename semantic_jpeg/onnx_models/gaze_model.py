@@ -1,0 +1,226 @@
+"""onnxruntime runtime of the fixation-prediction model (no torch): where people look in an image.
+
+The shipped ``efficientnet_lite0_gaze`` model (made by ``semantic-jpeg train gaze``, see docs/saliency.md) is a
+DeepGaze II/IIE-style readout on frozen EfficientNet-Lite0 features at two input scales with a learned blur and
+a learned log centre-bias prior. It outputs a probability distribution of fixations over the image:
+
+    >>> from semantic_jpeg.onnx_models.gaze_model import default_gaze_model
+    >>> model = default_gaze_model()
+    >>> saliency = model.saliency_map(image)     # float32 (H, W) in [0, 1], peak 1, the image's size
+    >>> log_p = model.log_density(image)         # float32 (H, W) natural-log probability per pixel, sums to 1
+
+:func:`saliency_map` (also ``semantic_jpeg.saliency_map``) puts this model and the CAM maps of
+:mod:`.cam_model` behind one function.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy.ndimage import gaussian_filter
+
+from semantic_jpeg.onnx_models.image_input import REDUCING_GAP, resize_map, to_rgb_array, working_shape
+from semantic_jpeg.onnx_models.manifest import ModelIntegrityError, sha256_of
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_GAZE_MODEL = "efficientnet_lite0_gaze"
+FORMAT = "semantic_jpeg.gaze_model/1"
+METHODS = ("gaze", "msroi", "aug-msroi", "rcam", "centre")
+_REQUIRED = ("format", "name", "file", "sha256", "inputs", "input", "output", "centre_log_prior")
+
+
+def network_pixels(rgb: np.ndarray, working_sizes, multiple: int = 32) -> list[np.ndarray]:
+    """The full frame resized for each working size (longer side, sides multiples of ``multiple``, never cropped),
+    float32 (h, w, 3) in 0..255, by Pillow's antialiased bilinear filter (float input is rounded to 8 bits first).
+    A frame at least 4x larger than the largest working size is first box-reduced ONCE by the integer factor
+    that keeps it >= 2x that size, and every size is resized from that (Pillow's ``reducing_gap=2`` does the same
+    reduction, but separately for each size: sharing it saves one pass over a large frame per extra scale;
+    smaller frames, such as the 800x600 training images, are resized directly). Training uses this same
+    function (:mod:`semantic_jpeg.training.gaze_data`)."""
+    if rgb.dtype != np.uint8:
+        rgb = np.rint(np.asarray(rgb, np.float32) * 255.0).astype(np.uint8)
+    height, width = rgb.shape[:2]
+    shapes = [working_shape(height, width, size, multiple) for size in working_sizes]
+    largest = max(shapes)
+    factor = int(min(height / largest[0], width / largest[1]) // 2)
+    # the same Pillow calls as image_input.resize_rgb, on one PIL image (no array round trips)
+    image = Image.fromarray(np.ascontiguousarray(rgb))
+    if factor >= 2:
+        image = image.reduce(factor)
+    return [np.asarray(image if image.size == (w, h) else
+                       image.resize((w, h), Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP), np.float32)
+            for h, w in shapes]
+
+
+def read_gaze_manifest(path: str | Path, *, verify: bool = True) -> dict:
+    """Read a gaze-model manifest; with ``verify`` check the ONNX file's sha256 (:class:`ModelIntegrityError`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"gaze model manifest {path} not found")
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    missing = [key for key in _REQUIRED if key not in manifest]
+    if missing:
+        raise ValueError(f"gaze model manifest {path} lacks fields {missing}")
+    if manifest["format"] != FORMAT:
+        raise ValueError(f"manifest {path} has format {manifest['format']!r}, expected {FORMAT!r}")
+    if verify:
+        file = path.parent / manifest["file"]
+        if not file.is_file():
+            raise FileNotFoundError(f"model file {file} named in manifest {path} is missing")
+        actual = sha256_of(file)
+        if actual != manifest["sha256"]:
+            raise ModelIntegrityError(f"{file} has sha256 {actual} but manifest {path} expects {manifest['sha256']};"
+                                      " the file was modified or corrupted, refusing to load it")
+    return manifest
+
+
+class GazeModel:
+    """The fixation-prediction model run by onnxruntime. Thread-safe: one instance can serve many threads.
+
+    ``manifest_path``: the model's JSON manifest (the ONNX file is next to it; its sha256 is checked first).
+    """
+
+    def __init__(self, manifest_path: str | Path = PACKAGE_DIR / f"{DEFAULT_GAZE_MODEL}.json", providers=None,
+                 intra_op_num_threads: int | None = None):
+        import onnxruntime
+
+        from semantic_jpeg.onnx_models.cam_model import default_providers
+
+        self.manifest = manifest = read_gaze_manifest(manifest_path, verify=True)
+        options = onnxruntime.SessionOptions()
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see CamModel
+        if intra_op_num_threads is not None:
+            if not isinstance(intra_op_num_threads, int) or intra_op_num_threads < 0:
+                raise ValueError(f"intra_op_num_threads must be an int >= 0, got {intra_op_num_threads!r}")
+            options.intra_op_num_threads = intra_op_num_threads
+        requested = list(providers) if providers is not None else default_providers()
+        self.session = onnxruntime.InferenceSession(str(Path(manifest_path).parent / manifest["file"]),
+                                                    sess_options=options, providers=requested)
+        self.providers = self.session.get_providers()
+        missing = [p for p in requested if p not in self.providers]
+        if missing:
+            warnings.warn(f"onnxruntime did not enable {missing}; running on {self.providers}", RuntimeWarning,
+                          stacklevel=2)
+        self.name = manifest["name"]
+        self._inputs = [(spec["name"], int(spec["working_size"]), int(spec.get("size_multiple", 32)))
+                        for spec in manifest["inputs"]]
+        self._mean, self._std = float(manifest["input"]["mean"]), float(manifest["input"]["std"])
+        self._output = manifest["output"]["name"]
+        self.centre_log_prior = np.asarray(manifest["centre_log_prior"]["grid"], np.float32)
+        self.saliency_map_blur = float(manifest.get("defaults", {}).get("saliency_map_blur", 0.03))
+
+    def feeds(self, rgb: np.ndarray) -> dict:
+        """The normalised network inputs (one per scale) of an RGB array (uint8 or float32 in [0, 1])."""
+        sizes = [size for _, size, _ in self._inputs]
+        pixels = network_pixels(rgb, sizes, self._inputs[0][2])
+        return {name: np.ascontiguousarray(((p - self._mean) / self._std).transpose(2, 0, 1)[None], np.float32)
+                for (name, _, _), p in zip(self._inputs, pixels)}
+
+    def grid_log_density(self, image, *, color_order: str = "RGB") -> tuple[np.ndarray, tuple[int, int]]:
+        """(log-probability per cell of the model's output grid (float64, sums to 1), the image's (H, W)).
+        The grid spans the full frame (stride 4 of the first scale's network input)."""
+        rgb = to_rgb_array(image, color_order)
+        (out,) = self.session.run([self._output], self.feeds(rgb))
+        grid = out[0].astype(np.float64)
+        grid -= np.log(np.exp(grid - grid.max()).sum()) + grid.max()  # exact renormalisation in float64
+        return grid, rgb.shape[:2]
+
+    def log_density(self, image, *, color_order: str = "RGB") -> np.ndarray:
+        """Fixation density of the image as float32 (H, W) natural-log probabilities per pixel (the
+        exponentials sum to 1): the grid's per-cell probabilities spread over their pixels, resized bilinearly
+        and renormalised. For saliency evaluation (log-likelihood, information gain)."""
+        grid, (height, width) = self.grid_log_density(image, color_order=color_order)
+        density = resize_map(np.exp(grid).astype(np.float32), height, width).astype(np.float64)
+        density = np.maximum(density, 1e-30)
+        return np.log(density / density.sum()).astype(np.float32)
+
+    def saliency_map(self, image, *, color_order: str = "RGB", blur: float | None = None) -> np.ndarray:
+        """Where people look, float32 (H, W) in [0, 1] like the image (peak 1): the fixation density smoothed by
+        a Gaussian of ``blur`` x the longer side (default: the manifest's ``saliency_map_blur``, 0.03), i.e. the
+        expected fixation map of observers whose fixations are blurred that much, which is the map that
+        maximises the expected correlation (CC) with such maps (Kümmerer, Wallis and Bethge, ECCV 2018).
+        ``blur=0`` gives the density itself scaled to peak 1."""
+        blur = self.saliency_map_blur if blur is None else blur
+        if not (isinstance(blur, (int, float)) and np.isfinite(blur) and 0 <= blur <= 1):
+            raise ValueError(f"blur must be a fraction of the longer side in [0, 1], got {blur!r}")
+        grid, (height, width) = self.grid_log_density(image, color_order=color_order)
+        density = np.exp(grid - grid.max())
+        if blur > 0:
+            density = gaussian_filter(density, blur * max(density.shape), mode="nearest")
+        peak_one = (density / density.max()).astype(np.float32)
+        saliency = resize_map(peak_one, height, width)
+        if not saliency.flags.writeable:  # shrinking returns Pillow's read-only buffer
+            saliency = saliency.copy()
+        return np.clip(saliency, 0.0, 1.0, out=saliency)  # in place: float rounding of the bilinear weights
+
+    def centre_map(self, height: int, width: int) -> np.ndarray:
+        """The model's learned centre-bias prior alone (no image content), float32 (height, width), peak 1."""
+        prior = np.exp(self.centre_log_prior - self.centre_log_prior.max()).astype(np.float32)
+        return np.clip(resize_map(prior, height, width), 0.0, 1.0)
+
+    def __repr__(self) -> str:
+        return f"GazeModel({self.name!r}, providers={self.providers})"
+
+
+_lock = threading.Lock()
+_default = None
+
+
+def load_gaze_model(path: str | Path | None = None, providers=None, intra_op_num_threads=None) -> GazeModel:
+    """Load the shipped gaze model (``path=None``) or one by the path of its manifest ``.json`` or ``.onnx``."""
+    if path is None:
+        path = PACKAGE_DIR / f"{DEFAULT_GAZE_MODEL}.json"
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"path must be a str or Path, got {type(path).__name__}")
+    path = Path(path)
+    return GazeModel(path.with_suffix(".json") if path.suffix == ".onnx" else path, providers=providers,
+                     intra_op_num_threads=intra_op_num_threads)
+
+
+def default_gaze_model() -> GazeModel:
+    """The shared shipped gaze model, created once (thread-safe)."""
+    global _default
+    with _lock:
+        if _default is None:
+            _default = load_gaze_model()
+        return _default
+
+
+def saliency_map(image, method: str = "gaze", *, color_order: str = "RGB") -> np.ndarray:
+    """Saliency map of an image: float32 (H, W) in [0, 1] at the image's size (any size and aspect ratio; the
+    full frame is resized for the networks, never cropped or stretched in the output).
+
+    ``method``:
+
+    * ``"gaze"`` (default): where people look, the fixation-prediction model (:class:`GazeModel`);
+    * ``"msroi"``, ``"aug-msroi"`` (seed 0), ``"rcam"``: class activation maps of the shipped EfficientNet-Lite0
+      CAM model (:class:`~semantic_jpeg.onnx_models.cam_model.CamModel`; object regions, not fixations);
+    * ``"centre"``: the gaze model's learned centre-bias prior alone (ignores the content).
+
+    ``image``: PIL image or numpy uint8 / float in [0, 1], HxW or HxWx3 in ``color_order`` ("RGB"/"BGR").
+    For the density itself (log-probability per pixel) use :func:`log_density`.
+    """
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"unknown saliency method {method!r}; valid methods: {', '.join(METHODS)}")
+    if method == "gaze":
+        return default_gaze_model().saliency_map(image, color_order=color_order)
+    if method == "centre":
+        rgb = to_rgb_array(image, color_order)
+        return default_gaze_model().centre_map(*rgb.shape[:2])
+    from semantic_jpeg.onnx_models.cam_model import default_model
+
+    cam = default_model()
+    if method == "msroi":
+        return cam.msroi_map(image, color_order=color_order)
+    if method == "aug-msroi":
+        return cam.aug_msroi_map(image, color_order=color_order, seed=0)
+    return cam.rcam_map(image, color_order=color_order)
+
+
+def log_density(image, *, color_order: str = "RGB") -> np.ndarray:
+    """The gaze model's fixation density: float32 (H, W) natural-log probability per pixel (exp sums to 1)."""
+    return default_gaze_model().log_density(image, color_order=color_order)
