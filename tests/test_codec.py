@@ -519,11 +519,11 @@ def test_cli_reports_truncated_input(tmp_path, capsys):
 
 # ---------------------------------------------------------------- the shipped default model
 
-def test_default_saliency_is_the_shipped_msroi_map():
-    from semantic_jpeg.onnx_models import default_model
+def test_default_saliency_is_the_shipped_gaze_map():
+    from semantic_jpeg.onnx_models.gaze_model import default_gaze_model
     rgb = np.ascontiguousarray(data.chelsea())
     r = encode(rgb, return_result=True)
-    np.testing.assert_allclose(r.saliency, default_model().msroi_map(rgb, color_order="RGB"), atol=1e-6)
+    np.testing.assert_allclose(r.saliency, default_gaze_model().saliency_map(rgb, color_order="RGB"), atol=1e-6)
     assert r.saliency.shape == rgb.shape[:2]
     assert r.level_fractions[-1] > 0  # the cat reaches the top level
 

@@ -39,15 +39,16 @@ def check_size(width, height):
 def saliency_to_array(saliency, rgb: np.ndarray) -> np.ndarray:
     """float32 HxW map in [0, 1] at the image's size from the ``saliency`` argument of ``encode``.
 
-    None -> the shipped default MS-ROI model; an object with ``msroi_map`` -> that model; a callable ->
+    None -> the shipped fixation-prediction ("gaze") model, :func:`semantic_jpeg.saliency_map`; an object with
+    ``msroi_map`` -> that model's MS-ROI map; a callable ->
     called with the RGB uint8 array; an array or PIL "L"/"F" image -> used as is (resized bilinearly when its
     aspect ratio matches the image's; uint8 maps are divided by 255)."""
     height, width = rgb.shape[:2]
     if saliency is None:
         require_onnxruntime("the default saliency map (saliency=None)")
-        from ..onnx_models import default_model
-        saliency = default_model()
-    if hasattr(saliency, "msroi_map"):
+        from ..onnx_models.gaze_model import default_gaze_model
+        saliency = default_gaze_model().saliency_map(rgb, color_order="RGB")
+    elif hasattr(saliency, "msroi_map"):
         saliency = saliency.msroi_map(rgb, color_order="RGB")
     elif callable(saliency) and not isinstance(saliency, (np.ndarray, Image.Image)):
         saliency = saliency(rgb)
