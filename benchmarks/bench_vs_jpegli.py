@@ -3,7 +3,7 @@
 Eye-tracking sets (NUS scene, OSIE): every stimulus is downscaled by 2 (Lanczos) so that the old JPEG grid of the
 stimulus is broken. For each Pillow quality Q in (50, 75, 85) the reference is jpegli (pyjpegli) at the integer
 quality whose file size is closest to Pillow's at Q (4:2:0). pyjpegli's files are not Huffman-optimised
-(about 5% larger than the same coefficients re-coded with optimised tables), so the main comparison is at the
+(4-8% larger than the same coefficients re-coded with optimised tables), so the main comparison is at the
 size of jpegli's coefficients with optimised Huffman tables (``jpegli_opt``: same pixels, fewer bytes), and a
 second one at the pyjpegli file's own size. Ours is encoded with ``target_size`` = that size (1% tolerance)
 under four maps: uniform (no saliency: the encoder's own gain), the codec's default model (saliency=None), a
@@ -75,7 +75,7 @@ def jpegli_closest(rgb, target):
 
 def huffman_optimised(data):
     """The same coefficients re-coded losslessly with optimised Huffman tables (libjpeg via jpeglib, as
-    ``jpegtran -optimize`` does): pyjpegli's files are about 5% larger than that."""
+    ``jpegtran -optimize`` does): pyjpegli's files are 4-8% larger than that."""
     from semantic_jpeg.codec.encoder import _optimize_huffman
     return _optimize_huffman(data)
 
