@@ -171,7 +171,8 @@ def masking_weights(raw, alpha, floor=DEFAULT_MASKING_FLOOR):
 def optimise_component(raw, coefs, table, weights, lam, ac_lengths, component_weight=1.0):
     """Rate-distortion optimised AC coefficients of one component (native kernel ``semjpeg_rdo_decisions``;
     :func:`optimise_component_numpy` is its reference, and the arguments are the same). The native kernel
-    is about 5x faster than the numpy version (22 ms vs 117 ms for 4096 blocks on a busy 2-core machine)."""
+    is about 14x faster than the numpy version (50 ms vs 690 ms for 32400 synthetic blocks, a 1080p luma plane,
+    on a busy 2-core machine)."""
     from ..native import as_pointer, lib
     raw = np.ascontiguousarray(raw, dtype=np.float32).reshape(-1, 64)
     coefs = np.ascontiguousarray(coefs, dtype=np.int16).reshape(-1, 64)

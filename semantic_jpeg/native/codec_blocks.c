@@ -751,11 +751,7 @@ int64_t semjpeg_requantize_scan(int n_components, const float **raw, const int *
  * 0..63 minimising the kept costs up to L + the squared error of zeroing the rest + lambda EOB (when L < 63).
  * raw: float [n][64] natural order; start: int16 [n][64]; table: 64 steps; block_weight: n; freq_weight: 64
  * (natural); ac_bits: 256 code lengths. DC is copied. Returns 0 or SEMJPEG_BAD_ARGUMENT. */
-static inline int magnitude_category(int v) {
-    int a = v < 0 ? -v : v, c = 0;
-    while (a) { c++; a >>= 1; }
-    return c;
-}
+static inline int magnitude_category(int v) { return bit_length(v < 0 ? -v : v); }
 
 int semjpeg_rdo_decisions(const float *raw, const int16_t *start, int64_t n_blocks, const uint16_t *table,
                           const float *block_weight, const float *freq_weight, float lam, const float *ac_bits,
@@ -775,6 +771,12 @@ int semjpeg_rdo_decisions(const float *raw, const int16_t *start, int64_t n_bloc
             int n = ZIGZAG[i];
             float q = (float)table[n], xi = x[n], w = block_weight[b] * freq_weight[n];
             int ki = k[n], run = i - prev - 1;
+            zero_cost[i] = w * xi * xi;
+            if (ki == 0 && fabsf(xi) < 0.5f * q) { /* start and nearest are both 0: the only candidate */
+                best_cost[i] = zero_cost[i];
+                best[i] = 0;
+                continue;
+            }
             float run_bits = (float)(run / 16) * ac_bits[0xF0];
             int nearest = (int)lrintf(xi / q);
             if (nearest > 1023) nearest = 1023;
@@ -794,7 +796,6 @@ int semjpeg_rdo_decisions(const float *raw, const int16_t *start, int64_t n_bloc
             }
             best_cost[i] = bc;
             best[i] = bv;
-            zero_cost[i] = w * xi * xi;
             if (ki) prev = i;
         }
         /* last kept position: total(L) = sum_{1..L} best + sum_{L+1..63} zero + lambda EOB [L < 63] */
