@@ -40,3 +40,16 @@ def test_custom_model_example_builds_loads_and_maps(tmp_path, monkeypatch):
     head.write_bytes(head.read_bytes()[:-4] + b"\x00\x00\x80\x3f")
     with pytest.raises(ModelIntegrityError):
         load_model(tmp_path / "models" / "colour_cam.json")
+
+
+def test_relative_links_in_readme_and_docs_resolve():
+    root = DOCS.parent
+    pages = [root / "README.md", *sorted(DOCS.glob("*.md")), *sorted((root / "benchmarks" / "results").glob("*.md"))]
+    missing = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
+            if target.startswith(("http://", "https://", "mailto:", "#")):
+                continue
+            if not (page.parent / target.split("#")[0]).exists():
+                missing.append(f"{page.relative_to(root)} -> {target}")
+    assert not missing, "broken links:\n" + "\n".join(missing)
