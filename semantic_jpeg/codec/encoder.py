@@ -154,10 +154,8 @@ def encode(image, fp=None, *, saliency=None, levels=5, quality_range=(30, 70), q
         match_jpeg_quality = 75 if quality is None else quality
     if match_jpeg_quality is not None:
         buf = io.BytesIO()
-        pillow_options = {k: v for k, v in options.items() if k not in ("optimize",)} if mode == "rdo" else options
         Image.fromarray(rgb).save(buf, "JPEG", quality=int(round(check_quality(match_jpeg_quality,
-                                                                               "match_jpeg_quality"))),
-                                  **pillow_options)
+                                                                               "match_jpeg_quality"))), **options)
         target_size = buf.tell()
     sal = saliency_to_array(saliency, rgb)
     if mode == "rdo":
