@@ -148,9 +148,10 @@ def test_encode_reports_bad_inputs_and_goes_on(tmp_path, capsys, jobs):
     assert run("encode", good[0], *bad, good[1], "-o", out, "--jobs", jobs) == 1
     err = capsys.readouterr().err
     _no_traceback(err)
-    assert "4 of 6 input(s) failed, 2 written" in err
+    assert "4 of 6 input(s) failed, 2 written:" in err
+    summary = err.split("4 of 6 input(s) failed, 2 written:")[1]  # collected again at the end
     for path in bad:
-        assert str(path) in err
+        assert str(path) in err and f"  {path}: " in summary
     assert sorted(p.name for p in out.iterdir()) == ["good0.jpg", "good1.jpg"]  # no partial files
     for name in ("good0.jpg", "good1.jpg"):
         Image.open(out / name).load()

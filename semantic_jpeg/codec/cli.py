@@ -314,7 +314,14 @@ def run(args) -> int:
     finally:
         bar.close()
     if failures:
-        print(f"{PROG}: {len(failures)} of {total} input(s) failed, {done} written", file=sys.stderr)
+        shown = failures[:20] if len(failures) > 20 else failures
+        print(f"{PROG}: {len(failures)} of {total} input(s) failed, {done} written"
+              + (":" if len(failures) > 1 else ""), file=sys.stderr)
+        if len(failures) > 1:  # collected at the end, where a long run's scrolled-away lines can be found
+            for name, message in shown:
+                print(f"  {name}: {message}", file=sys.stderr)
+            if len(failures) > len(shown):
+                print(f"  ... and {len(failures) - len(shown)} more", file=sys.stderr)
         return 1
     return 0
 
