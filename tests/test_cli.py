@@ -373,3 +373,12 @@ def test_encode_skip_existing_resumes_a_batch(tmp_path, capsys):
     assert (tmp_path / "out" / "0.jpg").read_bytes() == b"kept"
     Image.open(tmp_path / "out" / "1.jpg").load()
     assert "skipping 1 input(s)" in capsys.readouterr().err
+
+
+def test_encode_reports_in_input_order_with_several_workers(tmp_path, capsys):
+    names = [f"{i}.png" for i in (3, 0, 2, 1, 4)]
+    for i, name in enumerate(names):
+        _photo(i, size=(96 + 32 * (i % 2), 128)).save(tmp_path / name)  # unequal sizes: unequal work
+    assert run("encode", *[tmp_path / n for n in names], "-o", tmp_path / "out", "--jobs", 2) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if " -> " in line]
+    assert [line.split(" -> ")[0] for line in lines] == [str(tmp_path / n) for n in names]
