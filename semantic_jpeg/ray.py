@@ -54,7 +54,6 @@ class SemanticJpegEncoder:
 
     def __init__(self, *, image_column: str = "image", jpeg_column: str = "jpeg", keep_image: bool = False,
                  intra_op_num_threads: int | None = 1, errors: str = "raise", **encode_options):
-        from .codec.batch import _init_worker  # noqa: F401 -- checks the codec imports in this actor
         from .codec.encoder import encode
 
         for key in ("fp", "return_result"):
@@ -66,10 +65,10 @@ class SemanticJpegEncoder:
         self.keep_image, self.errors = keep_image, errors
         self.options = encode_options
         self._encode = encode
-        if encode_options.get("saliency") is None:  # the shipped model, loaded once per actor
-            from .onnx_models.cam_model import default_model, set_default_model_threads
-            set_default_model_threads(intra_op_num_threads)
-            default_model()  # loaded here, once per actor, not in the first batch
+        if encode_options.get("saliency") is None:  # the shipped default map's model, loaded once per actor
+            from .codec.batch import pin_default_models
+            pin_default_models(intra_op_num_threads)
+            encode(np.zeros((32, 32, 3), np.uint8))  # load it here, once, not in the first batch
 
     def __call__(self, batch: dict) -> dict:
         if self.image_column not in batch:
@@ -141,8 +140,8 @@ class PurifyTransform:
         self.output_column = output_column or image_column
         self.overrides = overrides
         try:
-            from .onnx_models.cam_model import set_default_model_threads
-            set_default_model_threads(intra_op_num_threads)
+            from .codec.batch import pin_default_models
+            pin_default_models(intra_op_num_threads)
         except ImportError:  # filters without a saliency model need no onnxruntime
             pass
 

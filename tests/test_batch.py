@@ -93,3 +93,14 @@ def test_a_dead_worker_fails_its_items_and_the_batch_goes_on():
     out = list(WorkerPool(_die, jobs=2, max_in_flight=1).run(range(4)))
     assert [(i, ok) for i, _, _, ok in out] == [(0, True), (1, False), (2, True), (3, True)]
     assert out[3][2] == 30 and "died" in str(out[1][2])
+
+
+def _threads_after_encode(_):
+    from semantic_jpeg.onnx_models import gaze_model
+    semantic_jpeg.encode(_images(1)[0])  # the default map: loads the default model in this worker
+    return gaze_model.default_gaze_model().session.get_session_options().intra_op_num_threads
+
+
+def test_workers_run_the_default_model_with_one_onnxruntime_thread():
+    out = list(WorkerPool(_threads_after_encode, jobs=2).run(range(2)))
+    assert [value for _, _, value, ok in out] == [1, 1], out

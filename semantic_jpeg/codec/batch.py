@@ -62,11 +62,21 @@ def _init_worker(pin_threads: bool) -> None:
     one onnxruntime intra-op thread when several workers share the CPU."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if pin_threads:
-        try:
-            from ..onnx_models.cam_model import set_default_model_threads
-            set_default_model_threads(1)
-        except ImportError:  # onnxruntime not installed: encoding with explicit maps still works
-            pass
+        pin_default_models(1)
+
+
+def pin_default_models(intra_op_num_threads: int | None) -> None:
+    """Give the shared default models (the gaze model of ``saliency=None``, the CAM model of MS-ROI / R-CAM)
+    this many onnxruntime intra-op threads; each is created at its first use (none is loaded here)."""
+    from ..onnx_models import cam_model
+    cam_model.set_default_model_threads(intra_op_num_threads)
+    try:
+        from ..onnx_models import gaze_model
+    except ImportError:  # pragma: no cover -- a build without the gaze model
+        return
+    pin = getattr(gaze_model, "set_default_gaze_model_threads", None)
+    if pin is not None:
+        pin(intra_op_num_threads)
 
 
 def _open_image(source):

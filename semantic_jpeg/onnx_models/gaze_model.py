@@ -168,6 +168,7 @@ class GazeModel:
 
 _lock = threading.Lock()
 _default = None
+_default_threads = None  # intra-op threads of the shared default model (None: onnxruntime's default)
 
 
 def load_gaze_model(path: str | Path | None = None, providers=None, intra_op_num_threads=None) -> GazeModel:
@@ -186,8 +187,19 @@ def default_gaze_model() -> GazeModel:
     global _default
     with _lock:
         if _default is None:
-            _default = load_gaze_model()
+            _default = load_gaze_model(intra_op_num_threads=_default_threads)
         return _default
+
+
+def set_default_gaze_model_threads(intra_op_num_threads: int | None) -> None:
+    """Make the shared default gaze model run with this many onnxruntime intra-op threads (None: onnxruntime's
+    default, all cores); it is (re)created at the next :func:`default_gaze_model` call. Batch workers call it
+    with 1 so that N worker processes do not each start a thread pool as large as the machine."""
+    global _default, _default_threads
+    with _lock:
+        if intra_op_num_threads != _default_threads:
+            _default = None
+        _default_threads = intra_op_num_threads
 
 
 def saliency_map(image, method: str = "gaze", *, color_order: str = "RGB") -> np.ndarray:
