@@ -152,7 +152,10 @@ def encode(image, fp=None, *, saliency=None, levels=5, quality_range=(30, 70), q
     rgb = image_to_array(image, color_order)
     if mode == "rdo" and target_size is None and match_jpeg_quality is None:
         match_jpeg_quality = 75 if quality is None else quality
+    jpegli_guess = 85  # "rdo" mode: where the search for jpegli's quality at the target size starts
     if match_jpeg_quality is not None:
+        # jpegli's quality at the size of Pillow's Q is usually near Q + (100 - Q) / 4 (Kodak, ImageNet)
+        jpegli_guess = int(round(match_jpeg_quality + (100 - match_jpeg_quality) / 4))
         buf = io.BytesIO()
         Image.fromarray(rgb).save(buf, "JPEG", quality=int(round(check_quality(match_jpeg_quality,
                                                                                "match_jpeg_quality"))), **options)
@@ -161,7 +164,7 @@ def encode(image, fp=None, *, saliency=None, levels=5, quality_range=(30, 70), q
     if mode == "rdo":
         rdo_coder = _RdoCoder(rgb, sal, options, strength=float(strength), headroom=float(headroom),
                               masking=float(masking))
-        data, iterations = _match_size_rdo(rdo_coder, int(target_size), size_tolerance)
+        data, iterations = _match_size_rdo(rdo_coder, int(target_size), size_tolerance, jpegli_guess)
         result = EncodeResult(
             data=bytes(data), mode=mode, width=rgb.shape[1], height=rgb.shape[0],
             final_quality=float(data.jpegli_quality), level_qualities=[float(data.jpegli_quality)],
@@ -379,6 +382,41 @@ class _DctCoder:
         _check_native(length, "entropy coder")
         return self._assemble(self._scan_buffer[:length].tobytes(), frame)
 
+    def encode_coefficients_optimised(self, coefs, frame):
+        """The file for given quantised coefficients with optimised Huffman tables, byte for byte what
+        :meth:`encode_coefficients` gives with ``optimize=True`` (libjpeg's lossless re-coding), made natively:
+        symbol counts of the scan, libjpeg's optimal-table construction, then one native entropy-coding pass.
+        1.3 ms instead of 55 ms (libjpeg through a temp file) for a 1080p image on a busy 2-core machine."""
+        comps = self.header.components
+        n = len(coefs)
+        coef_args = ffi.new("const int16_t *[]", [as_pointer(c, np.int16) for c in coefs])
+        freq = np.zeros((2, n, 257), np.int64)
+        rc = lib.semjpeg_scan_frequencies(n, coef_args, *self._block_args, *self._sampling_args, *self.header.mcus(),
+                                          as_pointer(freq[0], np.int64), as_pointer(freq[1], np.int64))
+        _check_native(rc, "symbol count")
+        huffman, codes = {}, {}
+        for cls in (0, 1):
+            for ident in sorted({(c.dc_table, c.ac_table)[cls] for c in comps}):
+                counts = np.ascontiguousarray(sum(freq[cls, i] for i, c in enumerate(comps)
+                                                  if (c.dc_table, c.ac_table)[cls] == ident)[:256])
+                bits, values = np.zeros(16, np.uint8), np.zeros(256, np.uint8)
+                count = lib.semjpeg_optimal_huffman(as_pointer(counts, np.int64), as_pointer(bits, np.uint8),
+                                                    as_pointer(values, np.uint8))
+                _check_native(count, "Huffman table builder")
+                huffman[(cls, ident)] = (bits.tolist(), values[:count].tobytes())
+                codes[(cls, ident)] = jpeg_stream.huffman_code_table(*huffman[(cls, ident)])
+        tables = [codes[(0, c.dc_table)] + codes[(1, c.ac_table)] for c in comps]
+        keep = [[t[i] for t in tables] for i in range(4)]  # the arrays must outlive the call
+        huffman_args = [ffi.new(f"const {ctype} *[]", [as_pointer(a, a.dtype) for a in arrays])
+                        for ctype, arrays in zip(("uint32_t", "uint8_t", "uint32_t", "uint8_t"), keep)]
+        length = lib.semjpeg_encode_baseline_scan(
+            n, coef_args, *self._block_args, *self._sampling_args, *huffman_args, *self.header.mcus(),
+            as_pointer(self._scan_buffer, np.uint8), self.capacity)
+        _check_native(length, "entropy coder")
+        frame_tables = frame[:1] if len(self.blocks) == 1 else frame
+        return _Encoded(jpeg_stream.assemble_optimised(self.header, frame_tables, huffman,
+                                                       self._scan_buffer[:length].tobytes()))
+
     def _assemble(self, scan, frame):
         data = jpeg_stream.assemble(self.header, frame[:1] if len(self.blocks) == 1 else frame, scan)
         if self.progressive:
@@ -426,14 +464,25 @@ class _RdoCoder:
             self.component_weights = (1.0,) * len(comps)
         self._start = {}
         self._jpegli_sizes = {}
+        self._jpegli_files = {}
 
     def jpegli_size(self, quality):
         """Size of pyjpegli's file at ``quality`` (not Huffman-optimised: 4-8% larger than our re-coding of
         the same coefficients at lambda = 0)."""
         if quality not in self._jpegli_sizes:
-            rgb3 = self.rgb if self.rgb.ndim == 3 else np.repeat(self.rgb[..., None], 3, 2)
-            self._jpegli_sizes[quality] = len(rdo.jpegli_encode(rgb3, quality))
+            data = self._jpegli_file(quality)
+            self._jpegli_sizes[quality] = len(data)
         return self._jpegli_sizes[quality]
+
+    def _jpegli_file(self, quality):
+        """pyjpegli's file at ``quality``; the last two are kept (the search usually ends on the one
+        :meth:`start` reads)."""
+        if quality not in self._jpegli_files:
+            rgb3 = self.rgb if self.rgb.ndim == 3 else np.repeat(self.rgb[..., None], 3, 2)
+            self._jpegli_files[quality] = rdo.jpegli_encode(rgb3, quality)
+            while len(self._jpegli_files) > 2:
+                self._jpegli_files.pop(next(iter(self._jpegli_files)))
+        return self._jpegli_files[quality]
 
     def start(self, quality):
         """(coefficients per component (N, 64), tables per component, AC code lengths, frame tables) at the
@@ -441,7 +490,7 @@ class _RdoCoder:
         if quality not in self._start:
             rgb3 = self.rgb if self.rgb.ndim == 3 else np.repeat(self.rgb[..., None], 3, 2)
             if self.jpegli_core:
-                data = rdo.jpegli_encode(rgb3, quality)
+                data = self._jpegli_file(quality)
                 coefs, tables = rdo.read_coefficients(data)
                 coefs = [c[:bh, :bw].reshape(-1, 64) for c, (bh, bw) in zip(coefs, self.blocks)]
             else:
@@ -466,7 +515,11 @@ class _RdoCoder:
                                                        self.component_weights, self.blocks)]
 
     def encode(self, quality, lam):
-        data = self.dct.encode_coefficients(self.coefficients(quality, lam), self.start(quality)[3])
+        coefs, frame = self.coefficients(quality, lam), self.start(quality)[3]
+        if self.dct.progressive or not self.dct.optimize:
+            data = self.dct.encode_coefficients(coefs, frame)
+        else:  # native optimised Huffman coding: the same bytes as libjpeg's re-coding
+            data = self.dct.encode_coefficients_optimised(coefs, frame)
         data.jpegli_quality, data.lam = quality, lam
         return data
 
@@ -589,39 +642,49 @@ def _match_size(coder, qualities, final_quality, target, tolerance):
     return best, iterations
 
 
-def _jpegli_quality_for(coder, target):
-    """The smallest integer jpegli quality whose pyjpegli file is at least ``target`` bytes (100 if none is):
-    bisection on the integers with log-size interpolation (3-5 jpegli encodes)."""
-    sizes = {}
-
-    def size(q):
-        if q not in sizes:
-            sizes[q] = coder.jpegli_size(q)
-        return sizes[q]
-
-    lo, hi = 1, 100
-    if size(hi) < target:
-        return hi
-    if size(lo) >= target:
-        return lo
-    guess = 75
-    while hi - lo > 1:
-        q = int(np.clip(guess, lo + 1, hi - 1))
-        if size(q) >= target:
-            hi = q
-        else:
-            lo = q
-        if hi - lo > 1:  # interpolate log(size) between the bracket's ends
-            a, b = np.log(size(lo)), np.log(size(hi))
-            guess = int(round(lo + (np.log(target) - a) / (b - a) * (hi - lo))) if b > a else (lo + hi) // 2
-    return hi
+def _jpegli_slope(q):
+    """Typical d log(size) / d quality of jpegli around quality q (measured on 12 Kodak and 8 ImageNet images:
+    about 0.02 at 50-65, 0.03 at 80, 0.05 at 90), for the first steps of the quality search."""
+    return float(np.interp(q, (0, 65, 80, 90, 100), (0.02, 0.018, 0.028, 0.05, 0.1)))
 
 
-def _match_size_rdo(coder, target, tolerance):
+def _jpegli_quality_for(coder, target, guess=85):
+    """The smallest integer jpegli quality whose pyjpegli file is at least ``target`` bytes (100 if none is;
+    jpegli's size grows with its quality). Every size the coder has measured brackets the answer; the next
+    quality tried is where log(size) crosses log(target), interpolated between the bracket's ends or
+    extrapolated from the slope of the two measured sizes nearest the target, rounded towards the unmeasured
+    side, so the search usually needs the two qualities around the answer and one more. The first search of an
+    encode starts at ``guess``."""
+    log_t = np.log(target)
+    while True:
+        sizes = coder._jpegli_sizes
+        below = [q for q, s in sizes.items() if s < target]
+        above = [q for q, s in sizes.items() if s >= target]
+        lo = max(below, default=0)     # quality 0: a virtual size below every target
+        hi = min(above, default=101)   # quality 101: a virtual size above every target
+        if hi - lo <= 1:
+            return int(min(hi, 100))
+        if lo and hi <= 100:  # interpolate log(size) between the bracket's ends
+            a, b = np.log(sizes[lo]), np.log(sizes[hi])
+            x = lo + (log_t - a) / (b - a) * (hi - lo) if b > a else (lo + hi) / 2
+            q = int(np.ceil(x)) if x - lo > hi - x else int(np.floor(x))
+        elif not sizes:
+            q = int(guess)
+        else:  # one side only: extrapolate with the slope of the two measured sizes nearest the target
+            near = sorted(sizes, key=lambda k: abs(np.log(sizes[k]) - log_t))[:2]
+            slope = _jpegli_slope(near[0])
+            if len(near) == 2 and sizes[near[0]] != sizes[near[1]]:
+                slope = max((np.log(sizes[near[0]]) - np.log(sizes[near[1]])) / (near[0] - near[1]), 1e-3)
+            x = near[0] + (log_t - np.log(sizes[near[0]])) / slope
+            q = int(np.ceil(x)) if lo else int(np.floor(x))  # land just on the other side of the crossing
+        coder.jpegli_size(int(np.clip(q, lo + 1, hi - 1)))
+
+
+def _match_size_rdo(coder, target, tolerance, guess=85):
     """Size control of "rdo" mode: start from the jpegli quality that meets ``target`` plus the coder's
     headroom, then bisect lambda (Illinois on log size vs log lambda) until the file is within ``tolerance``.
     When lambda = 0 is already under the target, the next jpegli qualities are tried."""
-    quality = _jpegli_quality_for(coder, target)
+    quality = _jpegli_quality_for(coder, target, guess)
     if coder.headroom:  # less headroom at high quality, where the RDO's model loses more against jpegli's
         headroom = coder.headroom * float(np.clip((100 - quality) / 40.0, 0.5, 1.0))
         quality = _jpegli_quality_for(coder, target * (1.0 + headroom))

@@ -157,3 +157,49 @@ def drop_duplicate_segments(data: bytes) -> bytes:
         seen.add(segment)
         pos = end
     return bytes(out + data[pos:])
+
+
+def assemble_optimised(header: BaselineJpeg, tables, huffman: dict, scan: bytes) -> bytes:
+    """The full stream as libjpeg writes it with optimised Huffman tables: the header's segments, one DQT
+    segment per quantisation table (natural order, table i gets id i) where the header's first DQT was, and
+    one DHT segment per table of ``huffman`` ((class, id) -> (bits[16], values)) where its first DHT was, in
+    libjpeg's order (each component's DC then AC table, each table once); then the scan and EOI. Component
+    identifiers are renumbered 0..n-1 in the frame and scan headers, as jpeglib's libjpeg re-coding writes
+    them (decoders match components by these numbers only)."""
+    out = bytearray(b"\xff\xd8")
+    n = len(header.components)
+    sos = bytearray(header.sos_payload)
+    for i in range(n):
+        sos[1 + 2 * i] = i
+    dqt_written = dht_written = False
+    order = []
+    for comp in header.components:
+        for key in ((0, comp.dc_table), (1, comp.ac_table)):
+            if key not in order:
+                order.append(key)
+
+    def segment(marker, payload):
+        out.extend(bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload)
+
+    for marker, payload in header.segments:
+        if marker == DQT:
+            if not dqt_written:
+                for i, table in enumerate(tables):
+                    segment(DQT, bytes([i]) + dqt_payload([table])[1:])
+                dqt_written = True
+        elif marker == DHT:
+            if not dht_written:
+                for cls, ident in order:
+                    bits, values = huffman[(cls, ident)]
+                    segment(DHT, bytes([cls << 4 | ident]) + bytes(bits) + bytes(values))
+                dht_written = True
+        elif marker == SOF_BASELINE:
+            sof = bytearray(payload)
+            for i in range(n):
+                sof[6 + 3 * i] = i
+            segment(marker, bytes(sof))
+        else:
+            segment(marker, payload)
+    segment(SOS, bytes(sos))
+    out += scan + b"\xff\xd9"
+    return bytes(out)

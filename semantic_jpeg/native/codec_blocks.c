@@ -1,4 +1,4 @@
-/* Native block kernels of the semantic JPEG codec (paper 000, sec 2.4, Algorithm 1, eq. 2.7).
+/* Native block kernels of the semantic JPEG codec (Prakash et al., DCC 2017, Algorithm 1; thesis sec. 2.4, eq. 2.7).
  *
  * A "cell" is the unit that takes one saliency level: an 8x8 block, or the MCU (16x16 for 4:2:0) when
  * chroma is subsampled, so that every block of an MCU, luma and chroma, is coded at the same level.
@@ -441,6 +441,27 @@ static void encode_block(BitWriter *w, ZigzagBits zz, const int16_t *blk, int *l
     if (previous < 63) put_symbol_value(w, acc, acs, 0x00, 0, 0); /* EOB */
 }
 
+/* The symbols encode_block would write, counted (libjpeg's encode_mcu_gather): DC size categories into
+ * dc_freq, AC (run, size), ZRL and EOB symbols into ac_freq. */
+static void count_block(BitWriter *w, ZigzagBits zz, const int16_t *blk, int *last_dc, int64_t *dc_freq,
+                        int64_t *ac_freq) {
+    int diff = blk[0] - *last_dc;
+    *last_dc = blk[0];
+    int n = bit_length(diff);
+    if (n > 11) { w->error = 3; return; }
+    dc_freq[n]++;
+    int previous = 0;
+    for (uint64_t nonzero = zigzag_nonzero(zz, blk) & ~(uint64_t)1; nonzero; nonzero &= nonzero - 1) {
+        int k = lowest_bit(nonzero), run = k - previous - 1, v = blk[ZIGZAG[k]];
+        for (; run > 15; run -= 16) ac_freq[0xF0]++;
+        n = bit_length(v);
+        if (n > 10) { w->error = 3; return; }
+        ac_freq[(run << 4) | n]++;
+        previous = k;
+    }
+    if (previous < 63) ac_freq[0x00]++;
+}
+
 /* One interleaved baseline scan (single component: blocks in raster order), coded one MCU row at a time so
  * that the fused drivers below never hold more than one MCU row of quantised coefficients. */
 typedef struct {
@@ -450,6 +471,7 @@ typedef struct {
     const uint32_t **dc_code, **ac_code;
     const uint8_t **dc_size, **ac_size;
     uint64_t (*zigzag)[256]; /* ZigzagBits */
+    int64_t *dc_freq[4], *ac_freq[4]; /* when set: count symbols (257 per table) instead of writing bits */
 } Scan;
 
 /* Returns 0, or SEMJPEG_NO_MEMORY. */
@@ -457,11 +479,19 @@ static int scan_init(Scan *s, int n_components, const int *blocks_h, const int *
                      const int *samp_v, const uint32_t **dc_code, const uint8_t **dc_size, const uint32_t **ac_code,
                      const uint8_t **ac_size, int mcus_h, uint8_t *out, int64_t capacity) {
     Scan init = {{out, 0, capacity, 0, 0, 0}, n_components, mcus_h, {0, 0, 0, 0}, blocks_h, blocks_w, samp_h,
-                 samp_v, dc_code, ac_code, dc_size, ac_size, malloc(sizeof(ZigzagBits))};
+                 samp_v, dc_code, ac_code, dc_size, ac_size, malloc(sizeof(ZigzagBits)), {0}, {0}};
     *s = init;
     if (!s->zigzag) return SEMJPEG_NO_MEMORY;
     zigzag_bits_init(s->zigzag);
     return 0;
+}
+
+static inline void scan_block(Scan *s, int c, const int16_t *blk) {
+    if (s->dc_freq[c])
+        count_block(&s->w, s->zigzag, blk, &s->last_dc[c], s->dc_freq[c], s->ac_freq[c]);
+    else
+        encode_block(&s->w, s->zigzag, blk, &s->last_dc[c], s->dc_code[c], s->dc_size[c], s->ac_code[c],
+                     s->ac_size[c]);
 }
 
 /* Code MCU row `my`. rows[c] holds component c's block rows my * samp_v[c] onwards, blocks_w[c] blocks each
@@ -470,9 +500,7 @@ static int scan_init(Scan *s, int n_components, const int *blocks_h, const int *
 static void scan_mcu_row(Scan *s, int my, int16_t *const *rows) {
     BitWriter *w = &s->w;
     if (s->n_components == 1) {
-        for (int bx = 0; bx < s->blocks_w[0] && !w->error; bx++)
-            encode_block(w, s->zigzag, rows[0] + (size_t)bx * 64, &s->last_dc[0], s->dc_code[0], s->dc_size[0],
-                         s->ac_code[0], s->ac_size[0]);
+        for (int bx = 0; bx < s->blocks_w[0] && !w->error; bx++) scan_block(s, 0, rows[0] + (size_t)bx * 64);
         return;
     }
     int16_t dummy[64];
@@ -489,8 +517,7 @@ static void scan_mcu_row(Scan *s, int my, int16_t *const *rows) {
                         dummy[0] = (int16_t)s->last_dc[c];
                         blk = dummy;
                     }
-                    encode_block(w, s->zigzag, blk, &s->last_dc[c], s->dc_code[c], s->dc_size[c], s->ac_code[c],
-                                 s->ac_size[c]);
+                    scan_block(s, c, blk);
                 }
 }
 
@@ -673,6 +700,88 @@ int64_t semjpeg_encode_baseline_scan(int n_components, const int16_t **coefs, co
         scan_mcu_row(&s, my, rows);
     }
     return scan_finish(&s);
+}
+
+/* Symbol counts of the scan semjpeg_encode_baseline_scan would write for the same coefficients (dummy blocks
+ * included): dc_freq and ac_freq hold 257 int64 counts per component (the 257th is left for the Huffman table
+ * builder), added to what they hold. Returns 0 or a negative SEMJPEG_ error. */
+int semjpeg_scan_frequencies(int n_components, const int16_t **coefs, const int *blocks_h, const int *blocks_w,
+                             const int *samp_h, const int *samp_v, int mcus_v, int mcus_h, int64_t *dc_freq,
+                             int64_t *ac_freq) {
+    if (n_components < 1 || n_components > 4 || !dc_freq || !ac_freq) return SEMJPEG_BAD_ARGUMENT;
+    if (n_components == 1) mcus_v = blocks_h[0];
+    Scan s;
+    if (scan_init(&s, n_components, blocks_h, blocks_w, samp_h, samp_v, NULL, NULL, NULL, NULL, mcus_h, NULL, 0))
+        return SEMJPEG_NO_MEMORY;
+    for (int c = 0; c < n_components; c++) {
+        s.dc_freq[c] = dc_freq + 257 * c;
+        s.ac_freq[c] = ac_freq + 257 * c;
+    }
+    int16_t *rows[4];
+    for (int my = 0; my < mcus_v && !s.w.error; my++) {
+        for (int c = 0; c < n_components; c++)
+            rows[c] = (int16_t *)coefs[c] + (size_t)my * (n_components > 1 ? samp_v[c] : 1) * blocks_w[c] * 64;
+        scan_mcu_row(&s, my, rows);
+    }
+    free(s.zigzag);
+    return s.w.error == 3 ? SEMJPEG_OUT_OF_RANGE : 0;
+}
+
+/* Optimal Huffman table for the 256 symbol counts `freq` (ITU T.81 Annex K.2), exactly as libjpeg's
+ * jpeg_gen_optimal_table builds it (same tie-breaking, reserved all-ones code, length limit 16), so files equal
+ * libjpeg's optimize_coding output. bits: 16 counts of codes of length 1..16; values: the symbols by code length.
+ * Returns the number of symbols, or SEMJPEG_BAD_ARGUMENT. */
+int semjpeg_optimal_huffman(const int64_t *counts, uint8_t *bits_out, uint8_t *values) {
+    enum { MAX_CLEN = 32 };
+    int64_t freq[257];
+    int bits[MAX_CLEN + 1] = {0}, codesize[257] = {0}, others[257];
+    if (!counts || !bits_out || !values) return SEMJPEG_BAD_ARGUMENT;
+    for (int i = 0; i < 256; i++) {
+        if (counts[i] < 0) return SEMJPEG_BAD_ARGUMENT;
+        freq[i] = counts[i];
+    }
+    for (int i = 0; i < 257; i++) others[i] = -1;
+    freq[256] = 1; /* reserves one code point: no code is all ones */
+    for (;;) {
+        int c1 = -1, c2 = -1;
+        int64_t v = INT64_MAX;
+        for (int i = 0; i <= 256; i++) /* smallest nonzero count; ties: the larger symbol */
+            if (freq[i] && freq[i] <= v) { v = freq[i]; c1 = i; }
+        v = INT64_MAX;
+        for (int i = 0; i <= 256; i++)
+            if (freq[i] && freq[i] <= v && i != c1) { v = freq[i]; c2 = i; }
+        if (c2 < 0) break;
+        freq[c1] += freq[c2];
+        freq[c2] = 0;
+        codesize[c1]++;
+        while (others[c1] >= 0) { c1 = others[c1]; codesize[c1]++; }
+        others[c1] = c2;
+        codesize[c2]++;
+        while (others[c2] >= 0) { c2 = others[c2]; codesize[c2]++; }
+    }
+    for (int i = 0; i <= 256; i++)
+        if (codesize[i]) {
+            if (codesize[i] > MAX_CLEN) return SEMJPEG_BAD_ARGUMENT;
+            bits[codesize[i]]++;
+        }
+    int i;
+    for (i = MAX_CLEN; i > 16; i--)
+        while (bits[i] > 0) {
+            int j = i - 2;
+            while (bits[j] == 0) j--;
+            bits[i] -= 2;
+            bits[i - 1]++;
+            bits[j + 1] += 2;
+            bits[j]--;
+        }
+    while (bits[i] == 0) i--;
+    bits[i]--; /* drop the reserved symbol 256 from the longest length */
+    for (int k = 1; k <= 16; k++) bits_out[k - 1] = (uint8_t)bits[k];
+    int p = 0;
+    for (int len = 1; len <= MAX_CLEN; len++)
+        for (int j = 0; j <= 255; j++)
+            if (codesize[j] == len) values[p++] = (uint8_t)j;
+    return p;
 }
 
 /* One encode, fused: transform, requantise and entropy-code the image one MCU row at a time. The file equals
