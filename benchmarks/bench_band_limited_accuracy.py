@@ -1,5 +1,5 @@
 """Accuracy of band-limited training vs compression rate, and robustness to Gaussian input noise
-(paper 003 Table 2.1 and Figure 2.5), scaled down to a 2-core CPU.
+(Dziedzic et al., ICML 2019; dissertation Table 2.1 and Figure 2.5), scaled down to a 2-core CPU.
 
 Data: the 10,000 CIFAR-10 test images of ../shared/data/cifar10/cifar10_test_jpeg_decoded.npz, split with a
 fixed seed into --train (8000) training and the rest (2000) test images. Model: a small
@@ -180,7 +180,8 @@ def main() -> int:
 
     result = dict(command="python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]), data=str(args.data),
                   n_train=len(y_train), n_test=len(y_test), epochs=args.epochs, batch=args.batch, seed=args.seed,
-                  backend=args.backend, model=f"ResNet8 (widths {args.widths}, all Conv2d band-limited)", sigmas=args.sigmas,
+                  backend=args.backend, model=f"ResNet8 (widths {args.widths}, all Conv2d band-limited)",
+                  sigmas=args.sigmas,
                   threads=torch.get_num_threads(), models=models)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))

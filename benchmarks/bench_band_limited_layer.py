@@ -1,7 +1,8 @@
-"""Per-layer cost of band-limited FFT convolution (paper 003 sec 2.3.2, Figure 2.4) on ResNet-18 CIFAR shapes.
+"""Per-layer cost of band-limited FFT convolution (Dziedzic et al., ICML 2019; dissertation sec. 2.3.2, Figure 2.4) on ResNet-18 CIFAR shapes.
 
 Forward + backward (of a fixed random output gradient) of one 3x3 layer (default: batch 32, 64 -> 64 channels,
-32x32, padding 1) for nn.Conv2d (F.conv2d, oneDNN) and BandLimitedConv2d at several compression rates, for each backend of the complex
+32x32, padding 1) for nn.Conv2d (F.conv2d, oneDNN) and BandLimitedConv2d at several compression rates, for each
+backend of the complex
 multiply-accumulate (C kernel "native", complex einsum "torch"). Reported against the same layer at 0%
 (full spectrum, same backend) and against F.conv2d, all measured in this run:
 
@@ -9,7 +10,8 @@ multiply-accumulate (C kernel "native", complex einsum "torch"). Reported agains
   alike), after one warm-up each;
 - peak memory, two ways: (a) the torch profiler's largest "Total Allocated" during one forward+backward
   (bytes held by torch's CPU allocator above what existed before: activations, spectra, saved tensors,
-  gradients), median of --memory-runs profiled runs (it varies from run to run); (b) growth of the peak resident set size (VmHWM, reset through /proc/self/clear_refs) over
+  gradients), median of --memory-runs profiled runs (it varies from run to run); (b) growth of the peak resident set
+  size (VmHWM, reset through /proc/self/clear_refs) over
   one forward+backward run in a fresh subprocess.
 
     python benchmarks/bench_band_limited_layer.py
@@ -149,7 +151,8 @@ def main() -> int:
     print(header)
     for r in rows:
         kept = f"{r['kept_coefficients']}/{r['total_coefficients']}" if r["kept_coefficients"] else "-"
-        print(f"{r['method']:8} {r['compress_rate']:5.2f} {kept:>9} {r['time_ms']:8.1f} {r['time_ms_vs_same_at_0']:6.2f} "
+        print(f"{r['method']:8} {r['compress_rate']:5.2f} {kept:>9} {r['time_ms']:8.1f} "
+              f"{r['time_ms_vs_same_at_0']:6.2f} "
               f"{r['time_ms_vs_conv2d']:6.2f} {r['profiler_peak_mib']:9.1f} {r['profiler_peak_mib_vs_same_at_0']:6.2f} "
               f"{r['profiler_peak_mib_vs_conv2d']:6.2f} {r['rss_peak_growth_mib']:8.1f} "
               f"{r['rss_peak_growth_mib_vs_same_at_0']:6.2f} {r['rss_peak_growth_mib_vs_conv2d']:6.2f}")

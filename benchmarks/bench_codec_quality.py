@@ -1,4 +1,4 @@
-"""Codec quality, paper 000 Table 2.1 protocol.
+"""Codec quality, the Table 2.1 protocol of Prakash et al. (DCC 2017; thesis Table 2.1).
 
 Kodak 24: plain Pillow JPEG at Q=50 (4:2:0) vs semantic JPEG ("dct" and "mosaic" modes) size-matched within
 +-1%, and jpegli (pyjpegli) at the integer quality whose size is closest. Metrics from libraries: PSNR, SSIM
@@ -138,7 +138,8 @@ def nus_psnr_f(data_dir, limit):
             for mode in ("dct", "mosaic"):
                 outs[f"semantic {mode}"] = semantic_jpeg.encode(rgb, saliency=sal, match_jpeg_quality=50, mode=mode)
         for k, data in outs.items():
-            scores[k].append((psnr(rgb, decode(data), weights), psnr(rgb, decode(data)), len(data) / len(outs["JPEG Q50"])))
+            decoded = decode(data)
+            scores[k].append((psnr(rgb, decoded, weights), psnr(rgb, decoded), len(data) / len(outs["JPEG Q50"])))
     return {k: {"PSNR-F": float(np.mean([s[0] for s in v])), "PSNR": float(np.mean([s[1] for s in v])),
                 "size vs Q50": float(np.mean([s[2] for s in v])), "images": len(v)} for k, v in scores.items()}
 
@@ -147,7 +148,8 @@ def markdown(table, title):
     cols = list(next(iter(table.values())))
     lines = [f"### {title}", "", "| | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, row in table.items():
-        lines.append(f"| {name} | " + " | ".join(f"{row[c]:.4f}" if abs(row[c]) < 2 else f"{row[c]:.2f}" for c in cols) + " |")
+        cells = (f"{row[c]:.4f}" if abs(row[c]) < 2 else f"{row[c]:.2f}" for c in cols)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

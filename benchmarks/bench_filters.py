@@ -140,7 +140,8 @@ def report(results: dict, command: str) -> str:
              "Each round calls every method twice in a row, methods in a new random order each round: 'first call'",
              "comes right after another library's call, 'repeat call' right after the same call.", ""]
     for key, label in CALLS.items():
-        lines += [f"## {label}", "", "| method | " + " | ".join(f"{s} ms | vs ours" for s in SIZES) + " | runs per size |",
+        lines += [f"## {label}", "",
+                  "| method | " + " | ".join(f"{s} ms | vs ours" for s in SIZES) + " | runs per size |",
                   "|---|" + "---:|---:|" * len(SIZES) + "---:|"]
         for name in results["224x224"]:
             cells = []

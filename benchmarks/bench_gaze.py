@@ -26,8 +26,8 @@ from scipy.ndimage import gaussian_filter
 from tqdm import tqdm
 
 from semantic_jpeg.evaluation import saliency_metrics as sm
-from semantic_jpeg.onnx_models import load_model
 from semantic_jpeg.onnx_models import gaze_model as gaze_model_module
+from semantic_jpeg.onnx_models import load_model
 from semantic_jpeg.onnx_models.gaze_model import load_gaze_model
 from semantic_jpeg.onnx_models.image_input import resize_map
 from semantic_jpeg.training.gaze_data import read_dataset  # csv reading only (no torch use)
@@ -219,7 +219,8 @@ def record_in_manifest(result, path: Path) -> None:
 
 
 def write_markdown(result, path) -> None:
-    names = {"gaze": "gaze (this model)", "gaze_raw": "gaze, unsmoothed density (blur=0)", "centre_bias": "centre bias (other NUS images)", "msroi": "MS-ROI",
+    names = {"gaze": "gaze (this model)", "gaze_raw": "gaze, unsmoothed density (blur=0)",
+             "centre_bias": "centre bias (other NUS images)", "msroi": "MS-ROI",
              "aug_msroi": "Aug-MSROI", "gold_standard": "gold standard (other observers)"}
 
     def cell(value, digits=3):

@@ -1,4 +1,4 @@
-"""RePr (paper 000 ch.5) vs standard training of C^3(32) on CIFAR-10 images (SPEC sec 3.4).
+"""RePr (Prakash et al., CVPR 2019) vs standard training of C^3(32) on CIFAR-10 images.
 
 Data: the 10 000 decoded CIFAR-10 test images in ../shared/data/cifar10, split once (seed 0) into 8000 train /
 2000 test. Equal budgets for both schemes, SGD lr 0.01 momentum 0.9, batch 128. The paper's schedule (100
@@ -136,10 +136,11 @@ def main(argv=None) -> int:
         lines.append(f"| {'yes' if augment else 'no'} | {ms:.2f} +- {ss:.2f} | {mr:.2f} +- {sr:.2f} | "
                      f"{md:+.2f} +- {sd:.2f} |")
     seed0 = args.seeds[0]
-    lines += [] if args.skip_table else ["", f"Table 5.1 at a smaller budget (units of {args.table_unit} images, same schedule, "
-                  f"{args.epochs * args.table_unit / 8000:g} passes): RePr with each ranking metric, seed {seed0}, no "
-                  f"augmentation (one seed: compare differences with the seed std above):", "",
-              "| ranking | test accuracy (%) | vs standard |", "|---|---|---|"]
+    lines += [] if args.skip_table else [
+        "", f"Table 5.1 at a smaller budget (units of {args.table_unit} images, same schedule, "
+            f"{args.epochs * args.table_unit / 8000:g} passes): RePr with each ranking metric, seed {seed0}, no "
+            f"augmentation (one seed: compare differences with the seed std above):", "",
+        "| ranking | test accuracy (%) | vs standard |", "|---|---|---|"]
     if not args.skip_table:
         base = final("standard", False, seed0, table=True)[0]
         for scheme in ["standard", "ortho"] + list(args.metrics):
@@ -154,9 +155,10 @@ def main(argv=None) -> int:
     args.out.with_suffix(".md").write_text(report)
     print(report)
     for augment in augment_modes:
+        labels = (("standard", "standard"), ("RePr (ortho)", "ortho"))
         plot_training_curves(
             {label: [r["history"] for r in runs if r["scheme"] == scheme and r["augment"] == augment
-                     and not r.get("table")] for label, scheme in (("standard", "standard"), ("RePr (ortho)", "ortho"))},
+                     and not r.get("table")] for label, scheme in labels},
             f"{args.out}_curves{'_aug' if augment else ''}.png",
             drop_intervals=RePr.schedule(args.s1, args.s2, args.n), xlabel=f"unit ({args.unit} training images)",
             title=f"C3(32), 8000 CIFAR-10 images, {'with' if augment else 'no'} augmentation, mean +- std over "

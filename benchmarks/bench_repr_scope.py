@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 import torch
-
 from bench_repr import DEFAULT_DATA, RESULTS, mean_std, train_once  # noqa: E402 (run from benchmarks/ or root)
+
 from semantic_jpeg.training.data import ArrayLoader, cifar_split
 from semantic_jpeg.training.fit import fit, vanilla_convnet
 from semantic_jpeg.training.repr import RePr

@@ -81,7 +81,8 @@ def main(argv=None) -> int:
         height, width = image.shape[:2]
         fixated = np.zeros((height, width), bool)
         points = np.array(fixations[name])
-        fixated[np.clip(points[:, 0].astype(int), 0, height - 1), np.clip(points[:, 1].astype(int), 0, width - 1)] = True
+        rows, cols = np.clip(points[:, 0].astype(int), 0, height - 1), np.clip(points[:, 1].astype(int), 0, width - 1)
+        fixated[rows, cols] = True
         density = gaussian_filter(fixated.astype(np.float32), 0.03 * max(height, width))
         maps = {"centre_bias": centre_bias(height, width)}
         for size in args.sizes:

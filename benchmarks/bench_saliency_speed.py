@@ -92,12 +92,12 @@ def main(argv=None) -> int:
                                                                                args.repeats)
     for size in args.sizes:
         if size != default_size:
-            rows[f"MS-ROI map 1080p @{size}"] = median_ms(lambda: model.msroi_map(frame, working_size=size),
+            rows[f"MS-ROI map 1080p @{size}"] = median_ms(lambda size=size: model.msroi_map(frame, working_size=size),
                                                           args.repeats)
     throughput = {}
     for n in (1, 8, 32):
         batch = np.zeros((n, 3, 224, 224), np.float32)
-        throughput[n] = n / (median_ms(lambda: model.forward(batch), max(3, args.repeats // 3)) / 1000)
+        throughput[n] = n / (median_ms(lambda batch=batch: model.forward(batch), max(3, args.repeats // 3)) / 1000)
     callers = {n: maps_per_second(model, frame, n) for n in (1, 2, 4)}
     rounds = 2 * args.repeats + 1
     ratios = {"Aug-MSROI / MS-ROI": paired_ratio(lambda: model.aug_msroi_map(frame, n=5, seed=0),

@@ -1,4 +1,4 @@
-r"""Defense evaluation benchmark (SPEC sec 3.2-3.3, paper 000 Tables 3.1, 4.1, 4.6-4.11): attacks with ART on
+r"""Defense evaluation benchmark (Prakash et al., DCC 2018 Table 3.1 and CVPR 2018 Tables 4.1, 4.6-4.11 in the thesis numbering): attacks with ART on
 EfficientNet-Lite0, our defenses vs ART's peers, ablations, adaptive BPDA+EOT PGD.
 
 Prints the Markdown tables and writes OUT/<name>.{json,md} and <name>_accuracy_vs_distortion.png with the exact

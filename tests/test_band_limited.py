@@ -1,4 +1,4 @@
-"""Band-limited FFT convolution (paper 003 ch.2): exactness at 0%, gradients, mask, numpy oracle, kernels."""
+"""Band-limited FFT convolution (Dziedzic et al., ICML 2019): exactness at 0%, gradients, mask, numpy oracle, kernels."""
 import numpy as np
 import pytest
 

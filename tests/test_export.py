@@ -12,8 +12,12 @@ from semantic_jpeg.onnx_models import read_manifest  # noqa: E402
 from semantic_jpeg.onnx_models.cam_model import PACKAGE_DIR  # noqa: E402
 from semantic_jpeg.training import class_table  # noqa: E402
 from semantic_jpeg.training import export as export_module  # noqa: E402
-from semantic_jpeg.training.efficientnet import (EfficientNetLite0, TFSameConv2d,  # noqa: E402
-                                                 efficientnet_lite0, pretrained_weights_path)
+from semantic_jpeg.training.efficientnet import (  # noqa: E402
+    EfficientNetLite0,
+    TFSameConv2d,
+    efficientnet_lite0,
+    pretrained_weights_path,
+)
 
 MANIFEST = PACKAGE_DIR / f"{export_module.MODEL_STEM}.json"
 

@@ -13,8 +13,14 @@ from PIL import Image
 
 import semantic_jpeg
 from semantic_jpeg.evaluation import saliency_metrics as sm
-from semantic_jpeg.onnx_models.gaze_model import (METHODS, PACKAGE_DIR, GazeModel, default_gaze_model,
-                                                  load_gaze_model, read_gaze_manifest)
+from semantic_jpeg.onnx_models.gaze_model import (
+    METHODS,
+    PACKAGE_DIR,
+    GazeModel,
+    default_gaze_model,
+    load_gaze_model,
+    read_gaze_manifest,
+)
 from semantic_jpeg.onnx_models.manifest import ModelIntegrityError
 
 MANIFEST = PACKAGE_DIR / "efficientnet_lite0_gaze.json"

@@ -1,5 +1,5 @@
-"""MS-ROI network (paper 000 sec 2.3, eq. 2.4-2.6), its ONNX export through the runtime, Aug-MSROI,
-distillation, selective dropout (paper 002 sec 5.3) and the `semantic-jpeg train` CLI."""
+"""MS-ROI network (Prakash et al., DCC 2017; thesis eq. 2.4-2.6), its ONNX export through the runtime, Aug-MSROI,
+distillation, selective dropout (Hinthorn, sec. 5.3) and the `semantic-jpeg train` CLI."""
 import json
 import subprocess
 import sys
@@ -11,8 +11,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from semantic_jpeg.training.msroi_net import MSROINet, aug_msroi_class_maps, export_msroi, msroi_loss  # noqa: E402
-from semantic_jpeg.training.selective_dropout import (select_volatile, selective_dropout_finetune,  # noqa: E402
-                                                      volatility)
+from semantic_jpeg.training.selective_dropout import select_volatile, selective_dropout_finetune, volatility  # noqa: E402
 
 
 def test_msroi_net_structure_and_equations():
@@ -198,7 +197,8 @@ def test_cli_train_repr_resume_and_errors(tmp_path):
     records = [json.loads(s) for s in (tmp_path / "full/metrics.jsonl").read_text().splitlines()]
     assert [r["phase"] for r in records] == ["full", "pruned", "full", "full"] and "test_accuracy" in records[0]
     # interrupted after 2 epochs (a 2-epoch run's checkpoint), then resumed to 4: same result
-    assert run_cli(*base, "--epochs", "2", "--s1", "1", "--s2", "1", "--rounds", "1", "--out", str(tmp_path / "part")) == 0
+    assert run_cli(*base, "--epochs", "2", "--s1", "1", "--s2", "1", "--rounds", "1",
+                   "--out", str(tmp_path / "part")) == 0
     assert run_cli(*common, "--out", str(tmp_path / "part"), "--resume") == 0
     a = torch.load(tmp_path / "full/model.pt")
     b = torch.load(tmp_path / "part/model.pt")

@@ -21,8 +21,8 @@ def bpda_eot_pgd(model: torch.nn.Module, spec: DefenseSpec, x: np.ndarray, label
     current adversarial image, as the defense would compute it."""
     from semantic_jpeg.defense_filters.adapters.torch_module import PurifyModule
 
-    from .scoring import rcam_maps
     from .model import to_nhwc
+    from .scoring import rcam_maps
 
     if eps <= 0 or steps < 1 or eot < 1:
         raise ValueError(f"need eps > 0, steps >= 1, eot >= 1; got eps={eps}, steps={steps}, eot={eot}")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+
 @dataclass
 class ImageSet:
     """Images as uint8 RGB ``N x H x W x 3`` with their ImageNet class indices and file names."""
@@ -18,7 +19,7 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def take(self, index) -> "ImageSet":
+    def take(self, index) -> ImageSet:
         index = np.asarray(index, dtype=np.int64)
         return ImageSet(self.images[index], self.labels[index], [self.names[i] for i in index])
 

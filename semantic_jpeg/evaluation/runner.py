@@ -253,7 +253,7 @@ def _adaptive(cfg, model, cache, x, clean, labels, defenses, sets, keys) -> dict
         params = [spec.params, cfg.adaptive_eps, cfg.adaptive_steps, eot, cfg.seed]
         ad_keys = [digest("adaptive", name, params, model_id(), im) for im in x]
 
-        def compute(missing, spec=spec, name=name, eot=eot):  # one batch
+        def compute(missing, spec=spec, name=name, eot=eot, ad_keys=ad_keys):  # one batch
             return bpda_eot_pgd(model, spec, x[missing], labels[missing], eps=cfg.adaptive_eps,
                                 steps=cfg.adaptive_steps, eot=eot,
                                 seed=key_seed(ad_keys[missing[0]], cfg.seed), desc=f"adaptive {name}")

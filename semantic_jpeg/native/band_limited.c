@@ -1,4 +1,4 @@
-/* Band-limited FFT convolution: complex multiply-accumulate over a reduction axis (paper 003 sec 2.2.3).
+/* Band-limited FFT convolution: complex multiply-accumulate over a reduction axis (Dziedzic et al., ICML 2019; dissertation sec. 2.2.3).
  *
  * out[i, j, k] = sum_r  A'[i, r, k] * B'[j, r, k]        for k in [0, nk) kept (band-limited) frequencies,
  * where A' is A or conj(A) (conj_a) and B' is B or conj(B) (conj_b).

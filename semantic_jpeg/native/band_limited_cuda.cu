@@ -1,4 +1,4 @@
-// Band-limited FFT convolution, CUDA version of band_limited.c (paper 003 sec 2.2.3).
+// Band-limited FFT convolution, CUDA version of band_limited.c (Dziedzic et al., ICML 2019; dissertation sec. 2.2.3).
 //
 // out[i, j, k] = sum_r A'[i, r, k] * B'[j, r, k] over planar complex rows (nk real parts, then nk imaginary
 // parts), written as interleaved complex (ni, nj, nk, 2); A' / B' are the operand or its conjugate. One thread computes one output cell (i, j, k): the complex

@@ -1,4 +1,4 @@
-"""Saliency maps from ONNX CAM models run with onnxruntime (no torch): MS-ROI (paper 000 sec 2.3, eq. 2.4-2.5),
+"""Saliency maps from ONNX CAM models run with onnxruntime (no torch): MS-ROI (Prakash et al., DCC 2017; thesis eq. 2.4-2.5),
 Aug-MSROI (sec 3.6) and R-CAM (sec 4.6.1, eq. 4.4-4.5), plus top-k ImageNet predictions.
 
     >>> from semantic_jpeg.onnx_models import default_model, load_model
@@ -35,8 +35,14 @@ A model is an ONNX file plus a JSON manifest (same stem) holding the sha256 of e
 Shipped: ``efficientnet_lite0_cam`` (made by ``python -m semantic_jpeg.training.export``) and
 ``imagenet1k_classes.tsv`` (ImageNet names + WordNet 3.0 coarse groups, see its header).
 """
-from semantic_jpeg.onnx_models.cam_model import (DEFAULT_MODEL, CamModel, available_models, default_model,
-                                                 default_providers, load_model)
+from semantic_jpeg.onnx_models.cam_model import (
+                                                 DEFAULT_MODEL,
+                                                 CamModel,
+                                                 available_models,
+                                                 default_model,
+                                                 default_providers,
+                                                 load_model,
+)
 from semantic_jpeg.onnx_models.manifest import ModelIntegrityError, read_manifest, write_manifest
 
 __all__ = ["CamModel", "DEFAULT_MODEL", "ModelIntegrityError", "available_models", "default_model",

@@ -31,7 +31,7 @@ def default_providers() -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def load_model(name_or_path: str | Path = DEFAULT_MODEL, providers=None, intra_op_num_threads=None) -> "CamModel":
+def load_model(name_or_path: str | Path = DEFAULT_MODEL, providers=None, intra_op_num_threads=None) -> CamModel:
     """Load a shipped model by name (see :func:`available_models`) or any model by the path of its manifest
     ``.json`` or of its ``.onnx`` (manifest next to it, same stem). Every file's sha256 is checked against the
     manifest first (:class:`~semantic_jpeg.onnx_models.manifest.ModelIntegrityError` on mismatch)."""
@@ -43,7 +43,7 @@ _default_instance = None
 _default_threads = None  # intra-op threads of the default model (None: onnxruntime's default)
 
 
-def default_model() -> "CamModel":
+def default_model() -> CamModel:
     """The shared default shipped model, created once (thread-safe); its session is reusable across threads."""
     global _default_instance
     with _default_lock:
@@ -190,7 +190,7 @@ class CamModel:
         return logits, evidence
 
     def class_activation_maps(self, logits: np.ndarray, evidence: np.ndarray, mixtures: np.ndarray) -> np.ndarray:
-        """Maps of class mixtures (paper 000 eq. 4.4): for one image, ``mixtures`` (M, K) rows of class
+        """Maps of class mixtures (Prakash et al., CVPR 2018; thesis eq. 4.4): for one image, ``mixtures`` (M, K) rows of class
         weights -> (M, h', w') maps sum_c mixture[c] * CAM_c."""
         # Only the classes a mixture uses are read, and the products go through einsum's own loops: these
         # matrices are small, and BLAS would wake its thread pool, whose spinning threads take the CPU from
@@ -205,7 +205,7 @@ class CamModel:
 
     # -- maps ----------------------------------------------------------------------------------------------
     def msroi_from_outputs(self, logits, evidence, grouping, k, threshold=None) -> np.ndarray:
-        """MS-ROI at feature resolution from one image's :meth:`forward` outputs (paper 000 eq. 2.4-2.5 over
+        """MS-ROI at feature resolution from one image's :meth:`forward` outputs (Prakash et al., DCC 2017; thesis eq. 2.4-2.5 over
         coarse classes), see :meth:`msroi_map`."""
         probs = np.exp(logits - logits.max())
         probs /= probs.sum()
@@ -232,7 +232,7 @@ class CamModel:
 
     def msroi_map(self, image, *, color_order: str = "RGB", working_size: int | None = None,
                   grouping: str | None = None, k: int | None = None, threshold: float | None = None) -> np.ndarray:
-        """MS-ROI map (paper 000 sec 2.3): CAMs of the top-``k`` coarse classes (``grouping``; optionally only
+        """MS-ROI map (Prakash et al., DCC 2017; thesis sec. 2.3): CAMs of the top-``k`` coarse classes (``grouping``; optionally only
         those with coarse probability >= ``threshold``, eq. 2.5), each clipped at 0 and scaled to max 1,
         summed with rank weights k, k-1, ..., 1 and scaled to [0, 1]. float32 (H, W) like the image."""
         grouping = grouping or self.defaults["grouping"]
@@ -244,7 +244,7 @@ class CamModel:
 
     def aug_msroi_batch(self, batch: np.ndarray, n: int, rng: np.random.Generator, input_noise: float,
                         activation_noise: float):
-        """:meth:`forward` of ``n`` perturbed copies of a (1, 3, h, w) batch (paper 000 sec 3.6): one input
+        """:meth:`forward` of ``n`` perturbed copies of a (1, 3, h, w) batch (Prakash et al., DCC 2018; thesis sec. 3.6): one input
         perturbation, shared by the copies, and ``n`` draws of every activation noise in one batch, so the
         layers before the first noise point run once. A model without noise inputs gets ``n`` input draws."""
         _, _, h, w = batch.shape
@@ -259,7 +259,7 @@ class CamModel:
                       working_size: int | None = None, grouping: str | None = None, k: int | None = None,
                       threshold: float | None = None, input_noise: float | None = None,
                       activation_noise: float | None = None) -> np.ndarray:
-        """Aug-MSROI map (paper 000 sec 3.6): mean of the MS-ROI maps of ``n`` perturbed copies run in ONE
+        """Aug-MSROI map (Prakash et al., DCC 2018; thesis sec. 3.6): mean of the MS-ROI maps of ``n`` perturbed copies run in ONE
         batch, scaled to [0, 1]. The normalised input gets Gaussian noise of std ``input_noise``, drawn once
         and shared by the copies; each copy gets its own Gaussian noise on the intermediate activations named
         by the manifest (std ``activation_noise`` x each channel's std). Sharing the input perturbation lets
@@ -285,7 +285,7 @@ class CamModel:
 
     def rcam_map(self, image, *, k: int | None = None, color_order: str = "RGB",
                  working_size: int | None = None) -> np.ndarray:
-        """Robust activation map R-CAM (paper 000 eq. 4.5): sum_i CAM_{c_i} / 2^i over the top-``k`` fine
+        """Robust activation map R-CAM (Prakash et al., CVPR 2018; thesis eq. 4.5): sum_i CAM_{c_i} / 2^i over the top-``k`` fine
         classes (i = 1..k), clipped at 0 and divided by its maximum. float32 (H, W) in [0, 1]."""
         k = self.defaults["top_k"] if k is None else k
         self._check_options("fine", k, None)

@@ -465,7 +465,7 @@ class BandLimitedConv2d(nn.Conv2d):
         return f"{super().extra_repr()}, compress_rate={self.compress_rate}, backend={self.backend!r}"
 
     @classmethod
-    def from_conv2d(cls, conv: nn.Conv2d, compress_rate=0.5, backend="auto") -> "BandLimitedConv2d":
+    def from_conv2d(cls, conv: nn.Conv2d, compress_rate=0.5, backend="auto") -> BandLimitedConv2d:
         """A band-limited copy of ``conv`` sharing its weight and bias values."""
         layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
                     dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,

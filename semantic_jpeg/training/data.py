@@ -58,7 +58,8 @@ class ArrayLoader:
         start = self.epoch * self.samples_per_epoch
         stop = start + self.samples_per_epoch
         n = len(self.inputs)
-        chunks = [self._pass_order(p)[max(start - p * n, 0):stop - p * n] for p in range(start // n, (stop - 1) // n + 1)]
+        chunks = [self._pass_order(p)[max(start - p * n, 0):stop - p * n]
+                  for p in range(start // n, (stop - 1) // n + 1)]
         return torch.cat(chunks)
 
     def _augment(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

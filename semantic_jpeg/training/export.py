@@ -29,8 +29,13 @@ import torch
 from torch import nn
 
 from semantic_jpeg.training.class_table import CLASS_TABLE, GROUP_LEVELS, build_class_table
-from semantic_jpeg.training.efficientnet import (INPUT_MEAN, INPUT_STD, MODEL_NAME, EfficientNetLite0,
-                                                 pretrained_weights_path)
+from semantic_jpeg.training.efficientnet import (
+    INPUT_MEAN,
+    INPUT_STD,
+    MODEL_NAME,
+    EfficientNetLite0,
+    pretrained_weights_path,
+)
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "onnx_models"
 MODEL_STEM = "efficientnet_lite0_cam"
@@ -97,9 +102,10 @@ def export_onnx(net: EfficientNetLite0, path: Path, *, sample_hw=(224, 320)) -> 
 def export(out_dir: str | Path) -> dict:
     """Write the ONNX graph, CAM head and manifest into ``out_dir`` (the shipped files live in
     ``semantic_jpeg/onnx_models``); return the manifest."""
+    from importlib.metadata import version
+
     import efficientnet_lite_pytorch
     import onnx
-    from importlib.metadata import version
 
     from semantic_jpeg.onnx_models.manifest import write_manifest
 
@@ -118,7 +124,7 @@ def export(out_dir: str | Path) -> dict:
     return write_manifest(
         out_dir / f"{MODEL_STEM}.json", name=MODEL_STEM, version=MODEL_VERSION,
         description="EfficientNet-Lite0 ImageNet classifier with class activation maps for MS-ROI, "
-                    "Aug-MSROI and R-CAM (paper 000 eq. 2.4-2.6, sec 3.6, eq. 4.4-4.5)",
+                    "Aug-MSROI and R-CAM (Prakash et al., DCC 2017, DCC 2018 and CVPR 2018; thesis eq. 2.4-2.6, sec. 3.6, eq. 4.4-4.5)",
         onnx_file=onnx_path,
         input_spec={"name": "image", "layout": "NCHW", "channels": "RGB", "dtype": "float32",
                     "mean": INPUT_MEAN, "std": INPUT_STD, "size_multiple": 32},

