@@ -784,6 +784,155 @@ int semjpeg_optimal_huffman(const int64_t *counts, uint8_t *bits_out, uint8_t *v
     return p;
 }
 
+/* Baseline Huffman decoding (ITU T.81 F.2.2), for reading back another encoder's quantised coefficients. */
+typedef struct {
+    int32_t maxcode[18]; /* largest code of each length (-1: none); maxcode[17] sentinel */
+    int32_t valoffset[17];
+    const uint8_t *values;
+    uint16_t fast[512]; /* 9-bit lookahead: (length << 8 | symbol), 0 when the code is longer */
+} HuffDecoder;
+
+static int huff_decoder_init(HuffDecoder *d, const uint8_t *bits, const uint8_t *values, int n_values) {
+    int code = 0, k = 0;
+    memset(d->fast, 0, sizeof d->fast);
+    d->values = values;
+    for (int len = 1; len <= 16; len++) {
+        d->valoffset[len] = k - code;
+        if (bits[len - 1]) {
+            for (int i = 0; i < bits[len - 1]; i++, k++, code++) {
+                if (k >= n_values) return SEMJPEG_BAD_ARGUMENT;
+                if (len <= 9)
+                    for (int j = 0; j < 1 << (9 - len); j++)
+                        d->fast[(code << (9 - len)) | j] = (uint16_t)(len << 8 | values[k]);
+            }
+            d->maxcode[len] = code - 1;
+        } else {
+            d->maxcode[len] = -1;
+        }
+        if (code > (1 << len)) return SEMJPEG_BAD_ARGUMENT;
+        code <<= 1;
+    }
+    d->maxcode[17] = INT32_MAX;
+    return 0;
+}
+
+typedef struct {
+    const uint8_t *data;
+    int64_t pos, len;
+    uint64_t acc;
+    int nbits, hit_marker;
+} BitReader;
+
+static inline void reader_fill(BitReader *r) {
+    while (r->nbits <= 56) {
+        uint8_t b = 0;
+        if (!r->hit_marker && r->pos < r->len) {
+            b = r->data[r->pos];
+            if (b == 0xFF) {
+                uint8_t next = r->pos + 1 < r->len ? r->data[r->pos + 1] : 0xD9;
+                if (next == 0x00) r->pos += 2;
+                else { r->hit_marker = 1; b = 0; }
+            } else {
+                r->pos++;
+            }
+        }
+        r->acc |= (uint64_t)b << (56 - r->nbits);
+        r->nbits += 8;
+    }
+}
+
+static inline int reader_bits(BitReader *r, int n) { /* n in 0..16 */
+    if (n == 0) return 0;
+    if (r->nbits < n) reader_fill(r);
+    int v = (int)(r->acc >> (64 - n));
+    r->acc <<= n;
+    r->nbits -= n;
+    return v;
+}
+
+/* Next symbol, or -1 for a code the table lacks. */
+static inline int huff_decode(BitReader *r, const HuffDecoder *d) {
+    if (r->nbits < 16) reader_fill(r);
+    uint16_t f = d->fast[r->acc >> (64 - 9)];
+    if (f) {
+        int len = f >> 8;
+        r->acc <<= len;
+        r->nbits -= len;
+        return f & 0xFF;
+    }
+    int len = 10;
+    int32_t code = (int32_t)(r->acc >> (64 - len));
+    while (code > d->maxcode[len]) {
+        if (++len > 16) return -1;
+        code = (int32_t)(r->acc >> (64 - len));
+    }
+    r->acc <<= len;
+    r->nbits -= len;
+    return d->values[d->valoffset[len] + code];
+}
+
+static inline int extend(int v, int n) { return n && v < (1 << (n - 1)) ? v - (1 << n) + 1 : v; }
+
+/* Decode one interleaved baseline scan (no restart markers; one component: blocks in raster order) into
+ * coefs[c] (blocks_h[c] x blocks_w[c] x 64, natural order); blocks past a component's edge inside the last
+ * MCUs are decoded and dropped. Huffman table t of class DC/AC: bits (16 counts) and values (n_values);
+ * dc_table/ac_table: each component's table index. Returns 0, or SEMJPEG_BAD_ARGUMENT for a corrupt scan. */
+int semjpeg_decode_baseline_scan(const uint8_t *scan, int64_t scan_len, int n_components, const int *blocks_h,
+                                 const int *blocks_w, const int *samp_h, const int *samp_v, int mcus_v, int mcus_h,
+                                 int n_tables, const uint8_t *dc_bits, const uint8_t *dc_values,
+                                 const int *dc_n_values, const uint8_t *ac_bits, const uint8_t *ac_values,
+                                 const int *ac_n_values, const int *dc_table, const int *ac_table, int16_t **coefs) {
+    if (!scan || scan_len < 0 || n_components < 1 || n_components > 4 || n_tables < 1 || n_tables > 4)
+        return SEMJPEG_BAD_ARGUMENT;
+    HuffDecoder dc[4], ac[4];
+    for (int t = 0; t < n_tables; t++)
+        if (huff_decoder_init(&dc[t], dc_bits + 16 * t, dc_values + 256 * t, dc_n_values[t]) ||
+            huff_decoder_init(&ac[t], ac_bits + 16 * t, ac_values + 256 * t, ac_n_values[t]))
+            return SEMJPEG_BAD_ARGUMENT;
+    for (int c = 0; c < n_components; c++)
+        if (dc_table[c] < 0 || dc_table[c] >= n_tables || ac_table[c] < 0 || ac_table[c] >= n_tables)
+            return SEMJPEG_BAD_ARGUMENT;
+    if (n_components == 1) {
+        mcus_v = blocks_h[0];
+        mcus_h = blocks_w[0];
+    }
+    BitReader r = {scan, 0, scan_len, 0, 0, 0};
+    int pred[4] = {0, 0, 0, 0};
+    int16_t dummy[64];
+    for (int my = 0; my < mcus_v; my++)
+        for (int mx = 0; mx < mcus_h; mx++)
+            for (int c = 0; c < n_components; c++) {
+                int sv = n_components > 1 ? samp_v[c] : 1, sh = n_components > 1 ? samp_h[c] : 1;
+                for (int v = 0; v < sv; v++)
+                    for (int h = 0; h < sh; h++) {
+                        int by = my * sv + v, bx = mx * sh + h;
+                        int16_t *blk = by < blocks_h[c] && bx < blocks_w[c]
+                                           ? coefs[c] + ((size_t)by * blocks_w[c] + bx) * 64 : dummy;
+                        memset(blk, 0, 64 * sizeof(int16_t));
+                        int s = huff_decode(&r, &dc[dc_table[c]]);
+                        if (s < 0 || s > 11) return SEMJPEG_BAD_ARGUMENT;
+                        pred[c] += extend(reader_bits(&r, s), s);
+                        blk[0] = (int16_t)pred[c];
+                        for (int k = 1; k < 64;) {
+                            int rs = huff_decode(&r, &ac[ac_table[c]]);
+                            if (rs < 0) return SEMJPEG_BAD_ARGUMENT;
+                            int run = rs >> 4, size = rs & 15;
+                            if (size == 0) {
+                                if (run != 15) break; /* EOB */
+                                k += 16;
+                                continue;
+                            }
+                            k += run;
+                            if (k > 63 || size > 10) return SEMJPEG_BAD_ARGUMENT;
+                            blk[ZIGZAG[k]] = (int16_t)extend(reader_bits(&r, size), size);
+                            k++;
+                        }
+                        if (r.hit_marker && r.nbits < 0) return SEMJPEG_BAD_ARGUMENT;
+                    }
+            }
+    return 0;
+}
+
 /* One encode, fused: transform, requantise and entropy-code the image one MCU row at a time. The file equals
  * semjpeg_forward_dct + semjpeg_requantize + semjpeg_encode_baseline_scan, without any whole-image
  * coefficient array. level_tables[c] (levels x 64) and frame_tables[c] (64) are component c's tables. Returns
