@@ -426,6 +426,10 @@ class _DctCoder:
         return _Encoded(data)
 
 
+RAW_CACHE_BYTES = 24 << 20   # "rdo" mode keeps the float DCT of images up to this size (about 4 megapixels)
+RAW_STRIP_BYTES = 8 << 20    # ... else recomputes it in strips of about this size
+
+
 class _RdoCoder:
     """jpegli core + saliency-weighted RDO (:mod:`.rdo`). The frame header (JFIF, EXIF, ICC, ...) is Pillow's
     for the options given, the tables jpegli's, the scan ours (native coder) re-coded with optimised Huffman
@@ -438,9 +442,15 @@ class _RdoCoder:
         self.options = dict(options)
         if not self.options.get("progressive") and not self.options.get("progression"):
             self.options["optimize"] = True
-        self.dct = _DctCoder(rgb, np.zeros((1, 1), np.float32), 1, self.options, reuse_transform=True)
+        self.dct = _DctCoder(rgb, np.zeros((1, 1), np.float32), 1, self.options)
         self.rgb = self.dct.rgb  # smoothed when the smooth option asks for it: jpegli codes the same pixels
         self.header, self.blocks = self.dct.header, self.dct.blocks
+        # The exact DCT is kept for small images; larger ones recompute it in strips of MCU rows for each use
+        # (the same values: blocks are independent and strips end on MCU boundaries), so the float DCT never
+        # takes more than about RAW_STRIP_BYTES.
+        raw_bytes = 4 * 64 * sum(bh * bw for bh, bw in self.blocks)
+        self._raw = forward_dct(self.rgb, self.header, self.dct.to_ycbcr) if raw_bytes <= RAW_CACHE_BYTES else None
+        self._strip_mcu_rows = max(1, int(RAW_STRIP_BYTES * self.header.mcus()[0] // raw_bytes))
         comps = self.header.components
         self.jpegli_core = len(comps) == 3 and not options.get("keep_rgb") and options.get("subsampling") == 2
         hmax, vmax = max(c.samp_h for c in comps), max(c.samp_v for c in comps)
@@ -454,7 +464,12 @@ class _RdoCoder:
             else:  # each component's blocks ranked among themselves: the same transfer at every sampling
                 self.weights.append(rdo.rank_weights(means, strength).ravel())
         self.saliency_weights = [w.copy() for w in self.weights]
-        self.weights = [w * rdo.masking_weights(r.reshape(-1, 64), masking) for w, r in zip(self.weights, self.dct.raw)]
+        if masking:
+            variance = [np.empty(bh * bw) for bh, bw in self.blocks]
+            for rows, raws in self._raw_strips():
+                for v, (r0, r1), r, (_, bw) in zip(variance, rows, raws, self.blocks):
+                    v[r0 * bw:r1 * bw] = rdo.block_variance(r.reshape(-1, 64))
+            self.weights = [w * rdo.masking_weights(None, masking, variance=v) for w, v in zip(self.weights, variance)]
         self.cell_size = (8 * vmax // comps[0].samp_v, 8 * hmax // comps[0].samp_h)
         self.cell_levels = np.zeros(self.blocks[0], np.uint8)
         self.headroom = 0.0 if self.uniform else float(headroom)
@@ -497,8 +512,10 @@ class _RdoCoder:
                 data = rdo.jpegli_encode(np.ascontiguousarray(rgb3[:16, :16]), quality)
                 _, jt = rdo.read_coefficients(data)
                 tables = [jt[min(c.quant_table, 1)] for c in self.header.components]
-                coefs = [np.clip(np.rint(r.reshape(-1, 64) / t), -1023, 1023).astype(np.int16)
-                         for r, t in zip(self.dct.raw, tables)]
+                coefs = [np.empty((bh * bw, 64), np.int16) for bh, bw in self.blocks]
+                for rows, raws in self._raw_strips():
+                    for c, (r0, r1), r, t, (_, bw) in zip(coefs, rows, raws, tables, self.blocks):
+                        c[r0 * bw:r1 * bw] = np.clip(np.rint(r.reshape(-1, 64) / t), -1023, 1023)
             lengths = rdo.ac_code_lengths(data)
             lengths = [lengths[min(i, len(lengths) - 1)] for i in range(len(coefs))]
             frame = np.stack([tables[0], tables[1] if len(tables) > 1 else tables[0]])
@@ -510,9 +527,28 @@ class _RdoCoder:
         coefs, tables, lengths, _ = self.start(quality)
         if lam == 0:
             return [c.reshape(bh, bw, 64) for c, (bh, bw) in zip(coefs, self.blocks)]
-        return [rdo.optimise_component(r.reshape(-1, 64), c, t, w, lam, ln, cw).reshape(bh, bw, 64)
-                for r, c, t, w, ln, cw, (bh, bw) in zip(self.dct.raw, coefs, tables, self.weights, lengths,
-                                                       self.component_weights, self.blocks)]
+        out = [np.empty((bh, bw, 64), np.int16) for bh, bw in self.blocks]
+        for rows, raws in self._raw_strips():
+            for o, (r0, r1), r, c, t, w, ln, cw, (_, bw) in zip(out, rows, raws, coefs, tables, self.weights, lengths,
+                                                                 self.component_weights, self.blocks):
+                o[r0:r1] = rdo.optimise_component(r.reshape(-1, 64), c[r0 * bw:r1 * bw], t, w[r0 * bw:r1 * bw], lam,
+                                                  ln, cw).reshape(r1 - r0, bw, 64)
+        return out
+
+    def _raw_strips(self):
+        """(block rows (start, stop) of each component, their float DCT (rows, blocks_w, 64) per component) for
+        strips of whole MCU rows: the kept DCT in one piece, else each strip transformed now."""
+        if self._raw is not None:
+            yield [(0, bh) for bh, _ in self.blocks], self._raw
+            return
+        comps = self.header.components
+        per_row = [c.samp_v if len(comps) > 1 else 1 for c in comps]
+        mcu_h = 8 * max(per_row)  # image rows per MCU row
+        for y0 in range(0, self.header.height, mcu_h * self._strip_mcu_rows):
+            y1 = min(self.header.height, y0 + mcu_h * self._strip_mcu_rows)
+            raws = forward_dct(self.rgb[y0:y1], self.header.with_size(y1 - y0, self.header.width), self.dct.to_ycbcr)
+            first = [y0 // mcu_h * n for n in per_row]
+            yield [(f, f + r.shape[0]) for f, r in zip(first, raws)], raws
 
     def encode(self, quality, lam):
         coefs, frame = self.coefficients(quality, lam), self.start(quality)[3]

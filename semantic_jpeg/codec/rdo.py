@@ -201,7 +201,10 @@ def block_means(saliency, blocks, block_px):
     bh, bw = blocks
     ph, pw = block_px
     h, w = saliency.shape
-    padded = np.pad(saliency, [(0, max(0, bh * ph - h)), (0, max(0, bw * pw - w))], mode="edge")[:bh * ph, :bw * pw]
+    if h >= bh * ph and w >= bw * pw:  # no edge to repeat: a view (a copy only when it is not contiguous)
+        padded = saliency[:bh * ph, :bw * pw]
+    else:
+        padded = np.pad(saliency, [(0, max(0, bh * ph - h)), (0, max(0, bw * pw - w))], mode="edge")[:bh * ph, :bw * pw]
     return padded.reshape(bh, ph, bw, pw).mean(axis=(1, 3), dtype=np.float64)
 
 
@@ -221,14 +224,24 @@ def rank_weights(means, strength):
     return (2.0 ** (strength * (2.0 * p ** RANK_GAMMA - 1.0))).reshape(means.shape)
 
 
-def masking_weights(raw, alpha, floor=DEFAULT_MASKING_FLOOR):
+def block_variance(raw):
+    """Each block's AC variance (mean squared AC coefficient, float64) of (N, 64) DCT blocks, in chunks (no
+    whole-image float64 copy)."""
+    v = np.empty(raw.shape[0])
+    for i in range(0, raw.shape[0], 8192):
+        v[i:i + 8192] = (raw[i:i + 8192, 1:].astype(np.float64) ** 2).mean(axis=1)
+    return v
+
+
+def masking_weights(raw, alpha, floor=DEFAULT_MASKING_FLOOR, variance=None):
     """Per-block visibility weights from local contrast masking: ``((floor + m) / (floor + v_b)) ** alpha``,
     v_b the block's AC variance (mean squared AC coefficient, pixel units squared), m its median over the
     component, clipped to [1/8, 8]. Errors in busy blocks are less visible than in flat ones (the principle
-    of jpegli's adaptive quantisation); alpha = 0 gives plain squared error."""
+    of jpegli's adaptive quantisation); alpha = 0 gives plain squared error. ``variance``: v_b already
+    computed (:func:`block_variance`); ``raw`` is then not read."""
     if alpha == 0:
-        return np.ones(raw.shape[0])
-    v = (raw[:, 1:].astype(np.float64) ** 2).mean(axis=1)
+        return np.ones(raw.shape[0] if variance is None else variance.shape[0])
+    v = block_variance(raw) if variance is None else variance
     return np.clip(((floor + np.median(v)) / (floor + v)) ** alpha, 0.125, 8.0)
 
 
