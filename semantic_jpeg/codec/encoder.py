@@ -382,18 +382,26 @@ class _DctCoder:
         _check_native(length, "entropy coder")
         return self._assemble(self._scan_buffer[:length].tobytes(), frame)
 
-    def encode_coefficients_optimised(self, coefs, frame):
+    def scan_frequencies(self, coefs):
+        """Symbol counts (DC, AC) x component x 257 (int64) of the scan of ``coefs`` (dummy blocks included)."""
+        freq = np.zeros((2, len(coefs), 257), np.int64)
+        rc = lib.semjpeg_scan_frequencies(
+            len(coefs), ffi.new("const int16_t *[]", [as_pointer(c, np.int16) for c in coefs]), *self._block_args,
+            *self._sampling_args, *self.header.mcus(), as_pointer(freq[0], np.int64), as_pointer(freq[1], np.int64))
+        _check_native(rc, "symbol count")
+        return freq
+
+    def encode_coefficients_optimised(self, coefs, frame, freq=None):
         """The file for given quantised coefficients with optimised Huffman tables, byte for byte what
         :meth:`encode_coefficients` gives with ``optimize=True`` (libjpeg's lossless re-coding), made natively:
         symbol counts of the scan, libjpeg's optimal-table construction, then one native entropy-coding pass.
-        1.3 ms instead of 55 ms (libjpeg through a temp file) for a 1080p image on a busy 2-core machine."""
+        About 10 ms instead of 55 ms (libjpeg through a temp file) for a 1080p image on a busy 2-core machine.
+        ``freq``: the symbol counts of the scan (:meth:`scan_frequencies`) when the caller has them."""
         comps = self.header.components
         n = len(coefs)
         coef_args = ffi.new("const int16_t *[]", [as_pointer(c, np.int16) for c in coefs])
-        freq = np.zeros((2, n, 257), np.int64)
-        rc = lib.semjpeg_scan_frequencies(n, coef_args, *self._block_args, *self._sampling_args, *self.header.mcus(),
-                                          as_pointer(freq[0], np.int64), as_pointer(freq[1], np.int64))
-        _check_native(rc, "symbol count")
+        if freq is None:
+            freq = self.scan_frequencies(coefs)
         huffman, codes = {}, {}
         for cls in (0, 1):
             for ident in sorted({(c.dc_table, c.ac_table)[cls] for c in comps}):
@@ -500,8 +508,9 @@ class _RdoCoder:
         return self._jpegli_files[quality]
 
     def start(self, quality):
-        """(coefficients per component (N, 64), tables per component, AC code lengths, frame tables) at the
-        jpegli quality ``quality``; cached."""
+        """(coefficients per component (N, 64), tables per component, AC code lengths, frame tables, symbol counts
+        of their scan, the part of those counts that no RDO decision changes) at the
+        jpegli quality ``quality``; the last one is cached."""
         if quality not in self._start:
             rgb3 = self.rgb if self.rgb.ndim == 3 else np.repeat(self.rgb[..., None], 3, 2)
             if self.jpegli_core:
@@ -519,21 +528,36 @@ class _RdoCoder:
             lengths = rdo.ac_code_lengths(data)
             lengths = [lengths[min(i, len(lengths) - 1)] for i in range(len(coefs))]
             frame = np.stack([tables[0], tables[1] if len(tables) > 1 else tables[0]])
-            self._start[quality] = (coefs, tables, lengths, frame)
+            # symbol counts of the start coefficients' scan, and its part that no RDO decision changes (DC
+            # differences: the DC is kept; the EOB of each dummy block): a trial's counts are that part plus
+            # the AC counts its RDO pass returns
+            start_freq = self.dct.scan_frequencies([c.reshape(bh, bw, 64) for c, (bh, bw) in zip(coefs, self.blocks)])
+            fixed = start_freq.copy()
+            for i, c in enumerate(coefs):
+                real = np.zeros(257, np.int64)
+                _check_native(lib.semjpeg_ac_frequencies(as_pointer(c, np.int16), c.shape[0],
+                                                         as_pointer(real, np.int64)), "symbol count")
+                fixed[1, i] -= real
+            self._start = {quality: (coefs, tables, lengths, frame, start_freq, fixed)}  # one quality: memory
         return self._start[quality]
 
     def coefficients(self, quality, lam):
         """Per component the (blocks_h, blocks_w, 64) coefficients written at jpegli quality and lambda."""
-        coefs, tables, lengths, _ = self.start(quality)
+        return self._coefficients(quality, lam)[0]
+
+    def _coefficients(self, quality, lam):
+        """(:meth:`coefficients`, the symbol counts of their scan: (DC, AC) x component x 257)."""
+        coefs, tables, lengths, _, start_freq, fixed = self.start(quality)
         if lam == 0:
-            return [c.reshape(bh, bw, 64) for c, (bh, bw) in zip(coefs, self.blocks)]
+            return [c.reshape(bh, bw, 64) for c, (bh, bw) in zip(coefs, self.blocks)], start_freq
         out = [np.empty((bh, bw, 64), np.int16) for bh, bw in self.blocks]
+        freq = fixed.copy()
         for rows, raws in self._raw_strips():
-            for o, (r0, r1), r, c, t, w, ln, cw, (_, bw) in zip(out, rows, raws, coefs, tables, self.weights, lengths,
-                                                                 self.component_weights, self.blocks):
+            for i, (o, (r0, r1), r, c, t, w, ln, cw, (_, bw)) in enumerate(zip(
+                    out, rows, raws, coefs, tables, self.weights, lengths, self.component_weights, self.blocks)):
                 o[r0:r1] = rdo.optimise_component(r.reshape(-1, 64), c[r0 * bw:r1 * bw], t, w[r0 * bw:r1 * bw], lam,
-                                                  ln, cw).reshape(r1 - r0, bw, 64)
-        return out
+                                                  ln, cw, ac_freq=freq[1, i]).reshape(r1 - r0, bw, 64)
+        return out, freq
 
     def _raw_strips(self):
         """(block rows (start, stop) of each component, their float DCT (rows, blocks_w, 64) per component) for
@@ -551,11 +575,11 @@ class _RdoCoder:
             yield [(f, f + r.shape[0]) for f, r in zip(first, raws)], raws
 
     def encode(self, quality, lam):
-        coefs, frame = self.coefficients(quality, lam), self.start(quality)[3]
+        (coefs, freq), frame = self._coefficients(quality, lam), self.start(quality)[3]
         if self.dct.progressive or not self.dct.optimize:
             data = self.dct.encode_coefficients(coefs, frame)
         else:  # native optimised Huffman coding: the same bytes as libjpeg's re-coding
-            data = self.dct.encode_coefficients_optimised(coefs, frame)
+            data = self.dct.encode_coefficients_optimised(coefs, frame, freq)
         data.jpegli_quality, data.lam = quality, lam
         return data
 

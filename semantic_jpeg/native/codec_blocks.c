@@ -1011,9 +1011,49 @@ int64_t semjpeg_requantize_scan(int n_components, const float **raw, const int *
  * (natural); ac_bits: 256 code lengths. DC is copied. Returns 0 or SEMJPEG_BAD_ARGUMENT. */
 static inline int magnitude_category(int v) { return bit_length(v < 0 ? -v : v); }
 
+/* AC symbols of one block given by its zigzag values zz[1..last] (zero after `last`): (run, size), ZRL and
+ * EOB counts added to ac_freq, as count_block counts them. */
+static inline void count_ac_zigzag(const int *zz, int last, int64_t *ac_freq) {
+    int run = 0, last_nonzero = 0;
+    for (int i = 1; i <= last; i++) {
+        int v = zz[i];
+        if (!v) { run++; continue; }
+        for (; run > 15; run -= 16) ac_freq[0xF0]++;
+        ac_freq[(run << 4) | magnitude_category(v)]++;
+        run = 0;
+        last_nonzero = i;
+    }
+    if (last_nonzero < 63) ac_freq[0x00]++;
+}
+
+/* AC symbol counts (257 int64, added to) of n_blocks blocks (natural order), without the DC and dummy blocks
+ * that semjpeg_scan_frequencies also counts. Returns 0, or SEMJPEG_OUT_OF_RANGE for a value beyond baseline. */
+int semjpeg_ac_frequencies(const int16_t *coefs, int64_t n_blocks, int64_t *ac_freq) {
+    if (!coefs || !ac_freq || n_blocks < 0) return SEMJPEG_BAD_ARGUMENT;
+    int zz[64];
+    for (int64_t b = 0; b < n_blocks; b++) {
+        const int16_t *blk = coefs + 64 * b;
+        for (int i = 1; i < 64; i++) {
+            zz[i] = blk[ZIGZAG[i]];
+            if (zz[i] > 1023 || zz[i] < -1023) return SEMJPEG_OUT_OF_RANGE;
+        }
+        count_ac_zigzag(zz, 63, ac_freq);
+    }
+    return 0;
+}
+
 int semjpeg_rdo_decisions(const float *raw, const int16_t *start, int64_t n_blocks, const uint16_t *table,
                           const float *block_weight, const float *freq_weight, float lam, const float *ac_bits,
                           int16_t *out) {
+    return semjpeg_rdo_decisions_counted(raw, start, n_blocks, table, block_weight, freq_weight, lam, ac_bits, out,
+                                         NULL);
+}
+
+/* semjpeg_rdo_decisions that also adds the AC symbol counts of the blocks it writes to ac_freq (257 int64;
+ * NULL: no counting), as semjpeg_ac_frequencies would count them. */
+int semjpeg_rdo_decisions_counted(const float *raw, const int16_t *start, int64_t n_blocks, const uint16_t *table,
+                                  const float *block_weight, const float *freq_weight, float lam,
+                                  const float *ac_bits, int16_t *out, int64_t *ac_freq) {
     if (!raw || !start || !table || !block_weight || !freq_weight || !ac_bits || !out || n_blocks < 0)
         return SEMJPEG_BAD_ARGUMENT;
     for (int i = 0; i < 64; i++)
@@ -1044,6 +1084,8 @@ int semjpeg_rdo_decisions(const float *raw, const int16_t *start, int64_t n_bloc
             int bv = 0;
             for (int c = 0; c < 4; c++) {
                 int v = cand[c];
+                if ((c >= 1 && v == cand[0]) || (c >= 2 && v == cand[1]) || (c == 3 && v == 0))
+                    continue; /* the same value again: the same cost, and the first one is kept on ties */
                 float e = xi - (float)v * q, bits = 0.0f;
                 if (v) {
                     int cat = magnitude_category(v), sym = ((run % 16) << 4) | cat;
@@ -1070,6 +1112,7 @@ int semjpeg_rdo_decisions(const float *raw, const int16_t *start, int64_t n_bloc
         }
         o[0] = k[0];
         for (int i = 1; i < 64; i++) o[ZIGZAG[i]] = (int16_t)(i <= last ? best[i] : 0);
+        if (ac_freq) count_ac_zigzag(best, last, ac_freq);
     }
     return 0;
 }
