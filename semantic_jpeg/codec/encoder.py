@@ -160,7 +160,12 @@ def encode(image, fp=None, *, saliency=None, levels=5, quality_range=(30, 70), q
         Image.fromarray(rgb).save(buf, "JPEG", quality=int(round(check_quality(match_jpeg_quality,
                                                                                "match_jpeg_quality"))), **options)
         target_size = buf.tell()
+        del buf
+    if rgb.size >= TRIM_PIXELS:
+        _release_freed_memory()  # Pillow's copy of the image
     sal = saliency_to_array(saliency, rgb)
+    if rgb.size >= TRIM_PIXELS:
+        _release_freed_memory()  # the map's conversion buffers
     if mode == "rdo":
         rdo_coder = _RdoCoder(rgb, sal, options, strength=float(strength), headroom=float(headroom),
                               masking=float(masking))
@@ -397,11 +402,18 @@ class _DctCoder:
         symbol counts of the scan, libjpeg's optimal-table construction, then one native entropy-coding pass.
         About 10 ms instead of 55 ms (libjpeg through a temp file) for a 1080p image on a busy 2-core machine.
         ``freq``: the symbol counts of the scan (:meth:`scan_frequencies`) when the caller has them."""
-        comps = self.header.components
-        n = len(coefs)
         coef_args = ffi.new("const int16_t *[]", [as_pointer(c, np.int16) for c in coefs])
-        if freq is None:
-            freq = self.scan_frequencies(coefs)
+        huffman, tables = self.optimal_huffman(self.scan_frequencies(coefs) if freq is None else freq)
+        length = lib.semjpeg_encode_baseline_scan(
+            len(coefs), coef_args, *self._block_args, *self._sampling_args, *tables.args, *self.header.mcus(),
+            as_pointer(self._scan_buffer, np.uint8), self.capacity)
+        _check_native(length, "entropy coder")
+        return self.assemble_optimised(self._scan_buffer[:length].tobytes(), frame, huffman)
+
+    def optimal_huffman(self, freq):
+        """(DHT tables {(class, id): (bits, values)}, their codes as native arguments: ``.args``) built from
+        the symbol counts ``freq`` ((DC, AC) x component x 257) as libjpeg builds optimised tables."""
+        comps = self.header.components
         huffman, codes = {}, {}
         for cls in (0, 1):
             for ident in sorted({(c.dc_table, c.ac_table)[cls] for c in comps}):
@@ -413,17 +425,11 @@ class _DctCoder:
                 _check_native(count, "Huffman table builder")
                 huffman[(cls, ident)] = (bits.tolist(), values[:count].tobytes())
                 codes[(cls, ident)] = jpeg_stream.huffman_code_table(*huffman[(cls, ident)])
-        tables = [codes[(0, c.dc_table)] + codes[(1, c.ac_table)] for c in comps]
-        keep = [[t[i] for t in tables] for i in range(4)]  # the arrays must outlive the call
-        huffman_args = [ffi.new(f"const {ctype} *[]", [as_pointer(a, a.dtype) for a in arrays])
-                        for ctype, arrays in zip(("uint32_t", "uint8_t", "uint32_t", "uint8_t"), keep)]
-        length = lib.semjpeg_encode_baseline_scan(
-            n, coef_args, *self._block_args, *self._sampling_args, *huffman_args, *self.header.mcus(),
-            as_pointer(self._scan_buffer, np.uint8), self.capacity)
-        _check_native(length, "entropy coder")
+        return huffman, _HuffmanArgs([codes[(0, c.dc_table)] + codes[(1, c.ac_table)] for c in comps])
+
+    def assemble_optimised(self, scan, frame, huffman):
         frame_tables = frame[:1] if len(self.blocks) == 1 else frame
-        return _Encoded(jpeg_stream.assemble_optimised(self.header, frame_tables, huffman,
-                                                       self._scan_buffer[:length].tobytes()))
+        return _Encoded(jpeg_stream.assemble_optimised(self.header, frame_tables, huffman, scan))
 
     def _assemble(self, scan, frame):
         data = jpeg_stream.assemble(self.header, frame[:1] if len(self.blocks) == 1 else frame, scan)
@@ -436,6 +442,16 @@ class _DctCoder:
 
 RAW_CACHE_BYTES = 24 << 20   # "rdo" mode keeps the float DCT of images up to this size (about 4 megapixels)
 RAW_STRIP_BYTES = 8 << 20    # ... else recomputes it in strips of about this size
+
+
+class _HuffmanArgs:
+    """Per-component Huffman codes (dc codes, dc sizes, ac codes, ac sizes) as the native coder's four
+    pointer-array arguments (``args``); the arrays live as long as this object."""
+
+    def __init__(self, tables):
+        self.arrays = [[t[i] for t in tables] for i in range(4)]
+        self.args = [ffi.new(f"const {ctype} *[]", [as_pointer(a, a.dtype) for a in arrays])
+                     for ctype, arrays in zip(("uint32_t", "uint8_t", "uint32_t", "uint8_t"), self.arrays)]
 
 
 class _RdoCoder:
@@ -512,6 +528,7 @@ class _RdoCoder:
         of their scan, the part of those counts that no RDO decision changes) at the
         jpegli quality ``quality``; the last one is cached."""
         if quality not in self._start:
+            self._start = {}  # one quality at a time: the previous one's coefficients go first (memory)
             rgb3 = self.rgb if self.rgb.ndim == 3 else np.repeat(self.rgb[..., None], 3, 2)
             if self.jpegli_core:
                 data = self._jpegli_file(quality)
@@ -538,7 +555,7 @@ class _RdoCoder:
                 _check_native(lib.semjpeg_ac_frequencies(as_pointer(c, np.int16), c.shape[0],
                                                          as_pointer(real, np.int64)), "symbol count")
                 fixed[1, i] -= real
-            self._start = {quality: (coefs, tables, lengths, frame, start_freq, fixed)}  # one quality: memory
+            self._start = {quality: (coefs, tables, lengths, frame, start_freq, fixed)}
         return self._start[quality]
 
     def coefficients(self, quality, lam):
@@ -559,6 +576,44 @@ class _RdoCoder:
                                                   ln, cw, ac_freq=freq[1, i]).reshape(r1 - r0, bw, 64)
         return out, freq
 
+    def _encode_streamed(self, quality, lam):
+        """:meth:`encode` without whole-image arrays of the trial's coefficients (large images): the RDO runs
+        twice per strip, first counting symbols for the Huffman tables, then (the same decisions) feeding the
+        native scan writer. The same bytes as the one-pass route."""
+        coefs, tables, lengths, frame, _, fixed = self.start(quality)
+        freq = fixed.copy()
+
+        def strip_coefficients(rows, raws, counts=None):
+            return [rdo.optimise_component(r.reshape(-1, 64), c[r0 * bw:r1 * bw], t, w[r0 * bw:r1 * bw], lam, ln, cw,
+                                           ac_freq=None if counts is None else counts[i])
+                    for i, ((r0, r1), r, c, t, w, ln, cw, (_, bw)) in enumerate(zip(
+                        rows, raws, coefs, tables, self.weights, lengths, self.component_weights, self.blocks))]
+
+        for rows, raws in self._raw_strips():
+            strip_coefficients(rows, raws, freq[1])
+        huffman, codes = self.dct.optimal_huffman(freq)
+        dct = self.dct
+        comps = self.header.components
+        luma_rows = comps[0].samp_v if len(comps) > 1 else 1
+        mcus_v = self.header.mcus()[0] if len(comps) > 1 else self.blocks[0][0]
+        writer = lib.semjpeg_scan_writer_open(len(comps), *dct._block_args, *dct._sampling_args, *codes.args,
+                                              self.header.mcus()[1], as_pointer(dct._scan_buffer, np.uint8),
+                                              dct.capacity)
+        if writer == ffi.NULL:
+            raise MemoryError("native scan writer: out of memory")
+        try:
+            for rows, raws in self._raw_strips():
+                strip = strip_coefficients(rows, raws)
+                first = rows[0][0] // luma_rows
+                n_rows = min(self._strip_mcu_rows, mcus_v - first)
+                rc = lib.semjpeg_scan_writer_rows(writer, ffi.new("const int16_t *[]", [as_pointer(c, np.int16)
+                                                                                       for c in strip]), first, n_rows)
+                _check_native(rc, "scan writer")
+        finally:
+            length = lib.semjpeg_scan_writer_close(writer)
+        _check_native(length, "entropy coder")
+        return dct.assemble_optimised(dct._scan_buffer[:length].tobytes(), frame, huffman)
+
     def _raw_strips(self):
         """(block rows (start, stop) of each component, their float DCT (rows, blocks_w, 64) per component) for
         strips of whole MCU rows: the kept DCT in one piece, else each strip transformed now."""
@@ -575,6 +630,10 @@ class _RdoCoder:
             yield [(f, f + r.shape[0]) for f, r in zip(first, raws)], raws
 
     def encode(self, quality, lam):
+        if self._raw is None and lam != 0 and self.dct.optimize and not self.dct.progressive:
+            data = self._encode_streamed(quality, lam)
+            data.jpegli_quality, data.lam = quality, lam
+            return data
         (coefs, freq), frame = self._coefficients(quality, lam), self.start(quality)[3]
         if self.dct.progressive or not self.dct.optimize:
             data = self.dct.encode_coefficients(coefs, frame)
@@ -582,6 +641,27 @@ class _RdoCoder:
             data = self.dct.encode_coefficients_optimised(coefs, frame, freq)
         data.jpegli_quality, data.lam = quality, lam
         return data
+
+
+TRIM_PIXELS = 3 << 22  # images from 4 megapixels (RGB) on return freed heap memory to the system
+
+
+def _release_freed_memory():
+    """Give the C heap's freed memory back to the system (glibc ``malloc_trim``; nothing elsewhere). Pillow's
+    whole-image buffers are freed into the heap, and the later whole-image numpy arrays are new mappings, so
+    without this the freed heap stays resident and adds to the peak (8000x8000: about 260 MB)."""
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        try:
+            import ctypes
+            _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _MALLOC_TRIM = False
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
+
+
+_MALLOC_TRIM = None
 
 
 def _check_native(rc, what):

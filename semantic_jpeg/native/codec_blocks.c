@@ -702,6 +702,47 @@ int64_t semjpeg_encode_baseline_scan(int n_components, const int16_t **coefs, co
     return scan_finish(&s);
 }
 
+/* A baseline scan written a few MCU rows at a time (the caller holds only those rows' coefficients): open,
+ * rows in order, close. The tables, block counts and output buffer must outlive the writer. */
+void *semjpeg_scan_writer_open(int n_components, const int *blocks_h, const int *blocks_w, const int *samp_h,
+                               const int *samp_v, const uint32_t **dc_code, const uint8_t **dc_size,
+                               const uint32_t **ac_code, const uint8_t **ac_size, int mcus_h, uint8_t *out,
+                               int64_t capacity) {
+    if (n_components < 1 || n_components > 4 || !out || capacity < 0) return NULL;
+    Scan *s = malloc(sizeof(Scan));
+    if (!s) return NULL;
+    if (scan_init(s, n_components, blocks_h, blocks_w, samp_h, samp_v, dc_code, dc_size, ac_code, ac_size, mcus_h,
+                  out, capacity)) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* Code MCU rows first_mcu_row .. first_mcu_row + n_mcu_rows - 1; coefs[c]: component c's blocks from block row
+ * first_mcu_row * samp_v[c] (single component: block row first_mcu_row), blocks_w[c] x 64 per row, natural order.
+ * Returns 0, or SEMJPEG_BAD_ARGUMENT (then close reports the writer's error). */
+int semjpeg_scan_writer_rows(void *writer, const int16_t **coefs, int first_mcu_row, int n_mcu_rows) {
+    Scan *s = writer;
+    if (!s || !coefs || first_mcu_row < 0 || n_mcu_rows < 0) return SEMJPEG_BAD_ARGUMENT;
+    int16_t *rows[4];
+    for (int i = 0; i < n_mcu_rows && !s->w.error; i++) {
+        for (int c = 0; c < s->n_components; c++)
+            rows[c] = (int16_t *)coefs[c] + (size_t)i * (s->n_components > 1 ? s->samp_v[c] : 1) * s->blocks_w[c] * 64;
+        scan_mcu_row(s, first_mcu_row + i, rows);
+    }
+    return 0;
+}
+
+/* Finish the scan and free the writer; returns the scan's length or a negative SEMJPEG_ error. */
+int64_t semjpeg_scan_writer_close(void *writer) {
+    Scan *s = writer;
+    if (!s) return SEMJPEG_BAD_ARGUMENT;
+    int64_t length = scan_finish(s);
+    free(s);
+    return length;
+}
+
 /* Symbol counts of the scan semjpeg_encode_baseline_scan would write for the same coefficients (dummy blocks
  * included): dc_freq and ac_freq hold 257 int64 counts per component (the 257th is left for the Huffman table
  * builder), added to what they hold. Returns 0 or a negative SEMJPEG_ error. */
