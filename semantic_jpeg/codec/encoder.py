@@ -478,11 +478,19 @@ class _RdoCoder:
         comps = self.header.components
         self.jpegli_core = len(comps) == 3 and not options.get("keep_rgb") and options.get("subsampling") == 2
         hmax, vmax = max(c.samp_h for c in comps), max(c.samp_v for c in comps)
-        luma_means = rdo.block_means(sal, self.blocks[0], (8 * vmax // comps[0].samp_v, 8 * hmax // comps[0].samp_h))
+        means_of = {}  # (blocks, block size in pixels) -> block means: components of the same layout share them
+
+        def block_means(blocks, comp):
+            key = (tuple(blocks), (8 * vmax // comp.samp_v, 8 * hmax // comp.samp_h))
+            if key not in means_of:
+                means_of[key] = rdo.block_means(sal, *key)
+            return means_of[key]
+
+        luma_means = block_means(self.blocks[0], comps[0])
         self.uniform = strength == 0 or float(np.ptp(luma_means)) == 0.0
         self.weights = []
         for comp, blocks in zip(comps, self.blocks):
-            means = rdo.block_means(sal, blocks, (8 * vmax // comp.samp_v, 8 * hmax // comp.samp_h))
+            means = block_means(blocks, comp)
             if self.uniform:
                 self.weights.append(np.ones(blocks[0] * blocks[1]))
             else:  # each component's blocks ranked among themselves: the same transfer at every sampling
