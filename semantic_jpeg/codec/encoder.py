@@ -456,9 +456,10 @@ class _HuffmanArgs:
 
 class _RdoCoder:
     """jpegli core + saliency-weighted RDO (:mod:`.rdo`). The frame header (JFIF, EXIF, ICC, ...) is Pillow's
-    for the options given, the tables jpegli's, the scan ours (native coder) re-coded with optimised Huffman
-    tables by libjpeg. RGB at 4:2:0 starts from jpegli's own coefficients (with its adaptive quantisation);
-    other layouts (greyscale, 4:4:4, 4:2:2, keep_rgb) quantise the exact DCT with jpegli's tables."""
+    for the options given, the tables jpegli's, the scan ours (native coder) with optimised Huffman tables built
+    as libjpeg builds them (progressive output: re-encoded by Pillow). RGB at 4:2:0 starts from jpegli's own
+    coefficients (with its adaptive quantisation); other layouts (greyscale, 4:4:4, 4:2:2, keep_rgb) quantise
+    the exact DCT with jpegli's tables."""
 
     def __init__(self, rgb, sal, options, strength=rdo.DEFAULT_STRENGTH, headroom=rdo.DEFAULT_HEADROOM,
                  masking=rdo.DEFAULT_MASKING):

@@ -2,7 +2,7 @@
 
 The core is jpegli (Alakuijala et al., "jpegli", Google, 2024): its quantisation tables and its perceptual
 adaptive quantisation (per-block zero bias from local masking). The encoder takes jpegli's own quantised
-coefficients at a quality *above* the target (``pyjpegli`` encodes, ``jpeglib`` reads the coefficients back),
+coefficients at a quality *above* the target (``pyjpegli`` encodes, the native module decodes the coefficients),
 then re-decides every AC coefficient of every block under jpegli's tables, minimising
 
     w_b * m_b * c_k * (q_mean / q) * (x - v q)^2 + lambda * bits(v)
