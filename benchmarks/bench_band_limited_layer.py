@@ -1,4 +1,5 @@
-"""Per-layer cost of band-limited FFT convolution (Dziedzic et al., ICML 2019; dissertation sec. 2.3.2, Figure 2.4) on ResNet-18 CIFAR shapes.
+"""Per-layer cost of band-limited FFT convolution (Dziedzic et al., ICML 2019; dissertation sec. 2.3.2, Figure 2.4)
+on ResNet-18 CIFAR shapes.
 
 Forward + backward (of a fixed random output gradient) of one 3x3 layer (default: batch 32, 64 -> 64 channels,
 32x32, padding 1) for nn.Conv2d (F.conv2d, oneDNN) and BandLimitedConv2d at several compression rates, for each

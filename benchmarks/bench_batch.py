@@ -209,7 +209,7 @@ def main() -> int:
     bytes_by_jobs = {}
     for name, fn in CODECS.items():
         for jobs in sorted({1, n}, reverse=True):
-            seconds, out, cpu = best(lambda: run_pool(fn, paths, jobs), args.repeats)
+            seconds, out, cpu = best(lambda fn=fn, jobs=jobs: run_pool(fn, paths, jobs), args.repeats)
             out_mb = sum(len(d) for _, d in out) / 1e6
             row = {"codec": name, "how": "WorkerPool", "jobs": jobs, "seconds": round(seconds, 3),
                    "cpu_seconds": round(cpu, 3),

@@ -125,8 +125,8 @@ def main(argv=None):
     report = "\n".join(lines)
     print(report)
     (RESULTS / "codec_speed.md").write_text(report + "\n")
-    (RESULTS / "codec_speed.json").write_text(json.dumps({"command": command, "ms": rows, "ratios": ratios,
-                                                          "peak_mib": peak, "rate_control_encodes": iterations}, indent=2))
+    summary = {"command": command, "ms": rows, "ratios": ratios, "peak_mib": peak, "rate_control_encodes": iterations}
+    (RESULTS / "codec_speed.json").write_text(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

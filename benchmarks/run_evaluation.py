@@ -1,5 +1,5 @@
-r"""Defense evaluation benchmark (Prakash et al., DCC 2018 Table 3.1 and CVPR 2018 Tables 4.1, 4.6-4.11 in the thesis numbering): attacks with ART on
-EfficientNet-Lite0, our defenses vs ART's peers, ablations, adaptive BPDA+EOT PGD.
+r"""Defense evaluation benchmark (Prakash et al., DCC 2018 and CVPR 2018; thesis Tables 3.1, 4.1, 4.6-4.11):
+attacks with ART on EfficientNet-Lite0, our defenses vs ART's peers, ablations, adaptive BPDA+EOT PGD.
 
 Prints the Markdown tables and writes OUT/<name>.{json,md} and <name>_accuracy_vs_distortion.png with the exact
 command. Same options as ``python -m semantic_jpeg.evaluation --help``, except that --data defaults to

@@ -1,4 +1,5 @@
-"""Band-limited FFT convolution (Dziedzic et al., ICML 2019): exactness at 0%, gradients, mask, numpy oracle, kernels."""
+"""Band-limited FFT convolution (Dziedzic et al., ICML 2019): exactness at 0%, gradients, mask, numpy oracle,
+kernels."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
-"""RePr (Prakash et al., CVPR 2019; thesis Algorithm 3) and its ranking metrics (eq. 5.1-5.2, Table 5.1) on tiny synthetic nets."""
+"""RePr (Prakash et al., CVPR 2019; thesis Algorithm 3) and its ranking metrics (eq. 5.1-5.2, Table 5.1) on tiny
+synthetic nets."""
 import json
 import math
 

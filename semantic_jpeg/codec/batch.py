@@ -31,7 +31,8 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from .._cliutil import describe_error
 
@@ -130,15 +131,17 @@ class WorkerPool:
         if isinstance(self.max_in_flight, bool) or not isinstance(self.max_in_flight, int) or self.max_in_flight < 1:
             raise ValueError(f"max_in_flight must be a positive integer, got {max_in_flight!r}")
         self.pin_threads = self.jobs > 1 if pin_threads is None else pin_threads
-        self._executor = None
+        self._executor: cf.ProcessPoolExecutor | None = None
 
-    def _start(self):
+    def _start(self) -> cf.ProcessPoolExecutor:
         context = _context()
-        self._executor = cf.ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_init_worker,
-                                                initargs=(self.pin_threads,))
+        executor = cf.ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_init_worker,
+                                          initargs=(self.pin_threads,))
+        self._executor = executor
         if context.get_start_method() == "fork":  # fork all workers now, while this process has one thread
-            for _ in self._executor.map(abs, range(self.jobs)):
+            for _ in executor.map(abs, range(self.jobs)):
                 pass
+        return executor
 
     def start(self) -> None:
         """Start the worker processes now (otherwise the first item starts them)."""
@@ -177,10 +180,9 @@ class WorkerPool:
                 yield index, item, exc, False
 
     def _run_pool(self, items):
-        if self._executor is None:
-            self._start()
+        executor = self._executor if self._executor is not None else self._start()
         source = enumerate(items)
-        pending = collections.OrderedDict()  # index -> (item, future), in submission order
+        pending: collections.OrderedDict = collections.OrderedDict()  # index -> (item, future), in submission order
         exhausted = False
         while True:
             while not exhausted and len(pending) < self.max_in_flight:
@@ -189,7 +191,7 @@ class WorkerPool:
                 except StopIteration:
                     exhausted = True
                     break
-                pending[index] = (item, self._executor.submit(self.fn, item, *self.args))
+                pending[index] = (item, executor.submit(self.fn, item, *self.args))
             if not pending:
                 return
             if self.ordered:
@@ -216,7 +218,7 @@ class WorkerPool:
                     pending.pop(index)
                     yield index, item, RuntimeError("a worker process died while this item was in flight"), False
                 self.terminate()
-                self._start()
+                executor = self._start()
 
 
 def encode_many(images: Iterable, *, jobs: int | None = None, ordered: bool = True, max_in_flight: int | None = None,

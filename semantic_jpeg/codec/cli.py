@@ -152,7 +152,7 @@ def _plan(args, jobs: list[Job], folder_input: bool) -> None:
             input_ids.add((stat.st_dev, stat.st_ino))
         except OSError:
             pass
-    targets = {}
+    targets: dict = {}
     for job in jobs:
         for target in filter(None, (job.output, job.heatmap)):
             targets.setdefault(os.path.normcase(os.path.realpath(target)), []).append(job)
@@ -202,6 +202,7 @@ def _read(job: Job):
     from .batch import _open_image
     if job.data is not None:
         return _open_image(job.data), len(job.data)
+    assert job.path is not None  # a job has a path, stdin data or a sample
     size = os.path.getsize(job.path)
     return _open_image(job.path), size
 
@@ -252,7 +253,7 @@ def run(args) -> int:
     if args.jobs is not None and args.jobs < 1:
         error(PROG, f"--jobs must be at least 1, got {args.jobs}")
         return 2
-    failures = []  # (name, message)
+    failures: list[tuple[str, str]] = []  # (name, message)
     try:
         jobs, folder_input = _gather(args, failures)
         if not jobs and not failures:
@@ -284,7 +285,7 @@ def run(args) -> int:
     to_stdout = args.output == "-"
     report = sys.stderr if to_stdout else sys.stdout
     done = 0
-    made = set()
+    made: set[str] = set()
     bar = tqdm(total=len(jobs), desc="encoding", unit="image", disable=len(jobs) < 2, file=sys.stderr)
     try:
         for _, job, value, ok in pool.run(jobs):
@@ -331,10 +332,11 @@ def _write_outputs(job: Job, value: dict, overwrite: bool, made: set) -> None:
         sys.stdout.buffer.write(value["data"])
         sys.stdout.buffer.flush()
         return
+    assert job.output is not None  # planned before any work
     folder = os.path.dirname(os.path.realpath(job.output))
     if folder not in made:
         os.makedirs(folder, exist_ok=True)
         made.add(folder)
     write_file(job.output, value["data"], overwrite=overwrite)
-    if value["heatmap"] is not None:
+    if value["heatmap"] is not None and job.heatmap is not None:
         write_file(job.heatmap, value["heatmap"], overwrite=overwrite)

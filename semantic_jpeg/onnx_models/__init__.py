@@ -1,5 +1,6 @@
-"""Saliency maps from ONNX CAM models run with onnxruntime (no torch): MS-ROI (Prakash et al., DCC 2017; thesis eq. 2.4-2.5),
-Aug-MSROI (sec 3.6) and R-CAM (sec 4.6.1, eq. 4.4-4.5), plus top-k ImageNet predictions.
+"""Saliency maps from ONNX CAM models run with onnxruntime (no torch): MS-ROI (Prakash et al., DCC 2017; thesis
+eq. 2.4-2.5), Aug-MSROI (Prakash et al., DCC 2018; thesis sec. 3.6) and R-CAM (Prakash et al., CVPR 2018; thesis
+sec. 4.6.1, eq. 4.4-4.5), plus top-k ImageNet predictions.
 
     >>> from semantic_jpeg.onnx_models import default_model, load_model
     >>> model = default_model()                       # shipped EfficientNet-Lite0, shared, thread-safe

@@ -190,8 +190,8 @@ class CamModel:
         return logits, evidence
 
     def class_activation_maps(self, logits: np.ndarray, evidence: np.ndarray, mixtures: np.ndarray) -> np.ndarray:
-        """Maps of class mixtures (Prakash et al., CVPR 2018; thesis eq. 4.4): for one image, ``mixtures`` (M, K) rows of class
-        weights -> (M, h', w') maps sum_c mixture[c] * CAM_c."""
+        """Maps of class mixtures (Prakash et al., CVPR 2018; thesis eq. 4.4): for one image, ``mixtures`` (M, K) rows
+        of class weights -> (M, h', w') maps sum_c mixture[c] * CAM_c."""
         # Only the classes a mixture uses are read, and the products go through einsum's own loops: these
         # matrices are small, and BLAS would wake its thread pool, whose spinning threads take the CPU from
         # onnxruntime and from the encoder on small machines.
@@ -205,8 +205,8 @@ class CamModel:
 
     # -- maps ----------------------------------------------------------------------------------------------
     def msroi_from_outputs(self, logits, evidence, grouping, k, threshold=None) -> np.ndarray:
-        """MS-ROI at feature resolution from one image's :meth:`forward` outputs (Prakash et al., DCC 2017; thesis eq. 2.4-2.5 over
-        coarse classes), see :meth:`msroi_map`."""
+        """MS-ROI at feature resolution from one image's :meth:`forward` outputs (Prakash et al., DCC 2017; thesis eq.
+        2.4-2.5 over coarse classes), see :meth:`msroi_map`."""
         probs = np.exp(logits - logits.max())
         probs /= probs.sum()
         group = self._group_index[grouping]
@@ -232,8 +232,8 @@ class CamModel:
 
     def msroi_map(self, image, *, color_order: str = "RGB", working_size: int | None = None,
                   grouping: str | None = None, k: int | None = None, threshold: float | None = None) -> np.ndarray:
-        """MS-ROI map (Prakash et al., DCC 2017; thesis sec. 2.3): CAMs of the top-``k`` coarse classes (``grouping``; optionally only
-        those with coarse probability >= ``threshold``, eq. 2.5), each clipped at 0 and scaled to max 1,
+        """MS-ROI map (Prakash et al., DCC 2017; thesis sec. 2.3): CAMs of the top-``k`` coarse classes (``grouping``;
+        optionally only those with coarse probability >= ``threshold``, eq. 2.5), each clipped at 0 and scaled to max 1,
         summed with rank weights k, k-1, ..., 1 and scaled to [0, 1]. float32 (H, W) like the image."""
         grouping = grouping or self.defaults["grouping"]
         k = self.defaults["top_k"] if k is None else k
@@ -244,9 +244,9 @@ class CamModel:
 
     def aug_msroi_batch(self, batch: np.ndarray, n: int, rng: np.random.Generator, input_noise: float,
                         activation_noise: float):
-        """:meth:`forward` of ``n`` perturbed copies of a (1, 3, h, w) batch (Prakash et al., DCC 2018; thesis sec. 3.6): one input
-        perturbation, shared by the copies, and ``n`` draws of every activation noise in one batch, so the
-        layers before the first noise point run once. A model without noise inputs gets ``n`` input draws."""
+        """:meth:`forward` of ``n`` perturbed copies of a (1, 3, h, w) batch (Prakash et al., DCC 2018; thesis sec.
+        3.6): one input perturbation, shared by the copies, and ``n`` draws of every activation noise in one batch, so
+        the layers before the first noise point run once. A model without noise inputs gets ``n`` input draws."""
         _, _, h, w = batch.shape
         input_copies = 1 if self._noise_inputs else n
         batch = batch + rng.standard_normal((input_copies, 3, h, w), dtype=np.float32) * np.float32(input_noise)
@@ -259,8 +259,8 @@ class CamModel:
                       working_size: int | None = None, grouping: str | None = None, k: int | None = None,
                       threshold: float | None = None, input_noise: float | None = None,
                       activation_noise: float | None = None) -> np.ndarray:
-        """Aug-MSROI map (Prakash et al., DCC 2018; thesis sec. 3.6): mean of the MS-ROI maps of ``n`` perturbed copies run in ONE
-        batch, scaled to [0, 1]. The normalised input gets Gaussian noise of std ``input_noise``, drawn once
+        """Aug-MSROI map (Prakash et al., DCC 2018; thesis sec. 3.6): mean of the MS-ROI maps of ``n`` perturbed copies
+        run in ONE batch, scaled to [0, 1]. The normalised input gets Gaussian noise of std ``input_noise``, drawn once
         and shared by the copies; each copy gets its own Gaussian noise on the intermediate activations named
         by the manifest (std ``activation_noise`` x each channel's std). Sharing the input perturbation lets
         the layers before the first noise point run once (n=5 on 2 CPU cores: 2.2x one MS-ROI map instead of
@@ -285,8 +285,8 @@ class CamModel:
 
     def rcam_map(self, image, *, k: int | None = None, color_order: str = "RGB",
                  working_size: int | None = None) -> np.ndarray:
-        """Robust activation map R-CAM (Prakash et al., CVPR 2018; thesis eq. 4.5): sum_i CAM_{c_i} / 2^i over the top-``k`` fine
-        classes (i = 1..k), clipped at 0 and divided by its maximum. float32 (H, W) in [0, 1]."""
+        """Robust activation map R-CAM (Prakash et al., CVPR 2018; thesis eq. 4.5): sum_i CAM_{c_i} / 2^i over the
+        top-``k`` fine classes (i = 1..k), clipped at 0 and divided by its maximum. float32 (H, W) in [0, 1]."""
         k = self.defaults["top_k"] if k is None else k
         self._check_options("fine", k, None)
         batch, (height, width) = self.preprocess(image, color_order=color_order, working_size=working_size)

@@ -88,7 +88,8 @@ def _run_maps(args) -> int:
         error(prog, f"output folder {args.out} is an existing file")
         return 2
     methods = METHODS if args.method == "all" else (args.method,)
-    plan, seen = [], {}
+    plan: list = []
+    seen: dict = {}
     for path in args.images:  # every output name before any work: collisions, inputs, existing files
         targets = []
         for method in methods:

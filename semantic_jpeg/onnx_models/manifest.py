@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 FORMAT = "semantic_jpeg.cam_model/1"
 REQUIRED_FIELDS = ("format", "name", "version", "file", "sha256", "input", "noise_inputs", "outputs", "cam",
@@ -29,8 +30,8 @@ REQUIRED_KEYS = ("format", "name", "file", "sha256", "input", "input.name", "inp
                  "outputs.logits", "cam", "cam.type", "classes", "classes.count")
 OPTIONAL_DEFAULTS = {"version": "0", "description": "", "noise_inputs": [], "source": {}, "producer": {}}
 INPUT_DEFAULTS = {"layout": "NCHW", "channels": "RGB", "dtype": "float32", "size_multiple": 32}
-SETTING_DEFAULTS = {"working_size": 224, "grouping": "fine", "top_k": 5, "aug_n": 5, "input_noise": 0.05,
-                    "activation_noise": 0.3, "classify_size": 224}
+SETTING_DEFAULTS: dict[str, Any] = {"working_size": 224, "grouping": "fine", "top_k": 5, "aug_n": 5,
+                                     "input_noise": 0.05, "activation_noise": 0.3, "classify_size": 224}
 
 
 class ModelIntegrityError(RuntimeError):
@@ -136,7 +137,8 @@ def _with_defaults(manifest: dict, path: Path) -> dict:
     defaults = manifest.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise ValueError(f"manifest {path}: 'defaults' must be an object")
-    settings = {**SETTING_DEFAULTS, "top_k": min(SETTING_DEFAULTS["top_k"], int(manifest["classes"]["count"]))}
+    settings = {**SETTING_DEFAULTS,
+                "top_k": min(SETTING_DEFAULTS["top_k"], int(manifest["classes"]["count"]))}
     manifest["defaults"] = {**settings, **defaults}
     if manifest["cam"]["type"] == "linear":
         for key in ("head_file", "head_sha256"):

