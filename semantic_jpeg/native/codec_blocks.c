@@ -1052,6 +1052,15 @@ int64_t semjpeg_requantize_scan(int n_components, const float **raw, const int *
  * (natural); ac_bits: 256 code lengths. DC is copied. Returns 0 or SEMJPEG_BAD_ARGUMENT. */
 static inline int magnitude_category(int v) { return bit_length(v < 0 ? -v : v); }
 
+/* w (x - v q)^2 + lambda bits(v) for a nonzero v: Huffman length of its (run, size) symbol + size bits + ZRLs. */
+static inline float rdo_cost(float xi, int v, float q, float w, float lam, const float *ac_bits, int r16,
+                             float run_bits) {
+    float e = xi - (float)v * q;
+    int cat = magnitude_category(v);
+    float bits = ac_bits[r16 | cat] + (float)cat + run_bits;
+    return w * e * e + lam * bits;
+}
+
 /* AC symbols of one block given by its zigzag values zz[1..last] (zero after `last`): (run, size), ZRL and
  * EOB counts added to ac_freq, as count_block counts them. */
 static inline void count_ac_zigzag(const int *zz, int last, int64_t *ac_freq) {
@@ -1106,42 +1115,43 @@ int semjpeg_rdo_decisions_counted(const float *raw, const int16_t *start, int64_
         float best_cost[64], zero_cost[64];
         int best[64];
         int prev = 0; /* zigzag index of the previous non-zero start value (0: the DC) */
+        float tail = 0.0f; /* sum of zero_cost[1..63], added in that order */
         for (int i = 1; i < 64; i++) {
             int n = ZIGZAG[i];
             float q = (float)table[n], xi = x[n], w = block_weight[b] * freq_weight[n];
             int ki = k[n], run = i - prev - 1;
             zero_cost[i] = w * xi * xi;
+            tail += zero_cost[i];
             if (ki == 0 && fabsf(xi) < 0.5f * q) { /* start and nearest are both 0: the only candidate */
                 best_cost[i] = zero_cost[i];
                 best[i] = 0;
                 continue;
             }
-            float run_bits = (float)(run / 16) * ac_bits[0xF0];
+            float run_bits = (float)(run >> 4) * ac_bits[0xF0], zc = zero_cost[i];
+            int r16 = (run & 15) << 4;
             int nearest = (int)lrintf(xi / q);
             if (nearest > 1023) nearest = 1023;
             if (nearest < -1023) nearest = -1023;
-            int cand[4] = {ki, ki - (ki > 0) + (ki < 0), 0, nearest};
-            float bc = 0.0f;
-            int bv = 0;
-            for (int c = 0; c < 4; c++) {
-                int v = cand[c];
-                if ((c >= 1 && v == cand[0]) || (c >= 2 && v == cand[1]) || (c == 3 && v == 0))
-                    continue; /* the same value again: the same cost, and the first one is kept on ties */
-                float e = xi - (float)v * q, bits = 0.0f;
-                if (v) {
-                    int cat = magnitude_category(v), sym = ((run % 16) << 4) | cat;
-                    bits = ac_bits[sym > 255 ? 255 : sym] + (float)cat + run_bits;
-                }
-                float cost = w * e * e + lam * bits;
-                if (c == 0 || cost < bc) { bc = cost; bv = v; }
+            int lower = ki - (ki > 0) + (ki < 0);
+            /* candidates in the order jpegli's value, one lower, 0, nearest; a later one replaces the best only
+             * when strictly cheaper, and a value already tried is skipped (the same cost). The cost of 0 is
+             * zero_cost (w e^2 + lambda * 0 with e = x). */
+            float bc = ki ? rdo_cost(xi, ki, q, w, lam, ac_bits, r16, run_bits) : zc;
+            int bv = ki;
+            if (lower != ki) {
+                float c = lower ? rdo_cost(xi, lower, q, w, lam, ac_bits, r16, run_bits) : zc;
+                if (c < bc) { bc = c; bv = lower; }
+            }
+            if (ki && lower && zc < bc) { bc = zc; bv = 0; }
+            if (nearest && nearest != ki && nearest != lower) {
+                float c = rdo_cost(xi, nearest, q, w, lam, ac_bits, r16, run_bits);
+                if (c < bc) { bc = c; bv = nearest; }
             }
             best_cost[i] = bc;
             best[i] = bv;
             if (ki) prev = i;
         }
         /* last kept position: total(L) = sum_{1..L} best + sum_{L+1..63} zero + lambda EOB [L < 63] */
-        float tail = 0.0f;
-        for (int i = 1; i < 64; i++) tail += zero_cost[i];
         float keep = 0.0f, eob = lam * ac_bits[0x00];
         float best_total = tail + eob; /* L = 0 */
         int last = 0;
