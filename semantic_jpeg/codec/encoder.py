@@ -840,10 +840,15 @@ def _match_size_rdo(coder, target, tolerance, guess=85):
     best: Optional[bytes] = None
     iterations = 0
 
+    files = {}  # (quality, lambda) -> file: the lambda = 0 file is asked for twice
+
     def error(lam, q):
         nonlocal best, iterations
         iterations += 1
-        data = coder.encode(q, lam)
+        if (q, lam) not in files:
+            files.clear()
+            files[(q, lam)] = coder.encode(q, lam)
+        data = files[(q, lam)]
         if best is None or abs(len(data) - target) < abs(len(best) - target):
             best = data
         return np.log(len(data) / target)
