@@ -68,7 +68,9 @@ class SemanticJpegEncoder:
         if encode_options.get("saliency") is None:  # the shipped default map's model, loaded once per actor
             from .codec.batch import pin_default_models
             pin_default_models(intra_op_num_threads)
-            encode(np.zeros((32, 32, 3), np.uint8))  # load it here, once, not in the first batch
+            from .onnx_models.gaze_model import saliency_map
+
+            saliency_map(np.zeros((32, 32, 3), np.uint8))  # load the model here, once, not in the first batch
 
     def __call__(self, batch: dict) -> dict:
         if self.image_column not in batch:
