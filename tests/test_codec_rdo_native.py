@@ -1,0 +1,103 @@
+"""The native parts of the default encoder's pipeline against the libjpeg (jpeglib) steps they replace.
+
+Entropy coding, Huffman table construction and Huffman decoding are integer-exact, so files and coefficients
+are compared exactly."""
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from semantic_jpeg.codec import encode, encoder, jpeg_stream, rdo
+from semantic_jpeg.native import as_pointer, lib
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    return np.ascontiguousarray(data.astronaut()[:200, :264])  # not a multiple of the MCU size
+
+
+def _ramp(shape):
+    return np.linspace(0, 1, shape[0] * shape[1], dtype=np.float32).reshape(shape)
+
+
+LAYOUTS = [({"subsampling": 2}, 3), ({"subsampling": 0}, 3), ({"subsampling": 1, "comment": "c"}, 3), ({}, 1)]
+
+
+@pytest.mark.parametrize("options,channels", LAYOUTS)
+def test_native_optimised_huffman_equals_libjpeg_recoding(astronaut, options, channels):
+    img = astronaut if channels == 3 else np.ascontiguousarray(astronaut[..., 1])
+    coder = encoder._RdoCoder(img, _ramp(img.shape[:2]), encoder._check_options(dict(options, optimize=True), "rdo"))
+    for quality, lam in ((30, 0.0), (90, 25.0)):
+        coefs, frame = coder.coefficients(quality, lam), coder.start(quality)[3]
+        libjpeg = coder.dct.encode_coefficients(coefs, frame)  # libjpeg's optimize_coding re-coding
+        native = coder.dct.encode_coefficients_optimised(coefs, frame)
+        assert bytes(native) == bytes(libjpeg)
+
+
+def test_counts_from_the_rdo_pass_equal_a_scan_count(astronaut):
+    coder = encoder._RdoCoder(astronaut, _ramp(astronaut.shape[:2]), encoder._check_options({}, "rdo"))
+    for lam in (0.0, 3.0, 400.0):
+        coefs, freq = coder._coefficients(80, lam)
+        assert np.array_equal(freq, coder.dct.scan_frequencies(coefs))
+
+
+def test_optimal_huffman_table_is_a_valid_length_limited_code():
+    rng = np.random.default_rng(0)
+    for counts in (rng.zipf(1.3, 256).astype(np.int64), np.eye(256, dtype=np.int64)[7], np.ones(256, np.int64)):
+        counts = np.ascontiguousarray(np.minimum(counts, 10 ** 9))
+        bits, values = np.zeros(16, np.uint8), np.zeros(256, np.uint8)
+        n = lib.semjpeg_optimal_huffman(as_pointer(counts, np.int64), as_pointer(bits, np.uint8),
+                                        as_pointer(values, np.uint8))
+        assert n == int(bits.sum()) == int((counts > 0).sum())
+        assert sorted(values[:n].tolist()) == np.flatnonzero(counts).tolist()
+        assert sum(int(b) * 2.0 ** -(i + 1) for i, b in enumerate(bits)) < 1  # the all-ones code stays free
+
+
+def _files(img):
+    out = [rdo.jpegli_encode(img, q) for q in (10, 60, 95)]
+    for sub in (0, 1, 2):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "JPEG", quality=80, subsampling=sub, optimize=sub == 2)
+        out.append(buf.getvalue())
+    buf = io.BytesIO()
+    Image.fromarray(img[..., 0]).save(buf, "JPEG", quality=50)
+    return out + [buf.getvalue()]
+
+
+def test_native_decoder_reads_the_coefficients_libjpeg_reads(astronaut):
+    for data_ in _files(astronaut):
+        ours, our_tables = rdo._read_coefficients_native(data_)
+        theirs, their_tables = rdo._read_coefficients_jpeglib(data_)
+        assert len(ours) == len(theirs)
+        for a, b in zip(ours, theirs):
+            assert np.array_equal(a, b[:a.shape[0], :a.shape[1]])
+        for a, b in zip(our_tables, their_tables):
+            assert np.array_equal(a, b)
+
+
+def test_corrupt_or_unsupported_streams_fall_back_or_raise(astronaut):
+    good = rdo.jpegli_encode(astronaut, 70)
+    garbled = bytearray(good)
+    garbled[len(good) // 2:len(good) // 2 + 64] = bytes(range(192, 256))
+    try:  # a clear exception (native decoder, then libjpeg) or some coefficients; never a crash
+        coefs, _ = rdo.read_coefficients(bytes(garbled))
+        assert coefs[0].dtype == np.int16
+    except (ValueError, OSError):
+        pass
+    with pytest.raises(jpeg_stream.JpegStreamError):
+        rdo._read_coefficients_native(good[:300])
+    buf = io.BytesIO()
+    Image.fromarray(astronaut).save(buf, "JPEG", quality=70, progressive=True)
+    coefs, _ = rdo.read_coefficients(buf.getvalue())  # progressive: read by libjpeg
+    assert coefs[0].shape[-1] == 64
+
+
+@pytest.mark.parametrize("options", [{"subsampling": 2}, {"subsampling": 1}, {"subsampling": 0, "keep_rgb": True}])
+def test_strips_give_the_same_file(astronaut, options, monkeypatch):
+    sal = _ramp(astronaut.shape[:2])
+    whole = encode(astronaut, saliency=sal, quality=60, **options)
+    monkeypatch.setattr(encoder, "RAW_CACHE_BYTES", 0)       # recompute the DCT in strips ...
+    monkeypatch.setattr(encoder, "RAW_STRIP_BYTES", 20000)   # ... of a few MCU rows, coded strip by strip
+    assert encode(astronaut, saliency=sal, quality=60, **options) == whole
