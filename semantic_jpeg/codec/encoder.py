@@ -559,11 +559,12 @@ class _RdoCoder:
             # the AC counts its RDO pass returns
             start_freq = self.dct.scan_frequencies([c.reshape(bh, bw, 64) for c, (bh, bw) in zip(coefs, self.blocks)])
             fixed = start_freq.copy()
-            for i, c in enumerate(coefs):
-                real = np.zeros(257, np.int64)
-                _check_native(lib.semjpeg_ac_frequencies(as_pointer(c, np.int16), c.shape[0],
-                                                         as_pointer(real, np.int64)), "symbol count")
-                fixed[1, i] -= real
+            fixed[1] = 0
+            comps = self.header.components
+            if len(comps) > 1:  # a dummy block (all-zero AC) codes one EOB; one component has none
+                mcus_v, mcus_h = self.header.mcus()
+                for i, (comp, (bh, bw)) in enumerate(zip(comps, self.blocks)):
+                    fixed[1, i, 0x00] = mcus_v * mcus_h * comp.samp_v * comp.samp_h - bh * bw
             self._start = {quality: (coefs, tables, lengths, frame, start_freq, fixed)}
         return self._start[quality]
 
