@@ -798,13 +798,14 @@ def _jpegli_slope(q):
     return float(np.interp(q, (0, 65, 80, 90, 100), (0.02, 0.018, 0.028, 0.05, 0.1)))
 
 
-def _jpegli_quality_for(coder, target, guess=85):
+def _jpegli_quality_for(coder, target, guess=85, enough=None):
     """The smallest integer jpegli quality whose pyjpegli file is at least ``target`` bytes (100 if none is;
     jpegli's size grows with its quality). Every size the coder has measured brackets the answer; the next
     quality tried is where log(size) crosses log(target), interpolated between the bracket's ends or
     extrapolated from the slope of the two measured sizes nearest the target, rounded towards the unmeasured
     side, so the search usually needs the two qualities around the answer and one more. The first search of an
-    encode starts at ``guess``."""
+    encode starts at ``guess``. ``enough(lo, hi)``: stop as soon as it is true of the bracket (the answer is
+    in lo + 1 .. hi) and return the bracket instead."""
     log_t = np.log(target)
     while True:
         sizes = coder._jpegli_sizes
@@ -813,7 +814,9 @@ def _jpegli_quality_for(coder, target, guess=85):
         lo = max(below, default=0)     # quality 0: a virtual size below every target
         hi = min(above, default=101)   # quality 101: a virtual size above every target
         if hi - lo <= 1:
-            return int(min(hi, 100))
+            return int(min(hi, 100)) if enough is None else (lo, hi)
+        if enough is not None and enough(lo, hi):
+            return lo, hi
         if lo and hi <= 100:  # interpolate log(size) between the bracket's ends
             a, b = np.log(sizes[lo]), np.log(sizes[hi])
             x = lo + (log_t - a) / (b - a) * (hi - lo) if b > a else (lo + hi) / 2
@@ -834,10 +837,15 @@ def _match_size_rdo(coder, target, tolerance, guess=85):
     """Size control of "rdo" mode: start from the jpegli quality that meets ``target`` plus the coder's
     headroom, then bisect lambda (Illinois on log size vs log lambda) until the file is within ``tolerance``.
     When lambda = 0 is already under the target, the next jpegli qualities are tried."""
-    quality = _jpegli_quality_for(coder, target, guess)
     if coder.headroom:  # less headroom at high quality, where the RDO's model loses more against jpegli's
+        # the headroom depends on the quality q that meets the target only between 61 and 79: the search for q
+        # stops once q is known to be >= 80 or <= 60 (the same headroom as with q itself)
+        lo, hi = _jpegli_quality_for(coder, target, guess, enough=lambda lo, hi: lo >= 79 or hi <= 60)
+        quality = 100 if lo >= 79 else 1 if hi <= 60 else int(min(hi, 100))
         headroom = coder.headroom * float(np.clip((100 - quality) / 40.0, 0.5, 1.0))
         quality = _jpegli_quality_for(coder, target * (1.0 + headroom))
+    else:
+        quality = _jpegli_quality_for(coder, target, guess)
     best: Optional[bytes] = None
     iterations = 0
 
