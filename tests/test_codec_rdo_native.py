@@ -101,3 +101,18 @@ def test_strips_give_the_same_file(astronaut, options, monkeypatch):
     monkeypatch.setattr(encoder, "RAW_CACHE_BYTES", 0)       # recompute the DCT in strips ...
     monkeypatch.setattr(encoder, "RAW_STRIP_BYTES", 20000)   # ... of a few MCU rows, coded strip by strip
     assert encode(astronaut, saliency=sal, quality=60, **options) == whole
+
+
+def test_rdo_kernel_counts_the_symbols_of_the_blocks_it_writes():
+    rng = np.random.default_rng(3)
+    raw = (rng.standard_normal((300, 64)) * rng.uniform(1, 200, (300, 1))).astype(np.float32)
+    table = np.full(64, 6, np.uint16)
+    start = np.clip(np.rint(raw / table), -1023, 1023).astype(np.int16)
+    lengths = np.full(256, 8.0, np.float32)
+    for lam in (0.5, 40.0, 5000.0):
+        counted = np.zeros(257, np.int64)
+        out = rdo.optimise_component(raw, start, table, np.ones(300), lam, lengths, ac_freq=counted)
+        expected = np.zeros(257, np.int64)
+        assert lib.semjpeg_ac_frequencies(as_pointer(out, np.int16), out.shape[0], as_pointer(expected, np.int64)) == 0
+        assert np.array_equal(counted, expected)
+        assert np.array_equal(out, rdo.optimise_component(raw, start, table, np.ones(300), lam, lengths))
