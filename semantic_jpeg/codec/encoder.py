@@ -28,7 +28,7 @@ import secrets
 import tempfile
 import warnings
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -67,11 +67,11 @@ class EncodeResult:
     cell_size: tuple               # (height, width) in pixels of the unit that takes one level
     cell_levels: np.ndarray = field(repr=False)  # level of each cell
     saliency: np.ndarray = field(repr=False)     # the HxW map used, float32 in [0, 1]
-    target_size: int = None
+    target_size: int | None = None
     iterations: int = 1
     deadzone: float = DEADZONE     # "dct" mode: raised above 0.5 only by rate control, between two table steps
-    lam: Optional[float] = None    # "rdo" mode: lambda (squared error per bit) of the file
-    block_weights: Optional[np.ndarray] = field(default=None, repr=False)  # "rdo" mode: weight of each luma block
+    lam: float | None = None    # "rdo" mode: lambda (squared error per bit) of the file
+    block_weights: np.ndarray | None = field(default=None, repr=False)  # "rdo" mode: weight of each luma block
 
     @property
     def size(self) -> int:
@@ -79,7 +79,8 @@ class EncodeResult:
 
     def summary(self) -> str:
         if self.mode == "rdo":
-            target = f", target {self.target_size} B ({self.size / self.target_size - 1:+.2%})"
+            target = (f", target {self.target_size} B ({self.size / self.target_size - 1:+.2%})"
+                      if self.target_size else "")  # always set by rdo mode
             return (f"{self.width}x{self.height} rdo mode: {self.size} B from jpegli quality "
                     f"{self.final_quality:.0f}, lambda {self.lam:.3g}{target}")
         levels = ", ".join(f"Q{q:.1f}:{f:.0%}" for q, f in zip(self.level_qualities, self.level_fractions))
@@ -181,6 +182,7 @@ def encode(image, fp=None, *, saliency=None, levels=5, quality_range=(30, 70), q
             return result
         return result.data if fp is None else None
 
+    coder: Any
     if mode == "dct":
         coder = _DctCoder(rgb, sal, len(qualities), options, reuse_transform=target_size is not None)
     else:
@@ -230,7 +232,8 @@ def _check_options(jpeg_options, mode):
         options["subsampling"] = 0
     if "subsampling" in options:
         if options["subsampling"] not in SUBSAMPLING:
-            raise ValueError(f"subsampling must be one of {sorted(map(str, SUBSAMPLING))}, got {options['subsampling']!r}")
+            raise ValueError(f"subsampling must be one of {sorted(map(str, SUBSAMPLING))}, "
+                             f"got {options['subsampling']!r}")
         options["subsampling"] = SUBSAMPLING[options["subsampling"]]
     else:
         options["subsampling"] = 2
@@ -324,8 +327,10 @@ class _DctCoder:
                          + jpeg_stream.huffman_code_table(*self.header.huffman[(1, c.ac_table)]) for c in comps]
         self._huffman_args = [ffi.new(f"const {ctype} *[]", [as_pointer(t[i], t[i].dtype) for t in self._huffman])
                               for i, ctype in enumerate(("uint32_t", "uint8_t", "uint32_t", "uint8_t"))]
-        self._sampling_args = (ffi.new("int[]", [c.samp_h for c in comps]), ffi.new("int[]", [c.samp_v for c in comps]))
-        self._block_args = (ffi.new("int[]", [bh for bh, _ in self.blocks]), ffi.new("int[]", [bw for _, bw in self.blocks]))
+        self._sampling_args = (ffi.new("int[]", [c.samp_h for c in comps]),
+                               ffi.new("int[]", [c.samp_v for c in comps]))
+        self._block_args = (ffi.new("int[]", [bh for bh, _ in self.blocks]),
+                            ffi.new("int[]", [bw for _, bw in self.blocks]))
         self.capacity = 2 * 64 * sum(bh * bw for bh, bw in self.blocks) + 4096  # worst case: 2 bytes/coefficient
         self._scan_buffer = np.empty(self.capacity, np.uint8)
 
@@ -671,7 +676,7 @@ def _release_freed_memory():
         _MALLOC_TRIM(0)
 
 
-_MALLOC_TRIM = None
+_MALLOC_TRIM: Any = None  # libc's malloc_trim, False where there is none
 
 
 def _check_native(rc, what):
@@ -753,7 +758,8 @@ def _match_size(coder, qualities, final_quality, target, tolerance):
     coder's dead zone is searched the same way at the offset above the step."""
     lo = 1.0 - max(np.max(qualities), final_quality)   # every quality clipped to 1
     hi = 100.0 - min(np.min(qualities), final_quality)  # every quality clipped to 100
-    best, iterations = None, 0
+    best: Any = None  # the closest file so far (_Encoded)
+    iterations = 0
 
     def error(shift, deadzone=DEADZONE):
         """log(size / target) of the file made with ``shift`` (and ``deadzone``); keeps the closest file."""
@@ -846,10 +852,10 @@ def _match_size_rdo(coder, target, tolerance, guess=85):
         quality = _jpegli_quality_for(coder, target * (1.0 + headroom))
     else:
         quality = _jpegli_quality_for(coder, target, guess)
-    best: Optional[bytes] = None
+    best: Any = None  # the closest file so far (_Encoded)
     iterations = 0
 
-    files = {}  # (quality, lambda) -> file: the lambda = 0 file is asked for twice
+    files: dict = {}  # (quality, lambda) -> file: the lambda = 0 file is asked for twice
 
     def error(lam, q):
         nonlocal best, iterations

@@ -16,6 +16,10 @@ ZIGZAG = np.array([
     60, 61, 54, 47, 55, 62, 63])
 
 
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 class JpegStreamError(ValueError):
     """The JPEG stream is not the baseline, single-scan stream this module rewrites."""
 
@@ -44,8 +48,8 @@ class BaselineJpeg:
         """(blocks_h, blocks_w) of each component, as libjpeg sizes them."""
         hmax = max(c.samp_h for c in self.components)
         vmax = max(c.samp_v for c in self.components)
-        return [(-(-(-(-self.height * c.samp_v // vmax)) // 8), -(-(-(-self.width * c.samp_h // hmax)) // 8))
-                for c in self.components]
+        return [(_ceil_div(_ceil_div(self.height * c.samp_v, vmax), 8),
+                 _ceil_div(_ceil_div(self.width * c.samp_h, hmax), 8)) for c in self.components]
 
     def with_size(self, height: int, width: int) -> "BaselineJpeg":
         """The same header for an image of another size (the frame header's dimensions rewritten)."""
