@@ -62,7 +62,8 @@ def saliency_to_array(saliency, rgb: np.ndarray) -> np.ndarray:
     if saliency.size == 0:
         raise ValueError("saliency map is empty")
     if saliency.dtype == np.uint8:
-        saliency = saliency.astype(np.float32) / 255.0
+        saliency = saliency.astype(np.float32)
+        saliency /= 255.0  # in place: one float copy of the map at a time (the encoder's peak memory)
     elif not np.issubdtype(saliency.dtype, np.floating):
         raise TypeError(f"saliency map must be float in [0, 1] or uint8, got {saliency.dtype}")
     saliency = np.ascontiguousarray(saliency, dtype=np.float32)
