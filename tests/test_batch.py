@@ -26,7 +26,7 @@ def test_default_jobs_counts_the_cpus_this_process_may_use():
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_same_bytes_as_encode_in_input_order(jobs):
     images = _images(5)
-    options = {"quality_range": (30, 80), "subsampling": "4:4:4"}
+    options = {"quality": 80, "subsampling": "4:4:4"}
     results = list(semantic_jpeg.encode_many(iter(images), jobs=jobs, **options))
     assert [r.width for r in results] == [112] * 5
     for image, result in zip(images, results):  # same machine, same code: identical files whatever jobs is

@@ -382,3 +382,11 @@ def test_encode_reports_in_input_order_with_several_workers(tmp_path, capsys):
     assert run("encode", *[tmp_path / n for n in names], "-o", tmp_path / "out", "--jobs", 2) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if " -> " in line]
     assert [line.split(" -> ")[0] for line in lines] == [str(tmp_path / n) for n in names]
+
+
+def test_encode_refuses_level_options_in_rdo_mode_before_any_work(tmp_path, capsys):
+    from semantic_jpeg.cli import main
+
+    out = tmp_path / "c.jpg"
+    assert main(["encode", "--sample", "chelsea", "--levels", "3", "-o", str(out)]) == 2
+    assert "--mode dct or mosaic" in capsys.readouterr().err and not out.exists()

@@ -349,7 +349,7 @@ def test_mode_conversion_rules(astronaut, pil_mode, expect):
         im = Image.fromarray(np.asarray(src.convert("L"), np.uint16) * 257)
         assert im.mode == "I;16"
     sal = np.ones((64, 64), np.float32)
-    b = encode(im, saliency=sal, quality=95, quality_range=(95, 95), subsampling="4:4:4")
+    b = encode(im, saliency=sal, quality=95, subsampling="4:4:4")
     with Image.open(io.BytesIO(b)) as out:
         assert out.mode == expect
         ref = np.asarray(src.convert(expect) if pil_mode in ("L", "I;16", "F", "P") else src.convert("1").convert("L"),
@@ -375,8 +375,10 @@ def test_bgr_arrays(astronaut, box_map):
 # ---------------------------------------------------------------- bad input
 
 @pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(levels=0), ValueError, "levels"),
-    (dict(quality_range=(70, 30)), ValueError, "increasing"),
+    (dict(levels=0, mode="dct"), ValueError, "levels"),
+    (dict(quality_range=(70, 30), mode="dct"), ValueError, "increasing"),
+    (dict(levels=5), TypeError, "mode='rdo'"),
+    (dict(quality_range=(30, 70)), TypeError, "mode='rdo'"),
     (dict(quality=0), ValueError, "quality"),
     (dict(quality=101), ValueError, "quality"),
     (dict(target_size=-5), ValueError, "target_size"),

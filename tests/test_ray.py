@@ -26,10 +26,10 @@ def _batch():
 
 def test_encoder_adds_jpeg_and_summary_columns_with_the_bytes_of_encode():
     batch = _batch()
-    out = SemanticJpegEncoder(quality_range=(30, 80))(batch)
+    out = SemanticJpegEncoder(quality=80)(batch)
     assert "image" not in out and list(out["path"]) == ["a.png", "b.png", "c.png"]
     for image, jpeg, size in zip(batch["image"], out["jpeg"], out["jpeg_size"]):
-        assert jpeg == semantic_jpeg.encode(image, quality_range=(30, 80)) and size == len(jpeg)
+        assert jpeg == semantic_jpeg.encode(image, quality=80) and size == len(jpeg)
     assert list(out["width"]) == [128] * 3 and np.isfinite(out["final_quality"]).all()
 
 
@@ -72,5 +72,5 @@ def test_documented_example_encodes_a_folder_on_local_ray(tmp_path):
     for name in arrays:
         written = (tmp_path / "encoded" / name).with_suffix(".jpg")
         decoded_input = np.asarray(Image.open(photos / name).convert("RGB"))
-        assert written.read_bytes() == semantic_jpeg.encode(decoded_input, quality_range=(30, 80))
+        assert written.read_bytes() == semantic_jpeg.encode(decoded_input, quality=80)
         assert f"{written} " in done.stdout

@@ -239,7 +239,7 @@ def encode_many(images: Iterable, *, jobs: int | None = None, ordered: bool = Tr
 
     Example (in a script, under ``if __name__ == "__main__":`` when ``jobs > 1``)::
 
-        for path, result in zip(paths, semantic_jpeg.encode_many(paths, jobs=4, quality_range=(30, 80))):
+        for path, result in zip(paths, semantic_jpeg.encode_many(paths, jobs=4, quality=80)):
             Path(path).with_suffix(".sem.jpg").write_bytes(result.data)
     """
     for key in ("fp", "return_result"):

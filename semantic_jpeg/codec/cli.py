@@ -43,10 +43,12 @@ def register(subparsers) -> None:
     p.add_argument("-j", "--jobs", type=int, default=None,
                    help="worker processes (default: the number of CPUs this process may use); the output bytes "
                         "do not depend on it")
-    p.add_argument("--levels", type=int, help="saliency levels k (default: semantic_jpeg.encode's)")
+    p.add_argument("--levels", type=int, help="--mode dct/mosaic: saliency levels k (default 5)")
     p.add_argument("--quality-range", type=float, nargs=2, metavar=("QL", "QH"),
-                   help="quality of the least and most salient level (default: semantic_jpeg.encode's)")
-    p.add_argument("--quality", type=float, help="final quality Q_f (default QH)")
+                   help="--mode dct/mosaic: quality of the least and most salient level (default 30 70)")
+    p.add_argument("--quality", type=float,
+                   help="rdo mode (default): the size of a plain Pillow JPEG at this quality, with the bits moved to "
+                        "where people look (default 75); dct/mosaic: the final quality Q_f (default QH)")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--target-size", type=int, help="target file size in bytes (met within 1%%)")
     size.add_argument("--match-jpeg-quality", type=float, metavar="Q",
@@ -250,6 +252,10 @@ def run(args) -> int:
 
     from .batch import WorkerPool, default_jobs
 
+    if args.mode == "rdo" and (args.levels is not None or args.quality_range):
+        error(PROG, "--levels and --quality-range apply to --mode dct or mosaic; the default rdo mode takes "
+                    "--quality, --target-size or --match-jpeg-quality")
+        return 2
     if args.jobs is not None and args.jobs < 1:
         error(PROG, f"--jobs must be at least 1, got {args.jobs}")
         return 2

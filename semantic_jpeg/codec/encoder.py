@@ -89,7 +89,7 @@ class EncodeResult:
                 f"levels [{levels}]{target}")
 
 
-def encode(image, fp=None, *, saliency=None, levels=5, quality_range=(30, 70), quality=None, target_size=None,
+def encode(image, fp=None, *, saliency=None, levels=None, quality_range=None, quality=None, target_size=None,
            match_jpeg_quality=None, size_tolerance=0.01, mode=DEFAULT_MODE, color_order="RGB",
            strength=rdo.DEFAULT_STRENGTH, headroom=rdo.DEFAULT_HEADROOM, masking=rdo.DEFAULT_MASKING,
            return_result=False, **jpeg_options):
@@ -106,14 +106,15 @@ def encode(image, fp=None, *, saliency=None, levels=5, quality_range=(30, 70), q
     target, i.e. from jpegli's own file);
     ``masking`` (default 0.5): exponent of the per-block contrast-masking weight on squared error (0: plain
     squared error, best PSNR; higher: flat areas kept, as jpegli's adaptive quantisation does);
-    ``levels``/``quality_range`` do not apply.
+    ``levels``/``quality_range`` do not apply (passing them with ``mode="rdo"`` raises TypeError).
 
     image: PIL image, or numpy HxW / HxWx3 uint8 (or float in [0, 1]); ``color_order`` "RGB" (default) or
         "BGR" says how 3-channel arrays are ordered. Mode rules: see :mod:`semantic_jpeg.codec.inputs`.
     fp: None (return the bytes), a path (written atomically), or a binary file object.
     saliency: None (the shipped gaze model), an HxW array in [0, 1], a PIL "L" image, a model with
         ``msroi_map``, or a callable taking the RGB uint8 array and returning the map.
-    levels, quality_range: k saliency levels coded at qualities from Q_l to Q_h (eq. 2.7).
+    levels, quality_range: level modes only: k saliency levels (default 5) coded at qualities from Q_l to Q_h
+        (default (30, 70); eq. 2.7).
     quality: "rdo" mode: see above. Level modes: the final quality Q_f (default Q_h); in "dct" mode it is the
         quality of the tables written in the file; levels above it are capped by it.
     target_size: file size in bytes; match_jpeg_quality: Q, meaning the size of a plain Pillow JPEG at Q with
@@ -139,9 +140,13 @@ def encode(image, fp=None, *, saliency=None, levels=5, quality_range=(30, 70), q
             raise ValueError(f"masking must be a number in [0, 2], got {masking!r}")
         if quality is not None:
             check_quality(quality)
+        if levels is not None or quality_range is not None:
+            raise TypeError("levels= and quality_range= set the saliency levels of mode='dct' and mode='mosaic'; "
+                            "mode='rdo' (the default) allocates continuously: use strength= for how far quality "
+                            "follows the map and quality=, target_size= or match_jpeg_quality= for the size")
     elif strength != rdo.DEFAULT_STRENGTH or headroom != rdo.DEFAULT_HEADROOM or masking != rdo.DEFAULT_MASKING:
         raise ValueError("strength, headroom and masking apply to mode='rdo' only")
-    qualities = level_qualities(levels, quality_range)
+    qualities = level_qualities(5 if levels is None else levels, (30, 70) if quality_range is None else quality_range)
     final_quality = qualities[-1] if quality is None or mode == "rdo" else check_quality(quality)
     if target_size is not None and match_jpeg_quality is not None:
         raise ValueError("give target_size or match_jpeg_quality, not both")
