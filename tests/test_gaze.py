@@ -360,3 +360,13 @@ def test_cam_model_list_does_not_offer_the_gaze_model():
 
     assert "efficientnet_lite0_gaze" not in available_models()
     assert "efficientnet_lite0_cam" in available_models()
+
+
+def test_export_needs_an_explicit_model_dir(tmp_path):
+    """--export never writes into the installed package by default."""
+    pytest.importorskip("torch")
+    from semantic_jpeg.training import gaze
+
+    with pytest.raises(ValueError, match="--model-dir"):
+        gaze.main(["--data-root", str(tmp_path), "--out", str(tmp_path / "run"), "--export", "--no-progress"])
+    assert not (tmp_path / "run" / "readout.pt").exists()

@@ -12,6 +12,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 
+def user_cache_dir() -> str:
+    """The evaluation's default cache folder: ``$XDG_CACHE_HOME/semantic_jpeg/evaluation`` (``~/.cache/...`` when
+    the variable is unset), never a folder inside the package or a source checkout."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "semantic_jpeg", "evaluation")
+
+
 def digest(*parts) -> str:
     """Stable sha256 hex digest of JSON-serialisable parts and numpy arrays (dtype, shape and bytes)."""
     h = hashlib.sha256()

@@ -12,8 +12,9 @@ from fractions import Fraction
 def user_cache_dir() -> str:
     """Where the evaluation caches attacks and defended images unless --cache says otherwise:
     ``$XDG_CACHE_HOME/semantic_jpeg/evaluation`` (``~/.cache/...`` when the variable is unset)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "semantic_jpeg", "evaluation")
+    from .cache import user_cache_dir as cache_dir
+
+    return cache_dir()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ import torch
 from . import report
 from .adaptive import bpda_eot_pgd
 from .attacks import ATTACKS, DEFAULT_ATTACKS, generate_adversarial
-from .cache import ArrayCache, digest, key_seed
+from .cache import ArrayCache, digest, key_seed, user_cache_dir
 from .data import labels_table, load_imagenet_samples
 from .defenses import ABLATIONS, DEFAULT_DEFENSES, DEFENSES, LOSSY_CHANNELS
 from .metrics import destruction_rate, linf, rmse, top1_accuracy
@@ -48,7 +48,7 @@ class EvalConfig:
     adaptive_eot: int = 10
     adaptive_eps: float = 4 / 255
     adaptive_batch: int = 2  # images per BPDA+EOT call; its random start and EOT draws are seeded per call
-    cache_dir: str | None = "benchmarks/cache/evaluation"
+    cache_dir: str | None = field(default_factory=user_cache_dir)  # None: no cache
     device: str = "cpu"
     threads: int | None = None
     command: str = ""

@@ -242,6 +242,10 @@ def train(args) -> dict:
     progress = not args.no_progress
     train_roots = [Path(args.data_root) / name for name in args.train]
     val_root = Path(args.data_root) / args.val if args.val else None
+    if args.cache is None:
+        from .gaze_args import default_cache
+
+        args.cache = default_cache()
     images, features = load_features(train_roots, args.scales, args.cache, device, progress, args.limit)
     shapes = {tuple(t.shape) for t in [f[0] for f in features[0]]}
     if len(shapes) != 1:
@@ -402,6 +406,9 @@ def check_args(args) -> None:
     """Clear errors for option values that cannot work."""
     if args.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
+    if args.export and args.model_dir is None:
+        raise ValueError("--export needs --model-dir (semantic_jpeg/onnx_models in a source checkout replaces the "
+                         "shipped model)")
     if not args.scales or any(size < 32 or size % 32 for size in args.scales):
         raise ValueError(f"--scales must be positive multiples of 32, got {args.scales}")
     if any(width < 1 for width in args.hidden):

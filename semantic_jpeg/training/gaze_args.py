@@ -2,19 +2,27 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "onnx_models"
-DATA_ROOT = Path(__file__).resolve().parents[2].parent / "shared/data/saliency"
+
+
+def default_cache() -> Path:
+    """The feature cache used when --cache is not given: ``$XDG_CACHE_HOME/semantic_jpeg/gaze_features``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "semantic_jpeg" / "gaze_features"
 
 
 def add_gaze_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the training options of the fixation-prediction model (:mod:`semantic_jpeg.training.gaze`)."""
-    parser.add_argument("--data-root", type=Path, default=DATA_ROOT, help="folder holding the data sets")
+    parser.add_argument("--data-root", type=Path, required=True,
+                        help="folder holding the data sets (sub-folders with images.csv, fixations.csv, stimuli/)")
     parser.add_argument("--train", nargs="+", default=["osie", "eyecrowd"], help="training data sets")
     parser.add_argument("--val", default="nus_scene", help="validation data set ('' for none)")
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/gaze/cache"),
-                        help="feature cache folder (1.7 GB for the default data sets and scales)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="feature cache folder, 1.7 GB for the default data sets and scales (default: "
+                             "$XDG_CACHE_HOME/semantic_jpeg/gaze_features, ~/.cache when the variable is unset)")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint / metrics folder")
     parser.add_argument("--scales", type=int, nargs="+", default=[384, 256],
                         help="working sizes (longer side, multiples of 32); the first sets the output grid")
@@ -36,6 +44,8 @@ def add_gaze_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch CPU threads (0: torch's default; 1 was fastest on a busy 2-core machine)")
     parser.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt")
     parser.add_argument("--export", action="store_true", help="export ONNX + manifest to --model-dir")
-    parser.add_argument("--model-dir", type=Path, default=PACKAGE_DIR, help="where --export writes the model")
+    parser.add_argument("--model-dir", type=Path, default=None,
+                        help="where --export writes the model (required with --export; semantic_jpeg/onnx_models "
+                             "in a source checkout replaces the shipped model)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
