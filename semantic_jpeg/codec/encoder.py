@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..native import as_pointer, ffi, lib
+from ..native import as_output_pointer, as_pointer, ffi, lib
 from . import jpeg_stream, rdo
 from .inputs import image_to_array, saliency_to_array
 from .quality import check_quality, level_qualities, quant_tables
@@ -358,13 +358,17 @@ class _DctCoder:
         comps = self.header.components
         out = [np.empty((bh, bw, 64), np.int16) for bh, bw in self.blocks]
         ch, cw = self.cell_levels.shape
+        cell_level = as_pointer(self.cell_levels, np.uint8)
         for comp, raw, (lv, ft), coefs in zip(comps, self.raw, tables, out):
             per_cell = (comp.samp_v, comp.samp_h) if len(comps) > 1 else (1, 1)
-            rc = lib.semjpeg_requantize(as_pointer(raw, np.float32), raw.shape[0], raw.shape[1],
-                                        as_pointer(self.cell_levels, np.uint8), ch, cw, per_cell[0], per_cell[1],
-                                        len(qualities), as_pointer(lv, np.uint16), as_pointer(ft, np.uint16),
-                                        deadzone, as_pointer(coefs, np.int16))
-            _check_native(rc, "requantisation")
+            # the struct holds bare pointers: the cdata views below stay referenced until the call returns
+            raw_p, lv_p, ft_p, out_p = (as_pointer(raw, np.float32), as_pointer(lv, np.uint16),
+                                        as_pointer(ft, np.uint16), as_output_pointer(coefs, np.int16))
+            args = ffi.new("semjpeg_requantize_args *", dict(
+                raw=raw_p, blocks_h=raw.shape[0], blocks_w=raw.shape[1], cell_level=cell_level, cells_h=ch,
+                cells_w=cw, blocks_per_cell_v=per_cell[0], blocks_per_cell_h=per_cell[1], levels=len(qualities),
+                level_tables=lv_p, frame_table=ft_p, deadzone=deadzone, out=out_p))
+            _check_native(lib.semjpeg_requantize(args), "requantisation")
         return out, frame
 
     def encode(self, qualities, final_quality, shift=0.0, deadzone=DEADZONE):

@@ -663,13 +663,15 @@ int semjpeg_forward_dct(const uint8_t *image, int height, int width, int channel
 
 /* Requantise one component's float DCT blocks (raw: blocks_h x blocks_w x 64, from semjpeg_forward_dct) into
  * out (int16, same layout). Returns 0 or a SEMJPEG_ error (a zero step, a level >= levels: bad argument). */
-int semjpeg_requantize(const float *raw, int blocks_h, int blocks_w, const uint8_t *cell_level, int cells_h,
-                       int cells_w, int blocks_per_cell_v, int blocks_per_cell_h, int levels,
-                       const uint16_t *level_tables, const uint16_t *frame_table, float deadzone, int16_t *out) {
-    if (blocks_h <= 0 || blocks_w <= 0) return SEMJPEG_BAD_ARGUMENT;
+int semjpeg_requantize(const semjpeg_requantize_args *args) {
+    if (!args || !args->raw || !args->out || args->blocks_h <= 0 || args->blocks_w <= 0) return SEMJPEG_BAD_ARGUMENT;
+    const float *raw = args->raw;
+    int16_t *out = args->out;
+    int blocks_h = args->blocks_h, blocks_w = args->blocks_w;
     Quantiser q;
-    int rc = quantiser_init(&q, cell_level, cells_h, cells_w, blocks_per_cell_v, blocks_per_cell_h, levels,
-                            level_tables, frame_table, deadzone);
+    int rc = quantiser_init(&q, args->cell_level, args->cells_h, args->cells_w, args->blocks_per_cell_v,
+                            args->blocks_per_cell_h, args->levels, args->level_tables, args->frame_table,
+                            args->deadzone);
     if (rc) return rc;
     for (int by = 0; by < blocks_h; by++)
         for (int bx = 0; bx < blocks_w; bx++) {
