@@ -394,12 +394,22 @@ class _DctCoder:
     def encode_coefficients(self, coefs, frame):
         """The file for given quantised coefficients (as :meth:`coefficients` returns them): the two-pass
         reference of :meth:`encode`."""
-        length = lib.semjpeg_encode_baseline_scan(
-            len(coefs), ffi.new("const int16_t *[]", [as_pointer(c, np.int16) for c in coefs]),
-            *self._block_args, *self._sampling_args, *self._huffman_args, *self.header.mcus(),
-            as_pointer(self._scan_buffer, np.uint8), self.capacity)
+        return self._assemble(self._encode_scan(coefs, self._huffman_args), frame)
+
+    def _encode_scan(self, coefs, huffman_args):
+        """The baseline scan of ``coefs`` (per component, int16 blocks) coded with ``huffman_args`` (the four
+        pointer arrays: dc codes, dc sizes, ac codes, ac sizes), as bytes."""
+        # the struct holds bare pointers: every array it points to stays referenced here until the call returns
+        coef_views = [as_pointer(c, np.int16) for c in coefs]
+        coef_args = ffi.new("const int16_t *[]", coef_views)
+        mcus_v, mcus_h = self.header.mcus()
+        args = ffi.new("semjpeg_encode_baseline_scan_args *", dict(
+            n_components=len(coefs), coefs=coef_args, blocks_h=self._block_args[0], blocks_w=self._block_args[1],
+            samp_h=self._sampling_args[0], samp_v=self._sampling_args[1], **_huffman_fields(huffman_args),
+            mcus_v=mcus_v, mcus_h=mcus_h, out=as_output_pointer(self._scan_buffer, np.uint8), capacity=self.capacity))
+        length = lib.semjpeg_encode_baseline_scan(args)
         _check_native(length, "entropy coder")
-        return self._assemble(self._scan_buffer[:length].tobytes(), frame)
+        return self._scan_buffer[:length].tobytes()
 
     def scan_frequencies(self, coefs):
         """Symbol counts (DC, AC) x component x 257 (int64) of the scan of ``coefs`` (dummy blocks included)."""
@@ -416,13 +426,8 @@ class _DctCoder:
         symbol counts of the scan, libjpeg's optimal-table construction, then one native entropy-coding pass.
         About 10 ms instead of 55 ms (libjpeg through a temp file) for a 1080p image on a busy 2-core machine.
         ``freq``: the symbol counts of the scan (:meth:`scan_frequencies`) when the caller has them."""
-        coef_args = ffi.new("const int16_t *[]", [as_pointer(c, np.int16) for c in coefs])
         huffman, tables = self.optimal_huffman(self.scan_frequencies(coefs) if freq is None else freq)
-        length = lib.semjpeg_encode_baseline_scan(
-            len(coefs), coef_args, *self._block_args, *self._sampling_args, *tables.args, *self.header.mcus(),
-            as_pointer(self._scan_buffer, np.uint8), self.capacity)
-        _check_native(length, "entropy coder")
-        return self.assemble_optimised(self._scan_buffer[:length].tobytes(), frame, huffman)
+        return self.assemble_optimised(self._encode_scan(coefs, tables.args), frame, huffman)
 
     def optimal_huffman(self, freq):
         """(DHT tables {(class, id): (bits, values)}, their codes as native arguments: ``.args``) built from
@@ -456,6 +461,11 @@ class _DctCoder:
 
 RAW_CACHE_BYTES = 24 << 20   # "rdo" mode keeps the float DCT of images up to this size (about 4 megapixels)
 RAW_STRIP_BYTES = 8 << 20    # ... else recomputes it in strips of about this size
+
+
+def _huffman_fields(huffman_args) -> dict:
+    """The four Huffman pointer arrays (dc codes, dc sizes, ac codes, ac sizes) as native struct fields."""
+    return dict(zip(("dc_code", "dc_size", "ac_code", "ac_size"), huffman_args, strict=True))
 
 
 class _HuffmanArgs:

@@ -684,16 +684,15 @@ int semjpeg_requantize(const semjpeg_requantize_args *args) {
 
 /* Entropy-code the quantised coefficients of every block (coefs[c]: blocks_h[c] x blocks_w[c] x 64, natural
  * order) as one baseline scan. Returns the number of bytes written or a negative SEMJPEG_ error. */
-int64_t semjpeg_encode_baseline_scan(int n_components, const int16_t **coefs, const int *blocks_h,
-                                     const int *blocks_w, const int *samp_h, const int *samp_v,
-                                     const uint32_t **dc_code, const uint8_t **dc_size, const uint32_t **ac_code,
-                                     const uint8_t **ac_size, int mcus_v, int mcus_h, uint8_t *out,
-                                     int64_t capacity) {
-    if (n_components < 1 || n_components > 4) return SEMJPEG_BAD_ARGUMENT;
-    if (n_components == 1) mcus_v = blocks_h[0];
+int64_t semjpeg_encode_baseline_scan(const semjpeg_encode_baseline_scan_args *args) {
+    if (!args || args->n_components < 1 || args->n_components > 4) return SEMJPEG_BAD_ARGUMENT;
+    int n_components = args->n_components, mcus_v = args->mcus_v;
+    const int16_t **coefs = args->coefs;
+    const int *blocks_w = args->blocks_w, *samp_v = args->samp_v;
+    if (n_components == 1) mcus_v = args->blocks_h[0];
     Scan s;
-    if (scan_init(&s, n_components, blocks_h, blocks_w, samp_h, samp_v, dc_code, dc_size, ac_code, ac_size, mcus_h,
-                  out, capacity))
+    if (scan_init(&s, n_components, args->blocks_h, blocks_w, args->samp_h, samp_v, args->dc_code, args->dc_size,
+                  args->ac_code, args->ac_size, args->mcus_h, args->out, args->capacity))
         return SEMJPEG_NO_MEMORY;
     int16_t *rows[4];
     for (int my = 0; my < mcus_v && !s.w.error; my++) {
