@@ -379,9 +379,16 @@ class _DctCoder:
         cells = (as_pointer(self.cell_levels, np.uint8), ch, cw, len(qualities), level_args, frame_args, deadzone)
         out = (as_pointer(self._scan_buffer, np.uint8), self.capacity)
         if self._raw is None:  # one encode: transform, requantise and code in one native pass
-            length = lib.semjpeg_encode_image_scan(
-                as_pointer(self.rgb, np.uint8), self.rgb.shape[0], self.rgb.shape[1], len(tables),
-                int(self.to_ycbcr), *self._sampling_args, *self._block_args, *cells, *self._huffman_args, *out)
+            # the struct holds bare pointers: every array it points to stays referenced here until the call returns
+            image, cell_level = as_pointer(self.rgb, np.uint8), as_pointer(self.cell_levels, np.uint8)
+            args = ffi.new("semjpeg_encode_image_scan_args *", dict(
+                image=image, height=self.rgb.shape[0], width=self.rgb.shape[1], channels=len(tables),
+                to_ycbcr=int(self.to_ycbcr), samp_h=self._sampling_args[0], samp_v=self._sampling_args[1],
+                blocks_h=self._block_args[0], blocks_w=self._block_args[1], cell_level=cell_level, cells_h=ch,
+                cells_w=cw, levels=len(qualities), level_tables=level_args, frame_tables=frame_args,
+                deadzone=deadzone, **_huffman_fields(self._huffman_args),
+                out=as_output_pointer(self._scan_buffer, np.uint8), capacity=self.capacity))
+            length = lib.semjpeg_encode_image_scan(args)
         else:
             length = lib.semjpeg_requantize_scan(
                 len(tables), ffi.new("const float *[]", [as_pointer(r, np.float32) for r in self._raw]),

@@ -979,26 +979,23 @@ int semjpeg_decode_baseline_scan(const uint8_t *scan, int64_t scan_len, int n_co
  * semjpeg_forward_dct + semjpeg_requantize + semjpeg_encode_baseline_scan, without any whole-image
  * coefficient array. level_tables[c] (levels x 64) and frame_tables[c] (64) are component c's tables. Returns
  * the scan's length or a negative SEMJPEG_ error. */
-int64_t semjpeg_encode_image_scan(const uint8_t *image, int height, int width, int channels, int to_ycbcr,
-                                  const int *samp_h, const int *samp_v, const int *blocks_h, const int *blocks_w,
-                                  const uint8_t *cell_level, int cells_h, int cells_w, int levels,
-                                  const uint16_t **level_tables, const uint16_t **frame_tables, float deadzone,
-                                  const uint32_t **dc_code, const uint8_t **dc_size, const uint32_t **ac_code,
-                                  const uint8_t **ac_size, uint8_t *out, int64_t capacity) {
-    if (channels != 1 && channels != 3) return SEMJPEG_BAD_ARGUMENT;
+int64_t semjpeg_encode_image_scan(const semjpeg_encode_image_scan_args *args) {
+    if (!args || (args->channels != 1 && args->channels != 3)) return SEMJPEG_BAD_ARGUMENT;
+    int channels = args->channels, width = args->width;
+    const int *samp_h = args->samp_h, *samp_v = args->samp_v, *blocks_h = args->blocks_h, *blocks_w = args->blocks_w;
     static const int unit[1] = {1};
     if (channels == 1) samp_h = samp_v = unit; /* a lone component's scan is block by block, whatever its factors */
     int hmax = 1;
     for (int c = 0; c < channels; c++) hmax = samp_h[c] > hmax ? samp_h[c] : hmax;
     Quantiser q[3];
     Scan s;
-    int rc = quantisers_init(q, channels, samp_h, samp_v, cell_level, cells_h, cells_w, levels, level_tables,
-                             frame_tables, deadzone);
+    int rc = quantisers_init(q, channels, samp_h, samp_v, args->cell_level, args->cells_h, args->cells_w,
+                             args->levels, args->level_tables, args->frame_tables, args->deadzone);
     if (rc) return rc;
-    rc = scan_init(&s, channels, blocks_h, blocks_w, samp_h, samp_v, dc_code, dc_size, ac_code, ac_size,
-                   (width + 8 * hmax - 1) / (8 * hmax), out, capacity);
-    if (rc == 0) rc = forward_transform(image, height, width, channels, to_ycbcr, samp_h, samp_v, blocks_h,
-                                        blocks_w, NULL, q, &s);
+    rc = scan_init(&s, channels, blocks_h, blocks_w, samp_h, samp_v, args->dc_code, args->dc_size, args->ac_code,
+                   args->ac_size, (width + 8 * hmax - 1) / (8 * hmax), args->out, args->capacity);
+    if (rc == 0) rc = forward_transform(args->image, args->height, width, channels, args->to_ycbcr, samp_h, samp_v,
+                                        blocks_h, blocks_w, NULL, q, &s);
     int64_t length = s.zigzag ? scan_finish(&s) : rc;
     for (int c = 0; c < channels; c++) quantiser_free(&q[c]);
     return rc ? rc : length;
