@@ -376,23 +376,26 @@ class _DctCoder:
         level_args = ffi.new("const uint16_t *[]", [as_pointer(lv, np.uint16) for lv, _ in tables])
         frame_args = ffi.new("const uint16_t *[]", [as_pointer(ft, np.uint16) for _, ft in tables])
         ch, cw = self.cell_levels.shape
-        cells = (as_pointer(self.cell_levels, np.uint8), ch, cw, len(qualities), level_args, frame_args, deadzone)
-        out = (as_pointer(self._scan_buffer, np.uint8), self.capacity)
+        # the structs hold bare pointers: every array they point to stays referenced here until the call returns
+        cell_level = as_pointer(self.cell_levels, np.uint8)
+        common = dict(samp_h=self._sampling_args[0], samp_v=self._sampling_args[1], blocks_h=self._block_args[0],
+                      blocks_w=self._block_args[1], cell_level=cell_level, cells_h=ch, cells_w=cw,
+                      levels=len(qualities), level_tables=level_args, frame_tables=frame_args, deadzone=deadzone,
+                      **_huffman_fields(self._huffman_args), out=as_output_pointer(self._scan_buffer, np.uint8),
+                      capacity=self.capacity)
         if self._raw is None:  # one encode: transform, requantise and code in one native pass
-            # the struct holds bare pointers: every array it points to stays referenced here until the call returns
-            image, cell_level = as_pointer(self.rgb, np.uint8), as_pointer(self.cell_levels, np.uint8)
+            image = as_pointer(self.rgb, np.uint8)
             args = ffi.new("semjpeg_encode_image_scan_args *", dict(
                 image=image, height=self.rgb.shape[0], width=self.rgb.shape[1], channels=len(tables),
-                to_ycbcr=int(self.to_ycbcr), samp_h=self._sampling_args[0], samp_v=self._sampling_args[1],
-                blocks_h=self._block_args[0], blocks_w=self._block_args[1], cell_level=cell_level, cells_h=ch,
-                cells_w=cw, levels=len(qualities), level_tables=level_args, frame_tables=frame_args,
-                deadzone=deadzone, **_huffman_fields(self._huffman_args),
-                out=as_output_pointer(self._scan_buffer, np.uint8), capacity=self.capacity))
+                to_ycbcr=int(self.to_ycbcr), **common))
             length = lib.semjpeg_encode_image_scan(args)
         else:
-            length = lib.semjpeg_requantize_scan(
-                len(tables), ffi.new("const float *[]", [as_pointer(r, np.float32) for r in self._raw]),
-                *self._block_args, *self._sampling_args, *cells, *self._huffman_args, *self.header.mcus(), *out)
+            raw_views = [as_pointer(r, np.float32) for r in self._raw]
+            raw_args = ffi.new("const float *[]", raw_views)
+            mcus_v, mcus_h = self.header.mcus()
+            trial = ffi.new("semjpeg_requantize_scan_args *", dict(
+                n_components=len(tables), raw=raw_args, mcus_v=mcus_v, mcus_h=mcus_h, **common))
+            length = lib.semjpeg_requantize_scan(trial)
         _check_native(length, "semantic encode")
         data = self._assemble(self._scan_buffer[:length].tobytes(), frame)
         data.shift, data.deadzone = shift, deadzone

@@ -1004,23 +1004,21 @@ int64_t semjpeg_encode_image_scan(const semjpeg_encode_image_scan_args *args) {
 /* Rate control's trial encode, fused: requantise the float DCT blocks (from semjpeg_forward_dct) and
  * entropy-code them one MCU row at a time; equal to semjpeg_requantize + semjpeg_encode_baseline_scan.
  * Returns the scan's length or a negative SEMJPEG_ error. */
-int64_t semjpeg_requantize_scan(int n_components, const float **raw, const int *blocks_h, const int *blocks_w,
-                                const int *samp_h, const int *samp_v, const uint8_t *cell_level, int cells_h,
-                                int cells_w, int levels, const uint16_t **level_tables,
-                                const uint16_t **frame_tables, float deadzone, const uint32_t **dc_code,
-                                const uint8_t **dc_size, const uint32_t **ac_code, const uint8_t **ac_size,
-                                int mcus_v, int mcus_h, uint8_t *out, int64_t capacity) {
-    if (n_components != 1 && n_components != 3) return SEMJPEG_BAD_ARGUMENT;
+int64_t semjpeg_requantize_scan(const semjpeg_requantize_scan_args *args) {
+    if (!args || (args->n_components != 1 && args->n_components != 3)) return SEMJPEG_BAD_ARGUMENT;
+    int n_components = args->n_components, mcus_v = args->mcus_v;
+    const float **raw = args->raw;
+    const int *blocks_h = args->blocks_h, *blocks_w = args->blocks_w, *samp_h = args->samp_h, *samp_v = args->samp_v;
     if (n_components == 1) mcus_v = blocks_h[0];
     Quantiser q[3];
     Scan s;
     int16_t *rows[4] = {NULL, NULL, NULL, NULL};
-    int rc = quantisers_init(q, n_components, samp_h, samp_v, cell_level, cells_h, cells_w, levels, level_tables,
-                             frame_tables, deadzone);
+    int rc = quantisers_init(q, n_components, samp_h, samp_v, args->cell_level, args->cells_h, args->cells_w,
+                             args->levels, args->level_tables, args->frame_tables, args->deadzone);
     if (rc) return rc;
     const int one[4] = {1, 1, 1, 1}, *per_row = n_components > 1 ? samp_v : one;
-    rc = scan_init(&s, n_components, blocks_h, blocks_w, samp_h, samp_v, dc_code, dc_size, ac_code, ac_size,
-                   mcus_h, out, capacity);
+    rc = scan_init(&s, n_components, blocks_h, blocks_w, samp_h, samp_v, args->dc_code, args->dc_size,
+                   args->ac_code, args->ac_size, args->mcus_h, args->out, args->capacity);
     if (rc == 0) rc = row_buffers_init(rows, n_components, per_row, blocks_w);
     for (int my = 0; rc == 0 && my < mcus_v && !s.w.error; my++) {
         for (int c = 0; c < n_components; c++)
