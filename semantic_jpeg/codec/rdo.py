@@ -118,16 +118,21 @@ def _read_coefficients_native(data):
     blocks = header.blocks()
     coefs = [np.empty((bh, bw, 64), np.int16) for bh, bw in blocks]
     scan = np.frombuffer(data, np.uint8, len(data) - start, start)
-    rc = lib.semjpeg_decode_baseline_scan(
-        as_pointer(scan, np.uint8), scan.size, len(comps), ffi.new("int[]", [b[0] for b in blocks]),
-        ffi.new("int[]", [b[1] for b in blocks]), ffi.new("int[]", [c.samp_h for c in comps]),
-        ffi.new("int[]", [c.samp_v for c in comps]), *header.mcus(), n_tables,
-        as_pointer(np.ascontiguousarray(bits[0]), np.uint8), as_pointer(np.ascontiguousarray(values[0]), np.uint8),
-        ffi.new("int[]", n_values[0].tolist()),
-        as_pointer(np.ascontiguousarray(bits[1]), np.uint8), as_pointer(np.ascontiguousarray(values[1]), np.uint8),
-        ffi.new("int[]", n_values[1].tolist()),
-        ffi.new("int[]", [c.dc_table for c in comps]), ffi.new("int[]", [c.ac_table for c in comps]),
-        ffi.new("int16_t *[]", [as_output_pointer(c, np.int16) for c in coefs]))
+    mcus_v, mcus_h = header.mcus()
+    # The struct holds bare pointers: every cdata it points to is bound to a name here (``buffers``), so it stays
+    # alive until the call returns.
+    coef_views = [as_output_pointer(c, np.int16) for c in coefs]
+    buffers = dict(
+        scan=as_pointer(scan, np.uint8), blocks_h=ffi.new("int[]", [b[0] for b in blocks]),
+        blocks_w=ffi.new("int[]", [b[1] for b in blocks]), samp_h=ffi.new("int[]", [c.samp_h for c in comps]),
+        samp_v=ffi.new("int[]", [c.samp_v for c in comps]), dc_bits=as_pointer(bits[0], np.uint8),
+        dc_values=as_pointer(values[0], np.uint8), dc_n_values=ffi.new("int[]", n_values[0].tolist()),
+        ac_bits=as_pointer(bits[1], np.uint8), ac_values=as_pointer(values[1], np.uint8),
+        ac_n_values=ffi.new("int[]", n_values[1].tolist()), dc_table=ffi.new("int[]", [c.dc_table for c in comps]),
+        ac_table=ffi.new("int[]", [c.ac_table for c in comps]), coefs=ffi.new("int16_t *[]", coef_views))
+    args = ffi.new("semjpeg_decode_baseline_scan_args *", dict(
+        scan_len=scan.size, n_components=len(comps), mcus_v=mcus_v, mcus_h=mcus_h, n_tables=n_tables, **buffers))
+    rc = lib.semjpeg_decode_baseline_scan(args)
     if rc != 0:
         raise jpeg_stream.JpegStreamError("corrupt baseline scan")
     return coefs, [qt[c.quant_table] for c in comps]

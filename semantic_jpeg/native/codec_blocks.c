@@ -919,17 +919,18 @@ static inline int extend(int v, int n) { return n && v < (1 << (n - 1)) ? v - (1
  * coefs[c] (blocks_h[c] x blocks_w[c] x 64, natural order); blocks past a component's edge inside the last
  * MCUs are decoded and dropped. Huffman table t of class DC/AC: bits (16 counts) and values (n_values);
  * dc_table/ac_table: each component's table index. Returns 0, or SEMJPEG_BAD_ARGUMENT for a corrupt scan. */
-int semjpeg_decode_baseline_scan(const uint8_t *scan, int64_t scan_len, int n_components, const int *blocks_h,
-                                 const int *blocks_w, const int *samp_h, const int *samp_v, int mcus_v, int mcus_h,
-                                 int n_tables, const uint8_t *dc_bits, const uint8_t *dc_values,
-                                 const int *dc_n_values, const uint8_t *ac_bits, const uint8_t *ac_values,
-                                 const int *ac_n_values, const int *dc_table, const int *ac_table, int16_t **coefs) {
-    if (!scan || scan_len < 0 || n_components < 1 || n_components > 4 || n_tables < 1 || n_tables > 4)
+int semjpeg_decode_baseline_scan(const semjpeg_decode_baseline_scan_args *args) {
+    if (!args || !args->scan || args->scan_len < 0 || args->n_components < 1 || args->n_components > 4 ||
+        args->n_tables < 1 || args->n_tables > 4)
         return SEMJPEG_BAD_ARGUMENT;
+    int n_components = args->n_components, n_tables = args->n_tables, mcus_v = args->mcus_v, mcus_h = args->mcus_h;
+    const int *blocks_h = args->blocks_h, *blocks_w = args->blocks_w, *samp_h = args->samp_h, *samp_v = args->samp_v;
+    const int *dc_table = args->dc_table, *ac_table = args->ac_table;
+    int16_t **coefs = args->coefs;
     HuffDecoder dc[4], ac[4];
     for (int t = 0; t < n_tables; t++)
-        if (huff_decoder_init(&dc[t], dc_bits + 16 * t, dc_values + 256 * t, dc_n_values[t]) ||
-            huff_decoder_init(&ac[t], ac_bits + 16 * t, ac_values + 256 * t, ac_n_values[t]))
+        if (huff_decoder_init(&dc[t], args->dc_bits + 16 * t, args->dc_values + 256 * t, args->dc_n_values[t]) ||
+            huff_decoder_init(&ac[t], args->ac_bits + 16 * t, args->ac_values + 256 * t, args->ac_n_values[t]))
             return SEMJPEG_BAD_ARGUMENT;
     for (int c = 0; c < n_components; c++)
         if (dc_table[c] < 0 || dc_table[c] >= n_tables || ac_table[c] < 0 || ac_table[c] >= n_tables)
@@ -938,7 +939,7 @@ int semjpeg_decode_baseline_scan(const uint8_t *scan, int64_t scan_len, int n_co
         mcus_v = blocks_h[0];
         mcus_h = blocks_w[0];
     }
-    BitReader r = {scan, 0, scan_len, 0, 0, 0};
+    BitReader r = {args->scan, 0, args->scan_len, 0, 0, 0};
     int pred[4] = {0, 0, 0, 0};
     int16_t dummy[64];
     for (int my = 0; my < mcus_v; my++)
