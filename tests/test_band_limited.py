@@ -159,12 +159,32 @@ def test_native_kernel_against_numpy(conj_a, conj_b):
     a = rng.standard_normal((ni, nr, 2, nk)).astype(np.float32)
     b = rng.standard_normal((nr, nj, 2, nk)).astype(np.float32)  # B stored (r, j): b_sj = 1, b_sr = nj
     out = np.empty((ni, nj, nk, 2), np.float32)
-    lib.semjpeg_bl_cmac_f32(ffi.from_buffer("float[]", a), ffi.from_buffer("float[]", b),
-                            ffi.from_buffer("float[]", out), ni, nj, nr, nk, nr, 1, 1, nj, int(conj_a), int(conj_b))
+    views = [ffi.from_buffer("float[]", x) for x in (a, b, out)]  # referenced until the call returns
+    args = ffi.new("semjpeg_bl_cmac_args *", dict(a=views[0], b=views[1], out=views[2], ni=ni, nj=nj, nr=nr, nk=nk,
+                                                  a_si=nr, a_sr=1, b_sj=1, b_sr=nj, conj_a=int(conj_a),
+                                                  conj_b=int(conj_b)))
+    assert lib.semjpeg_bl_cmac_f32(args) == 0
     az, bz = _planar_to_complex(a.astype(np.float64)), _planar_to_complex(b.astype(np.float64))
     az, bz = (np.conj(az) if conj_a else az), (np.conj(bz) if conj_b else bz)
     want = np.einsum("irk,rjk->ijk", az, bz)
     np.testing.assert_allclose(out[..., 0] + 1j * out[..., 1], want, atol=1e-4, rtol=1e-4)
+
+
+def test_native_kernel_refuses_null_and_negative_arguments():
+    """The C kernel returns -1 and writes nothing for a NULL struct, a NULL pointer or a negative size."""
+    from semantic_jpeg.native import ffi, lib
+
+    a, b = np.ones((1, 1, 2, 4), np.float32), np.ones((1, 1, 2, 4), np.float32)
+    out = np.full((1, 1, 4, 2), 7.0, np.float32)
+    views = [ffi.from_buffer("float[]", x) for x in (a, b, out)]
+    good = dict(a=views[0], b=views[1], out=views[2], ni=1, nj=1, nr=1, nk=4, a_si=1, a_sr=1, b_sj=1, b_sr=1)
+    assert lib.semjpeg_bl_cmac_f32(ffi.NULL) == -1
+    assert lib.semjpeg_bl_cmac_f32(ffi.new("semjpeg_bl_cmac_args *", {**good, "b": ffi.NULL})) == -1
+    assert lib.semjpeg_bl_cmac_f32(ffi.new("semjpeg_bl_cmac_args *", {**good, "nk": -1})) == -1
+    assert (out == 7.0).all()
+    assert lib.semjpeg_bl_cmac_f32(ffi.new("semjpeg_bl_cmac_args *", good)) == 0
+    np.testing.assert_allclose(out[..., 0], 0.0)  # (1 + i)(1 + i) = 2i
+    np.testing.assert_allclose(out[..., 1], 2.0)
 
 
 def assert_backends_agree(conv, x, rate):

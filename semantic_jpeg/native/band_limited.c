@@ -34,9 +34,16 @@ static void load_plane_tile(const float *row, int64_t nk, int64_t k0, int64_t kt
     }
 }
 
-void semjpeg_bl_cmac_f32(const float *a, const float *b, float *out, int64_t ni, int64_t nj, int64_t nr, int64_t nk,
-                         int64_t a_si, int64_t a_sr, int64_t b_sj, int64_t b_sr, int32_t conj_a, int32_t conj_b) {
-    const float sa = conj_a ? -1.0f : 1.0f, sb = conj_b ? -1.0f : 1.0f;
+/* Returns 0, or -1 (nothing written) for a NULL args/operand/output pointer or a negative size or stride. */
+int32_t semjpeg_bl_cmac_f32(const semjpeg_bl_cmac_args *args) {
+    if (!args || !args->a || !args->b || !args->out || args->ni < 0 || args->nj < 0 || args->nr < 0 ||
+        args->nk < 0 || args->a_si < 0 || args->a_sr < 0 || args->b_sj < 0 || args->b_sr < 0)
+        return -1;
+    const float *a = args->a, *b = args->b;
+    float *out = args->out;
+    const int64_t ni = args->ni, nj = args->nj, nr = args->nr, nk = args->nk;
+    const int64_t a_si = args->a_si, a_sr = args->a_sr, b_sj = args->b_sj, b_sr = args->b_sr;
+    const float sa = args->conj_a ? -1.0f : 1.0f, sb = args->conj_b ? -1.0f : 1.0f;
     float ar[BL_IB][BL_KT], ai[BL_IB][BL_KT], as[BL_IB][BL_KT];
     float br[BL_JB][BL_KT], bi[BL_JB][BL_KT], bs[BL_JB][BL_KT];
     float t1[BL_IB][BL_JB][BL_KT], t2[BL_IB][BL_JB][BL_KT], t3[BL_IB][BL_JB][BL_KT];
@@ -80,4 +87,5 @@ void semjpeg_bl_cmac_f32(const float *a, const float *b, float *out, int64_t ni,
             }
         }
     }
+    return 0;
 }

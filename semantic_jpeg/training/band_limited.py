@@ -268,10 +268,13 @@ def _cpu_cmac(a, b, ni, nj, nr, a_si, a_sr, b_sj, b_sr, conj_a, conj_b):
     if b.shape[-1] != nk or a.numel() != ni * nr * 2 * nk or b.numel() != nj * nr * 2 * nk:
         raise ValueError("native band-limited kernel: operand shapes do not match")
     out = torch.empty(ni, nj, nk, 2, dtype=torch.float32)
-    lib.semjpeg_bl_cmac_f32(
-        ffi.cast("float *", a.data_ptr()), ffi.cast("float *", b.data_ptr()), ffi.cast("float *", out.data_ptr()),
-        ni, nj, nr, nk, a_si, a_sr, b_sj, b_sr, int(conj_a), int(conj_b),
-    )
+    # a, b and out (whose storage the struct's bare pointers address) stay referenced until the call returns
+    args = ffi.new("semjpeg_bl_cmac_args *", dict(
+        a=ffi.cast("float *", a.data_ptr()), b=ffi.cast("float *", b.data_ptr()),
+        out=ffi.cast("float *", out.data_ptr()), ni=ni, nj=nj, nr=nr, nk=nk, a_si=a_si, a_sr=a_sr, b_sj=b_sj,
+        b_sr=b_sr, conj_a=int(conj_a), conj_b=int(conj_b)))
+    if lib.semjpeg_bl_cmac_f32(args) != 0:
+        raise ValueError("native band-limited kernel refused its arguments (a NULL pointer or a negative size)")
     return torch.view_as_complex(out)
 
 
