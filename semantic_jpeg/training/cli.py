@@ -2,7 +2,7 @@
 
 Torch is imported only when a subcommand runs. Every training command writes into ``--out``: a checkpoint
 (``checkpoint.pt``, resumable with ``--resume``), a metrics log (``metrics.jsonl``, one JSON line per epoch)
-and training curves (``curves.png``, RePr drop phases shaded as in paper 000 Figure 5.1)."""
+and training curves (``curves.png``, RePr drop phases shaded as in Prakash et al., CVPR 2019)."""
 from __future__ import annotations
 
 import argparse
@@ -45,7 +45,7 @@ def register(subparsers) -> None:
                                               "into --out.")
     kinds = train.add_subparsers(dest="train_kind", required=True, metavar="KIND")
 
-    p = kinds.add_parser("repr", help="C^n(X) ConvNet (paper 000 sec 5.4) with RePr on an images/labels .npz")
+    p = kinds.add_parser("repr", help="C^n(X) ConvNet (Prakash et al., CVPR 2019) with RePr on an images/labels .npz")
     p.add_argument("--data", type=Path, required=True, help=".npz with 'images' uint8 (N,H,W,3) and 'labels' int (N,)")
     p.add_argument("--n-train", type=int, default=None, help="training images (default 80%%); the rest is the test set")
     p.add_argument("--layers", type=int, default=3, help="convolution layers n of C^n(X)")
