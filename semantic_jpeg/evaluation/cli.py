@@ -24,8 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seed of the image subset and of every random draw (attack starts, targets, defenses)")
     p.add_argument("--attacks", nargs="+", default=None,
                    help="fgsm bim igsm pgd deepfool cw deepfool-l2 cw-l2 jsma (deepfool-l2, cw-l2: the minimal "
-                        "perturbations scaled to the |L2| 0.02, 0.04 of Prakash et al. (CVPR 2018) Table 4.1; default: fgsm bim igsm pgd "
-                        "deepfool cw)")
+                        "perturbations scaled to the |L2| 0.02, 0.04 of Prakash et al. (CVPR 2018) Table 4.1; "
+                        "default: fgsm bim igsm pgd deepfool cw)")
     p.add_argument("--defenses", nargs="+", default=None, help="defense names (default: all)")
     p.add_argument("--draws", type=int, default=10, help="draws of stochastic defenses for Ens-k")
     p.add_argument("--sweep-images", type=int, default=0,
