@@ -7,8 +7,11 @@ Measures, in one run (so the numbers share the machine's state):
    all through the same worker pool (``semantic_jpeg.codec.batch.WorkerPool``, worker start-up included), plus
    the ``semantic-jpeg encode`` command itself at ``--jobs 1`` and ``--jobs N``. Ours must give identical bytes
    at every N (checked).
-2. Ray Data (``semantic_jpeg.ray.SemanticJpegEncoder`` on ``ray.init(num_cpus=N)``): wall time of the dataset
-   execution (and of ``ray.init``), bytes compared with ``semantic_jpeg.encode``.
+2. Ray Data (docs/scaling.md's folder example, and the earlier autoscaling-pool variant, on
+   ``ray.init(num_cpus=N)``) against the worker pool at 1 and N workers, on the photos and on them repeated
+   (``--ray-repeat``): whole-run throughput, steady state (the marginal rate between the two sets), end to end with
+   ``ray.init``; bytes compared with ``semantic_jpeg.encode``. ``--ray-only`` measures just this and updates
+   that section of existing results.
 3. Peak resident memory (all processes of the command summed, sampled every 50 ms from /proc) of
    ``semantic-jpeg encode --jobs N`` over M and over 10 inputs (the Kodak photos repeated under distinct names).
 
@@ -16,6 +19,7 @@ Each timing is the faster of ``--repeats`` runs. Writes benchmarks/results/batch
 
     python benchmarks/bench_batch.py                       # 24 Kodak photos, N=2, RSS of 1,000 vs 10 images
     python benchmarks/bench_batch.py --rss-images 200 --no-ray   # quicker
+    python benchmarks/bench_batch.py --ray-only                  # Ray Data vs the pool, 24 and 96 images
 """
 from __future__ import annotations
 
@@ -140,28 +144,90 @@ def cli(*args) -> list[str]:
     return [sys.executable, "-m", "semantic_jpeg.cli", "encode", *map(str, args)]
 
 
-def ray_run(paths, jobs, folder):
-    """Wall seconds of ray.init and of the Ray Data pipeline, and the JPEG bytes per path."""
+# Ray Data pipelines (the documented folder example): "documented" is docs/scaling.md's, "autoscaling pool" the
+# earlier one (an actor pool of 1 to N actors of one CPU each, read and write tasks of one CPU each)
+def ray_pipeline(config: str, src: str, dst: str, jobs: int):
     import ray
 
-    from semantic_jpeg.ray import SemanticJpegEncoder
+    from semantic_jpeg.ray import SemanticJpegEncoder, write_jpegs
 
+    if config == "autoscaling pool":
+        ds = ray.data.read_images(src, mode="RGB", include_paths=True)
+        ds = ds.map_batches(SemanticJpegEncoder, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=jobs),
+                            batch_size=4)
+        return ds.map_batches(write_jpegs, fn_kwargs={"root": src, "out": dst}, batch_size=16)
+    ds = ray.data.read_images(src, mode="RGB", include_paths=True, num_cpus=0.25)
+    ds = ds.map_batches(SemanticJpegEncoder, concurrency=jobs, num_cpus=0.5, batch_size=8)
+    return ds.map_batches(write_jpegs, fn_kwargs={"root": src, "out": dst}, batch_size=None, num_cpus=0.25)
+
+
+RAY_CONFIGS = ("documented", "autoscaling pool")  # the first is the one timed end to end
+
+
+def plain_and_ray(sets: dict, jobs: int, repeats: int, tmp: Path) -> dict:
+    """Throughput of semantic JPEG (default map and options) on each image set (name -> folder of PNGs): the
+    worker pool at 1 and ``jobs`` workers (start-up included) and the Ray Data pipelines on ``ray.init(num_cpus=
+    jobs)``, interleaved (so a change in the machine's load hits all), each the fastest of ``repeats`` runs.
+    Steady state: the marginal rate between the smallest and the largest set (start-up cancels out). End to end
+    (Ray): ``ray.init`` + the session's first run of the smallest set. Also checks Ray's bytes against the pool's
+    (``semantic_jpeg.encode``)."""
+    import ray
+
+    names = sorted(sets, key=lambda k: len(list(Path(sets[k]).glob("*.png"))))
+    files = {k: sorted(str(p) for p in Path(sets[k]).glob("*.png")) for k in names}
+    plain = {(f"WorkerPool, {j} worker{'s' * (j > 1)}", k): [] for j in sorted({1, jobs}) for k in names}
+    pool_bytes = {}
+    for _ in range(repeats):
+        for j in sorted({1, jobs}):
+            for k in names:
+                seconds, out, _ = run_pool(ours_item, files[k], j)
+                plain[(f"WorkerPool, {j} worker{'s' * (j > 1)}", k)].append(seconds)
+                pool_bytes[k] = [d for _, d in out]
+    loads = [os.getloadavg()]
     start = time.perf_counter()
     ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False)
     init_s = time.perf_counter() - start
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    timings = {(c, k): [] for c in RAY_CONFIGS for k in names}
+    identical = {}
     try:
-        runs = []
-        for _ in range(2):  # the first run also starts the actors' processes
-            start = time.perf_counter()
-            ds = ray.data.read_images(str(folder), mode="RGB", include_paths=True)
-            ds = ds.map_batches(SemanticJpegEncoder,
-                                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=jobs), batch_size=4)
-            rows = ds.select_columns(["path", "jpeg"]).take_all()
-            runs.append(time.perf_counter() - start)
+        for _ in range(repeats + 1):  # the first round also starts Ray's worker processes
+            for config in RAY_CONFIGS:
+                for k in names:
+                    dst = tmp / f"ray_{len(timings[(config, k)])}_{config.replace(' ', '_')}_{k}"
+                    start = time.perf_counter()
+                    rows = ray_pipeline(config, sets[k], str(dst), jobs).select_columns(["output"]).take_all()
+                    timings[(config, k)].append(time.perf_counter() - start)
+                    by_name = {Path(r["output"]).stem: Path(r["output"]).read_bytes() for r in rows}
+                    identical[config] = identical.get(config, True) and (
+                        [by_name[Path(p).stem] for p in files[k]] == pool_bytes[k])
     finally:
         ray.shutdown()
-    by_name = {Path(r["path"]).name: bytes(r["jpeg"]) for r in rows}
-    return init_s, runs, [by_name[Path(p).name] for p in paths]
+    loads.append(os.getloadavg())
+    small, large = names[0], names[-1]
+    counts = {k: len(files[k]) for k in names}
+    rows = []
+    for how, runs in [(h, {k: plain[(h, k)] for k in names}) for h in dict.fromkeys(h for h, _ in plain)] + \
+            [(f"Ray Data ({c}), ray.init(num_cpus={jobs})", {k: timings[(c, k)][1:] for k in names})
+             for c in RAY_CONFIGS]:
+        best_s = {k: min(v) for k, v in runs.items()}
+        row = {"how": how, **{f"seconds_{k}": round(best_s[k], 3) for k in names},
+               **{f"images_per_s_{k}": round(counts[k] / best_s[k], 3) for k in names},
+               "steady_images_per_s": round((counts[large] - counts[small]) / (best_s[large] - best_s[small]), 3)}
+        if how.startswith("Ray"):
+            config = how[len("Ray Data ("):how.index(")")]
+            row["identical_bytes"] = identical[config]
+            if config == RAY_CONFIGS[0]:  # the session's first run: Ray starts its worker processes
+                first = timings[(config, small)][0]
+                row.update({"first_run_seconds_" + small: round(first, 3),
+                            "end_to_end_images_per_s_" + small: round(counts[small] / (init_s + first), 3)})
+        rows.append(row)
+    base = rows[0]
+    for row in rows:
+        row["speedup_vs_1_worker"] = {k: round(base[f"seconds_{k}"] / row[f"seconds_{k}"], 3) for k in names}
+        row["steady_speedup_vs_1_worker"] = round(row["steady_images_per_s"] / base["steady_images_per_s"], 3)
+    return {"sets": counts, "jobs": jobs, "repeats": repeats, "ray_init_seconds": round(init_s, 3), "rows": rows,
+            "load_average_before_after_ray": loads}
 
 
 def default_saliency(rgb) -> dict:
@@ -182,6 +248,22 @@ def default_saliency(rgb) -> dict:
     return {"map": same[0] if same else "unknown (none of " + ", ".join(candidates) + ")"}
 
 
+def ray_section(paths: list[str], args, tmp: Path) -> dict:
+    """The worker pool against Ray Data on the photos and on them repeated ``--ray-repeat`` times."""
+    sets = {str(len(paths)): str(Path(args.data).resolve())}
+    if args.ray_repeat > 1:
+        many = tmp / "repeated"
+        many.mkdir()
+        for r in range(args.ray_repeat):
+            for p in paths:
+                os.symlink(p, many / f"r{r}_{Path(p).name}")
+        sets[str(len(paths) * args.ray_repeat)] = str(many)
+    section = plain_and_ray(sets, args.jobs, args.repeats, tmp)
+    for row in section["rows"]:
+        print(row)
+    return section
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared/data/kodak"), help="folder of PNG photos")
@@ -189,6 +271,11 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="runs per timing (the fastest is kept)")
     parser.add_argument("--rss-images", type=int, default=1000, help="M: inputs of the large memory run")
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray Data measurement")
+    parser.add_argument("--ray-only", action="store_true",
+                        help="measure only the worker pool against Ray Data (on the photos and on them repeated) and "
+                             "update that section of existing results")
+    parser.add_argument("--ray-repeat", type=int, default=4,
+                        help="the larger set of the Ray comparison: the photos repeated this many times")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results"), help="folder for the results")
     args = parser.parse_args()
 
@@ -203,6 +290,15 @@ def main() -> int:
                "python": platform.python_version(),
                "command": "python benchmarks/bench_batch.py " + shlex.join(sys.argv[1:]), "throughput": []}
     print(f"{len(paths)} images, {in_mb:.1f} MB of PNG; N = {n}; load average before: {load_before}")
+    if args.ray_only:
+        previous = json.loads((Path(args.out) / "batch_throughput.json").read_text())
+        previous["throughput"] = [r for r in previous["throughput"] if not r["how"].startswith("Ray")]
+        previous.pop("ray_identical_bytes", None)
+        with tempfile.TemporaryDirectory(prefix="bench_batch_") as tmp:
+            previous["ray"] = ray_section(paths, args, Path(tmp))
+        previous["ray"]["command"] = results["command"]
+        write(previous, Path(args.out))
+        return 0
 
     # N workers first: this process has not imported onnxruntime yet, so the workers are forked (as the command
     # line's are) and their CPU time is counted; the 1-worker runs then load the model in this process
@@ -255,16 +351,8 @@ def main() -> int:
         results["cli_identical_bytes_across_jobs"] = cli_bytes[n] == cli_bytes[1]
 
         if not args.no_ray:
-            init_s, runs, ray_bytes = ray_run(paths, n, args.data)
-            seconds = min(runs)
-            row = {"codec": "semantic JPEG (default)", "how": f"Ray Data, ray.init(num_cpus={n})", "jobs": n,
-                   "seconds": round(seconds, 3), "images_per_s": round(len(paths) / seconds, 3),
-                   "mb_in_per_s": round(in_mb / seconds, 3),
-                   "mb_out_per_s": round(sum(map(len, ray_bytes)) / 1e6 / seconds, 3),
-                   "ray_init_seconds": round(init_s, 3), "runs_seconds": [round(r, 3) for r in runs]}
-            results["throughput"].append(row)
-            results["ray_identical_bytes"] = ray_bytes == cli_bytes[1]  # the command = encode's defaults
-            print(row)
+            results["ray"] = ray_section(paths, args, tmp)
+            results["ray"]["command"] = results["command"]
 
         links = tmp / "many"
         links.mkdir()
@@ -313,14 +401,9 @@ def write(results: dict, out: Path) -> None:
                      f"{r['images_per_s']} | "
                      f"{r['mb_in_per_s']} | {r['mb_out_per_s']} | {speedup} |")
     lines += ["", f"Identical bytes at every worker count (pool): {results['identical_bytes_across_jobs']}; "
-                  f"command line: {results['cli_identical_bytes_across_jobs']}"
-                  + (f"; Ray Data vs the command line (both `semantic_jpeg.encode` with its defaults): "
-                     f"{results['ray_identical_bytes']}"
-                     if "ray_identical_bytes" in results else "") + "."]
-    ray_rows = [r for r in rows if r["how"].startswith("Ray")]
-    for r in ray_rows:
-        lines += ["", f"Ray Data: `ray.init` took {r['ray_init_seconds']} s (not in the table); pipeline runs "
-                      f"{r['runs_seconds']} s (the first also starts the actors)."]
+                  f"command line: {results['cli_identical_bytes_across_jobs']}."]
+    if "ray" in results:
+        lines += ray_lines(results["ray"])
     rss = results["peak_rss"]
     lines += ["", f"Peak resident memory of `semantic-jpeg encode --jobs {rss['jobs']}` (the command and its "
                   "workers summed, sampled every 50 ms):", "", "| inputs | peak RSS (MiB) | s |", "|---:|---:|---:|"]
@@ -328,6 +411,37 @@ def write(results: dict, out: Path) -> None:
         lines.append(f"| {count} | {r['peak_rss_mb']} | {r['seconds']} |")
     lines += ["", f"Ratio {rss['ratio']} (large run / 10-image run)."]
     (out / "batch_throughput.md").write_text("\n".join(lines) + "\n")
+
+
+def ray_lines(ray: dict) -> list[str]:
+    sets = list(ray["sets"])
+    small = sets[0]
+    (load0, load1) = ray["load_average_before_after_ray"]
+    lines = ["", "## Ray Data against the worker pool", "",
+             f"`{ray['command']}`: semantic JPEG (default map and options), sets of {' and '.join(sets)} images (the "
+             f"photos, and the photos repeated), {ray['jobs']} CPUs, each time the fastest of {ray['repeats']} runs, "
+             "all runs interleaved. Pool: decode + encode, worker start-up included. Ray Data: the folder example "
+             "(read_images, SemanticJpegEncoder, write_jpegs writing the files), actor start-up and model loading "
+             "included in every run (a Dataset starts its own actors), `ray.init` not included "
+             f"({ray['ray_init_seconds']} s). Steady state: ({sets[-1]} - {small}) images / (time of {sets[-1]} - "
+             f"time of {small}), so start-up cancels out. Load average (1, 5, 15 min) before / after the Ray runs: "
+             f"{tuple(round(x, 2) for x in load0)} / {tuple(round(x, 2) for x in load1)} on {ray['jobs']} CPUs "
+             "(the machine was shared with other jobs).", "",
+             "| how | " + " | ".join(f"{k} images: s | images/s | vs 1 worker" for k in sets)
+             + " | steady state images/s | vs 1 worker |",
+             "|---|" + "---:|---:|---:|" * len(sets) + "---:|---:|"]
+    for r in ray["rows"]:
+        cells = " | ".join(f"{r['seconds_' + k]} | {r['images_per_s_' + k]} | {r['speedup_vs_1_worker'][k]:.2f}x"
+                           for k in sets)
+        lines.append(f"| {r['how']} | {cells} | {r['steady_images_per_s']} | {r['steady_speedup_vs_1_worker']:.2f}x |")
+    lines.append("")
+    for r in ray["rows"]:
+        if "identical_bytes" in r:
+            lines.append(f"- {r['how']}: bytes identical to `semantic_jpeg.encode`: {r['identical_bytes']}."
+                         + (f" End to end, `ray.init` + the session's first run of {small} images "
+                            f"({r['first_run_seconds_' + small]} s): {r['end_to_end_images_per_s_' + small]} images/s."
+                            if "first_run_seconds_" + small in r else ""))
+    return lines
 
 
 if __name__ == "__main__":

@@ -13,9 +13,13 @@ instance per actor, so the saliency model is loaded once per worker, then each c
         ...                             # row["jpeg"] (bytes), row["jpeg_size"], row["final_quality"], row["path"]
 
 The same code runs on a Ray cluster (``ray up`` / KubeRay): Ray Data schedules the actors; nothing here
-depends on the cluster's size. Input images are HxWx3 uint8 RGB arrays (what ``read_images(mode="RGB")``
-produces); the JPEG bytes equal those of :func:`semantic_jpeg.encode` on the same array with the same options.
-Metadata of the original files (EXIF, ICC) is not carried by ``read_images`` and so not written.
+depends on the cluster's size. On one machine with as many CPUs as encoder actors, ask for fractional
+CPUs (``num_cpus=0.5`` for the actors, ``num_cpus=0.25`` for ``read_images`` and the write step) so that every
+actor and the read tasks can run at once (see docs/scaling.md).
+
+Input images are HxWx3 uint8 RGB arrays (what ``read_images(mode="RGB")`` produces); the JPEG bytes equal those
+of :func:`semantic_jpeg.encode` on the same array with the same options. Metadata of the original files
+(EXIF, ICC) is not carried by ``read_images`` and so not written.
 """
 from __future__ import annotations
 
