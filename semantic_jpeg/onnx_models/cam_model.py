@@ -98,6 +98,30 @@ def _normalise(saliency: np.ndarray) -> np.ndarray:
     return saliency / peak if peak > 0 else saliency
 
 
+def open_session(onnx_path: Path, providers=None, intra_op_num_threads=None, *, stacklevel: int = 2):
+    """An onnxruntime session for a shipped or user model: no spinning worker threads, ``intra_op_num_threads``
+    checked, ``providers`` (default :func:`default_providers`) requested, and a RuntimeWarning (at the caller's
+    ``stacklevel``) naming the providers onnxruntime did not enable. Returns (session, enabled providers)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    # Worker threads that spin after each run steal the cores from the numpy map post-processing that
+    # follows every run (measured: 1080p MS-ROI map 36-42 ms with spinning, 22 ms without, 2 cores).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if intra_op_num_threads is not None:
+        if not isinstance(intra_op_num_threads, int) or intra_op_num_threads < 0:
+            raise ValueError(f"intra_op_num_threads must be an int >= 0, got {intra_op_num_threads!r}")
+        options.intra_op_num_threads = intra_op_num_threads
+    requested = list(providers) if providers is not None else default_providers()
+    session = onnxruntime.InferenceSession(str(onnx_path), sess_options=options, providers=requested)
+    enabled = session.get_providers()
+    missing = [p for p in requested if p not in enabled]
+    if missing:
+        warnings.warn(f"onnxruntime did not enable {missing}; running on {enabled}", RuntimeWarning,
+                      stacklevel=stacklevel + 1)
+    return session, enabled
+
+
 class CamModel:
     """A CAM model run by onnxruntime. Thread-safe: one instance can serve many threads.
 
@@ -106,26 +130,10 @@ class CamModel:
     """
 
     def __init__(self, manifest_path: Path, providers=None, intra_op_num_threads=None):
-        import onnxruntime
-
         self.manifest = manifest = read_manifest(manifest_path, verify=True)
         folder = Path(manifest_path).parent
-        options = onnxruntime.SessionOptions()
-        # Worker threads that spin after each run steal the cores from the numpy map post-processing that
-        # follows every run (measured: 1080p MS-ROI map 36-42 ms with spinning, 22 ms without, 2 cores).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if intra_op_num_threads is not None:
-            if not isinstance(intra_op_num_threads, int) or intra_op_num_threads < 0:
-                raise ValueError(f"intra_op_num_threads must be an int >= 0, got {intra_op_num_threads!r}")
-            options.intra_op_num_threads = intra_op_num_threads
-        requested = list(providers) if providers is not None else default_providers()
-        self.session = onnxruntime.InferenceSession(str(folder / manifest["file"]), sess_options=options,
-                                                    providers=requested)
-        self.providers = self.session.get_providers()
-        missing = [p for p in requested if p not in self.providers]
-        if missing:
-            warnings.warn(f"onnxruntime did not enable {missing}; running on {self.providers}", RuntimeWarning,
-                          stacklevel=3)
+        self.session, self.providers = open_session(folder / manifest["file"], providers, intra_op_num_threads,
+                                                    stacklevel=3)
         self.name = manifest["name"]
         self.defaults = dict(manifest["defaults"])
         self._input = manifest["input"]

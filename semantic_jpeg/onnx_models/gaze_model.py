@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import threading
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -86,25 +85,11 @@ class GazeModel:
 
     def __init__(self, manifest_path: str | Path = PACKAGE_DIR / f"{DEFAULT_GAZE_MODEL}.json", providers=None,
                  intra_op_num_threads: int | None = None):
-        import onnxruntime
-
-        from semantic_jpeg.onnx_models.cam_model import default_providers
+        from semantic_jpeg.onnx_models.cam_model import open_session
 
         self.manifest = manifest = read_gaze_manifest(manifest_path, verify=True)
-        options = onnxruntime.SessionOptions()
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see CamModel
-        if intra_op_num_threads is not None:
-            if not isinstance(intra_op_num_threads, int) or intra_op_num_threads < 0:
-                raise ValueError(f"intra_op_num_threads must be an int >= 0, got {intra_op_num_threads!r}")
-            options.intra_op_num_threads = intra_op_num_threads
-        requested = list(providers) if providers is not None else default_providers()
-        self.session = onnxruntime.InferenceSession(str(Path(manifest_path).parent / manifest["file"]),
-                                                    sess_options=options, providers=requested)
-        self.providers = self.session.get_providers()
-        missing = [p for p in requested if p not in self.providers]
-        if missing:
-            warnings.warn(f"onnxruntime did not enable {missing}; running on {self.providers}", RuntimeWarning,
-                          stacklevel=2)
+        self.session, self.providers = open_session(Path(manifest_path).parent / manifest["file"], providers,
+                                                    intra_op_num_threads, stacklevel=2)
         self.name = manifest["name"]
         self._inputs = [(spec["name"], int(spec["working_size"]), int(spec.get("size_multiple", 32)))
                         for spec in manifest["inputs"]]
