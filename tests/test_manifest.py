@@ -4,33 +4,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_cam_model import write_tiny_cam_files
 
 from semantic_jpeg.onnx_models.manifest import read_manifest, write_manifest
 
-onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-
-
-def _tiny_files(folder: Path):
-    """A 3-class linear-CAM model (one strided conv) and its head, enough for load_model."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(1)
-    conv = rng.standard_normal((4, 3, 32, 32)).astype(np.float32) * 0.05
-    head = rng.standard_normal((3, 5)).astype(np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("Conv", ["image", "conv"], ["features"], strides=[32, 32]),
-         helper.make_node("ReduceMean", ["features"], ["pooled"], axes=[2, 3], keepdims=0),
-         helper.make_node("Gemm", ["pooled", "head_w", "head_b"], ["logits"], transB=1)],
-        "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 3]),
-         helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", 4, "fh", "fw"])],
-        [numpy_helper.from_array(conv, "conv"), numpy_helper.from_array(head[:, :4].copy(), "head_w"),
-         numpy_helper.from_array(head[:, 4].copy(), "head_b")])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
-              folder / "tiny.onnx")
-    np.save(folder / "tiny.head.npy", head)
 
 
 def _write(folder, onnx_file, head_file, defaults=None):
@@ -45,7 +24,7 @@ def _write(folder, onnx_file, head_file, defaults=None):
 def test_relative_paths_from_the_working_directory(tmp_path, monkeypatch):
     """`train msroi --out runs/msroi` passes runs/msroi/NAME.onnx: it must not become runs/msroi/runs/msroi/..."""
     monkeypatch.chdir(tmp_path)
-    _tiny_files(Path("runs/msroi"))
+    write_tiny_cam_files(Path("runs/msroi"), seed=1)
     manifest = _write(Path("runs/msroi"), "runs/msroi/tiny.onnx", Path("runs/msroi/tiny.head.npy"))
     assert manifest["file"] == "tiny.onnx" and manifest["cam"]["head_file"] == "tiny.head.npy"
     manifest = _write(Path("runs/msroi"), "tiny.onnx", "tiny.head.npy")  # names in the manifest's folder
@@ -57,7 +36,7 @@ def test_relative_paths_from_the_working_directory(tmp_path, monkeypatch):
 def test_missing_optional_keys_get_defaults_and_the_model_runs(tmp_path):
     from semantic_jpeg.onnx_models import load_model
 
-    _tiny_files(tmp_path)
+    write_tiny_cam_files(tmp_path, seed=1)
     _write(tmp_path, "tiny.onnx", "tiny.head.npy", defaults={"working_size": 64})  # no grouping, top_k, aug_n ...
     manifest = json.loads((tmp_path / "tiny.json").read_text())
     for key in ("noise_inputs", "source", "producer", "description"):
@@ -73,7 +52,7 @@ def test_missing_optional_keys_get_defaults_and_the_model_runs(tmp_path):
 @pytest.mark.parametrize("key", ["file", "input.mean", "input.name", "outputs.logits", "cam.type", "classes.count",
                                  "cam.head_file"])
 def test_missing_required_key_is_named_on_load(tmp_path, key):
-    _tiny_files(tmp_path)
+    write_tiny_cam_files(tmp_path, seed=1)
     _write(tmp_path, "tiny.onnx", "tiny.head.npy")
     manifest = json.loads((tmp_path / "tiny.json").read_text())
     node = manifest

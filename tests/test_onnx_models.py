@@ -186,26 +186,12 @@ def test_tampered_model_file_is_refused(tmp_path):
 
 def _tiny_model_without_noise_inputs(folder):
     """A user CAM model with no activation noise points: one 32x32 stride-32 conv to 4 features, 3 classes."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper, numpy_helper
+    pytest.importorskip("onnx")
+    from tiny_cam_model import write_tiny_cam_files
 
     from semantic_jpeg.onnx_models import write_manifest
 
-    rng = np.random.default_rng(5)
-    conv = rng.standard_normal((4, 3, 32, 32)).astype(np.float32) * 0.05
-    head = rng.standard_normal((3, 5)).astype(np.float32)  # [W | b]
-    graph = helper.make_graph(
-        [helper.make_node("Conv", ["image", "conv"], ["features"], strides=[32, 32]),
-         helper.make_node("ReduceMean", ["features"], ["pooled"], axes=[2, 3], keepdims=0),
-         helper.make_node("Gemm", ["pooled", "head_w", "head_b"], ["logits"], transB=1)],
-        "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 3]),
-         helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", 4, "fh", "fw"])],
-        [numpy_helper.from_array(conv, "conv"), numpy_helper.from_array(head[:, :4].copy(), "head_w"),
-         numpy_helper.from_array(head[:, 4].copy(), "head_b")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)  # any onnxruntime
-    onnx.save(model, folder / "tiny.onnx")
-    np.save(folder / "tiny.head.npy", head)
+    write_tiny_cam_files(folder, seed=5)
     return write_manifest(
         folder / "tiny.json", name="tiny", version="0", onnx_file="tiny.onnx",
         input_spec={"name": "image", "channels": "RGB", "dtype": "float32", "layout": "NCHW", "mean": 127.0,
