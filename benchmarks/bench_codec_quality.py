@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from bench_common import fixation_density
 from PIL import Image
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -101,17 +102,6 @@ def kodak_table(data_dir):
         table[name]["size vs Q50"] = float(np.mean(sizes[name]))
         table[name]["max size deviation"] = float(np.max(np.abs(np.array(sizes[name]) - 1)))
     return table
-
-
-def fixation_density(points, shape):
-    from scipy.ndimage import gaussian_filter
-    h, w = shape
-    density = np.zeros(shape, np.float64)
-    for y, x in points:
-        yi, xi = int(round(y)), int(round(x))
-        if 0 <= yi < h and 0 <= xi < w:
-            density[yi, xi] += 1
-    return gaussian_filter(density, sigma=0.02 * np.hypot(h, w)) + 1e-12
 
 
 def nus_psnr_f(data_dir, limit):

@@ -23,11 +23,11 @@ import os
 import platform
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+from bench_common import best, centre_bias
 from PIL import Image
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -35,25 +35,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SIZES = ((1024, 768), (1920, 1080))
 
 
-def centre_bias(shape):
-    h, w = shape
-    y, x = np.mgrid[:h, :w]
-    return np.exp(-0.5 * (((y - (h - 1) / 2) / (0.25 * h)) ** 2 + ((x - (w - 1) / 2) / (0.25 * w)) ** 2)).astype(
-        np.float32)
-
-
 def kodim01(data_dir):
     with Image.open(Path(data_dir) / "kodak" / "kodim01.png") as im:
         return im.convert("RGB")
-
-
-def best(f, repeats):
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def speed_rows(data_dir, repeats):

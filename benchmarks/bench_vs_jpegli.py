@@ -33,6 +33,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from bench_common import best, centre_bias, fixation_density
 from PIL import Image
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -107,24 +108,6 @@ class Ssimulacra2:
         with open(path, "wb") as f:
             f.write(data)
         return float(compute_ssimulacra2(self.ref_path, path))
-
-
-def fixation_density(points, shape):
-    from scipy.ndimage import gaussian_filter
-    h, w = shape
-    density = np.zeros(shape, np.float64)
-    for y, x in points:
-        yi, xi = int(round(y)), int(round(x))
-        if 0 <= yi < h and 0 <= xi < w:
-            density[yi, xi] += 1
-    return gaussian_filter(density, sigma=0.02 * np.hypot(h, w)) + 1e-12
-
-
-def centre_bias(shape):
-    h, w = shape
-    y, x = np.mgrid[:h, :w]
-    return np.exp(-0.5 * (((y - (h - 1) / 2) / (0.25 * h)) ** 2 + ((x - (w - 1) / 2) / (0.25 * w)) ** 2)).astype(
-        np.float32)
 
 
 def load_set(data_dir, name, first, last, n):
@@ -249,16 +232,8 @@ def speed_rows(data_dir, repeats=3):
         rgb = np.asarray(base.resize(size, Image.LANCZOS))
         sal = centre_bias(rgb.shape[:2])
 
-        def best(f):
-            times = []
-            for _ in range(repeats):
-                t = time.perf_counter()
-                f()
-                times.append(time.perf_counter() - t)
-            return min(times)
-
-        t_jpegli = best(lambda rgb=rgb: jpegli(rgb, 85))
-        t_ours = best(lambda rgb=rgb, sal=sal: encode(rgb, saliency=sal, quality=75))
+        t_jpegli = best(lambda rgb=rgb: jpegli(rgb, 85), repeats)
+        t_ours = best(lambda rgb=rgb, sal=sal: encode(rgb, saliency=sal, quality=75), repeats)
         rows.append({"size": f"{size[0]}x{size[1]}", "jpegli_s": t_jpegli, "ours_s": t_ours,
                      "ratio": t_ours / t_jpegli})
     return rows
