@@ -608,33 +608,34 @@ class _RdoCoder:
 
     def _coefficients(self, quality, lam):
         """(:meth:`coefficients`, the symbol counts of their scan: (DC, AC) x component x 257)."""
-        coefs, tables, lengths, _, start_freq, fixed = self.start(quality)
+        coefs, _, _, _, start_freq, fixed = self.start(quality)
         if lam == 0:
             return [c.reshape(bh, bw, 64) for c, (bh, bw) in zip(coefs, self.blocks)], start_freq
         out = [np.empty((bh, bw, 64), np.int16) for bh, bw in self.blocks]
         freq = fixed.copy()
         for rows, raws in self._raw_strips():
-            for i, (o, (r0, r1), r, c, t, w, ln, cw, (_, bw)) in enumerate(zip(
-                    out, rows, raws, coefs, tables, self.weights, lengths, self.component_weights, self.blocks)):
-                o[r0:r1] = rdo.optimise_component(r.reshape(-1, 64), c[r0 * bw:r1 * bw], t, w[r0 * bw:r1 * bw], lam,
-                                                  ln, cw, ac_freq=freq[1, i]).reshape(r1 - r0, bw, 64)
+            strip = self._strip_coefficients(quality, lam, rows, raws, freq[1])
+            for o, (r0, r1), s, (_, bw) in zip(out, rows, strip, self.blocks):
+                o[r0:r1] = s.reshape(r1 - r0, bw, 64)
         return out, freq
+
+    def _strip_coefficients(self, quality, lam, rows, raws, ac_counts=None):
+        """The RDO decisions of one strip (:meth:`_raw_strips`), per component (blocks, 64) int16; the AC symbol
+        counts of the coded blocks are added to ``ac_counts[component]`` when given."""
+        coefs, tables, lengths = self.start(quality)[:3]
+        return [rdo.optimise_component(r.reshape(-1, 64), c[r0 * bw:r1 * bw], t, w[r0 * bw:r1 * bw], lam, ln, cw,
+                                       ac_freq=None if ac_counts is None else ac_counts[i])
+                for i, ((r0, r1), r, c, t, w, ln, cw, (_, bw)) in enumerate(zip(
+                    rows, raws, coefs, tables, self.weights, lengths, self.component_weights, self.blocks))]
 
     def _encode_streamed(self, quality, lam):
         """:meth:`encode` without whole-image arrays of the trial's coefficients (large images): the RDO runs
         twice per strip, first counting symbols for the Huffman tables, then (the same decisions) feeding the
         native scan writer. The same bytes as the one-pass route."""
-        coefs, tables, lengths, frame, _, fixed = self.start(quality)
+        frame, _, fixed = self.start(quality)[3:]
         freq = fixed.copy()
-
-        def strip_coefficients(rows, raws, counts=None):
-            return [rdo.optimise_component(r.reshape(-1, 64), c[r0 * bw:r1 * bw], t, w[r0 * bw:r1 * bw], lam, ln, cw,
-                                           ac_freq=None if counts is None else counts[i])
-                    for i, ((r0, r1), r, c, t, w, ln, cw, (_, bw)) in enumerate(zip(
-                        rows, raws, coefs, tables, self.weights, lengths, self.component_weights, self.blocks))]
-
         for rows, raws in self._raw_strips():
-            strip_coefficients(rows, raws, freq[1])
+            self._strip_coefficients(quality, lam, rows, raws, freq[1])
         huffman, codes = self.dct.optimal_huffman(freq)
         dct = self.dct
         comps = self.header.components
@@ -647,7 +648,7 @@ class _RdoCoder:
             raise MemoryError("native scan writer: out of memory")
         try:
             for rows, raws in self._raw_strips():
-                strip = strip_coefficients(rows, raws)
+                strip = self._strip_coefficients(quality, lam, rows, raws)
                 first = rows[0][0] // luma_rows
                 n_rows = min(self._strip_mcu_rows, mcus_v - first)
                 rc = lib.semjpeg_scan_writer_rows(writer, ffi.new("const int16_t *[]", [as_pointer(c, np.int16)
