@@ -1097,42 +1097,57 @@ int semjpeg_rdo_decisions(const float *raw, const int16_t *start, int64_t n_bloc
 }
 
 /* semjpeg_rdo_decisions that also adds the AC symbol counts of the blocks it writes to ac_freq (257 int64;
- * NULL: no counting), as semjpeg_ac_frequencies would count them. */
-int semjpeg_rdo_decisions_counted(const float *raw, const int16_t *start, int64_t n_blocks, const uint16_t *table,
-                                  const float *block_weight, const float *freq_weight, float lam,
-                                  const float *ac_bits, int16_t *out, int64_t *ac_freq) {
-    if (!raw || !start || !table || !block_weight || !freq_weight || !ac_bits || !out || n_blocks < 0)
+ * NULL: no counting), as semjpeg_ac_frequencies would count them. start == NULL: the start values are the
+ * nearest ones, round(x / q) (also for the DC); out == NULL (with ac_freq): count only.
+ *
+ * Only the "candidate" positions, where the start value or the nearest one is nonzero, are visited: elsewhere
+ * the only choice is 0 at cost w x^2, and the end-of-block search need not look there (moving the last kept
+ * position across such a position changes no total). With total(L) = sum of every zero cost + the sum of
+ * (best cost - zero cost) over candidates up to L + lambda EOB [L < 63], the common first sum is left out.
+ * Visiting only candidates made the kernel 2.4x faster than visiting all 63 positions with running sums
+ * (1.2 M blocks of jpegli-quality-80 coefficients; same decisions but for float near-ties). */
+SIMD_CLONES int semjpeg_rdo_decisions_counted(const float *raw, const int16_t *start, int64_t n_blocks,
+                                              const uint16_t *table, const float *block_weight,
+                                              const float *freq_weight, float lam, const float *ac_bits,
+                                              int16_t *out, int64_t *ac_freq) {
+    if (!raw || !table || !block_weight || !freq_weight || !ac_bits || (!out && !ac_freq) || n_blocks < 0)
         return SEMJPEG_BAD_ARGUMENT;
-    for (int i = 0; i < 64; i++)
+    float qf[64], half_q[64];
+    for (int i = 0; i < 64; i++) {
         if (table[i] == 0) return SEMJPEG_BAD_ARGUMENT;
+        qf[i] = (float)table[i];
+        half_q[i] = 0.5f * qf[i];
+    }
+    const float eob = lam * ac_bits[0x00], zrl = ac_bits[0xF0];
     for (int64_t b = 0; b < n_blocks; b++) {
         const float *x = raw + 64 * b;
-        const int16_t *k = start + 64 * b;
-        int16_t *o = out + 64 * b;
-        float best_cost[64], zero_cost[64];
-        int best[64];
+        const int16_t *k = start ? start + 64 * b : NULL;
+        uint8_t cand[64];
+        if (k) {
+            for (int n = 0; n < 64; n++) cand[n] = (uint8_t)((k[n] != 0) | (fabsf(x[n]) >= half_q[n]));
+        } else {
+            for (int n = 0; n < 64; n++) cand[n] = (uint8_t)(fabsf(x[n]) >= half_q[n]);
+        }
+        int pos[64], val[64], m = 0;
         int prev = 0; /* zigzag index of the previous non-zero start value (0: the DC) */
-        float tail = 0.0f; /* sum of zero_cost[1..63], added in that order */
+        float prefix = 0.0f, best_total = eob; /* L = 0 */
+        int last = 0;
+        const float wb = block_weight[b];
         for (int i = 1; i < 64; i++) {
             int n = ZIGZAG[i];
-            float q = (float)table[n], xi = x[n], w = block_weight[b] * freq_weight[n];
-            int ki = k[n], run = i - prev - 1;
-            zero_cost[i] = w * xi * xi;
-            tail += zero_cost[i];
-            if (ki == 0 && fabsf(xi) < 0.5f * q) { /* start and nearest are both 0: the only candidate */
-                best_cost[i] = zero_cost[i];
-                best[i] = 0;
-                continue;
-            }
-            float run_bits = (float)(run >> 4) * ac_bits[0xF0], zc = zero_cost[i];
-            int r16 = (run & 15) << 4;
+            if (!cand[n]) continue;
+            float q = qf[n], xi = x[n], w = wb * freq_weight[n];
             int nearest = (int)lrintf(xi / q);
             if (nearest > 1023) nearest = 1023;
             if (nearest < -1023) nearest = -1023;
+            int ki = k ? k[n] : nearest, run = i - prev - 1;
+            float zc = w * xi * xi;
+            float run_bits = (float)(run >> 4) * zrl;
+            int r16 = (run & 15) << 4;
             int lower = ki - (ki > 0) + (ki < 0);
-            /* candidates in the order jpegli's value, one lower, 0, nearest; a later one replaces the best only
+            /* candidates in the order start value, one lower, 0, nearest; a later one replaces the best only
              * when strictly cheaper, and a value already tried is skipped (the same cost). The cost of 0 is
-             * zero_cost (w e^2 + lambda * 0 with e = x). */
+             * zc (w e^2 + lambda * 0 with e = x). */
             float bc = ki ? rdo_cost(xi, ki, q, w, lam, ac_bits, r16, run_bits) : zc;
             int bv = ki;
             if (lower != ki) {
@@ -1144,23 +1159,37 @@ int semjpeg_rdo_decisions_counted(const float *raw, const int16_t *start, int64_
                 float c = rdo_cost(xi, nearest, q, w, lam, ac_bits, r16, run_bits);
                 if (c < bc) { bc = c; bv = nearest; }
             }
-            best_cost[i] = bc;
-            best[i] = bv;
             if (ki) prev = i;
+            pos[m] = i;
+            val[m++] = bv;
+            prefix += bc - zc;
+            float total = prefix + (i < 63 ? eob : 0.0f);
+            if (total < best_total) { best_total = total; last = i; }
         }
-        /* last kept position: total(L) = sum_{1..L} best + sum_{L+1..63} zero + lambda EOB [L < 63] */
-        float keep = 0.0f, eob = lam * ac_bits[0x00];
-        float best_total = tail + eob; /* L = 0 */
-        int last = 0;
-        for (int L = 1; L < 64; L++) {
-            keep += best_cost[L];
-            tail -= zero_cost[L];
-            float total = keep + (L < 63 ? tail + eob : 0.0f);
-            if (total < best_total) { best_total = total; last = L; }
+        if (prefix < best_total) last = 63; /* keeping everything codes no EOB */
+        if (out) {
+            int16_t *o = out + 64 * b;
+            memset(o, 0, 64 * sizeof *o);
+            if (k) {
+                o[0] = k[0];
+            } else {
+                int dc = (int)lrintf(x[0] / qf[0]);
+                o[0] = (int16_t)(dc > 2047 ? 2047 : dc < -2047 ? -2047 : dc);
+            }
+            for (int j = 0; j < m && pos[j] <= last; j++) o[ZIGZAG[pos[j]]] = (int16_t)val[j];
         }
-        o[0] = k[0];
-        for (int i = 1; i < 64; i++) o[ZIGZAG[i]] = (int16_t)(i <= last ? best[i] : 0);
-        if (ac_freq) count_ac_zigzag(best, last, ac_freq);
+        if (ac_freq) {
+            int last_nonzero = 0;
+            for (int j = 0; j < m && pos[j] <= last; j++) {
+                int v = val[j];
+                if (!v) continue;
+                int run = pos[j] - last_nonzero - 1;
+                for (; run > 15; run -= 16) ac_freq[0xF0]++;
+                ac_freq[(run << 4) | magnitude_category(v)]++;
+                last_nonzero = pos[j];
+            }
+            if (last_nonzero < 63) ac_freq[0x00]++;
+        }
     }
     return 0;
 }
