@@ -47,7 +47,9 @@ NAMES = {"pillow": "Pillow", "jpegli": "jpegli, pyjpegli file (mean q {q:.1f})",
          "ours_uniform@pyjpegli": "ours, uniform map, at the pyjpegli file's size",
          "ours_default@pyjpegli": "ours, default map, at the pyjpegli file's size",
          "ours_centre@pyjpegli": "ours, centre bias, at the pyjpegli file's size",
-         "ours_oracle@pyjpegli": "ours, oracle, at the pyjpegli file's size"}
+         "ours_oracle@pyjpegli": "ours, oracle, at the pyjpegli file's size",
+         "ours_uniform_jpeglicore": "ours with core='jpegli' (jpegli's coefficients), uniform map",
+         "ours_default_jpeglicore": "ours with core='jpegli' (jpegli's coefficients), default map"}
 
 
 def pillow_jpeg(rgb, q):
@@ -189,6 +191,13 @@ def fixation_rows(images, maps, encode_kw=None, qualities=QUALITIES, progress="i
                         row[f"ours_{m}{variant}{suffix}"] = {
                             "bytes": len(data), "PSNR-F": psnr(rgb, dec, density), "PSNR": psnr(rgb, dec),
                             "SSIMULACRA2": s2(data), "size_missed": missed, "target": target}
+                    if not encode_kw and m in ("uniform", "default"):  # the other core, at the strict size
+                        target = row["jpegli_opt"]["bytes"]
+                        data, missed = encode_ours(rgb, sal, target, core="jpegli")
+                        dec = decode(data)
+                        row[f"ours_{m}_jpeglicore"] = {
+                            "bytes": len(data), "PSNR-F": psnr(rgb, dec, density), "PSNR": psnr(rgb, dec),
+                            "SSIMULACRA2": s2(data), "size_missed": missed, "target": target}
                 rows.append(row)
     return rows
 
@@ -212,8 +221,9 @@ def kodak_rows(data_dir, n, qualities=QUALITIES):
                     dec = decode(d)
                     row[label] = {"bytes": len(d), "PSNR": psnr(rgb, dec), "SSIMULACRA2": s2(d)}
                 row["jpegli_opt"] = dict(row["jpegli"], bytes=opt)
-                for label, target in (("ours_uniform", opt), ("ours_uniform@pyjpegli", len(ref))):
-                    data, missed = encode_ours(rgb, uniform, target)
+                for label, target, kw in (("ours_uniform", opt, {}), ("ours_uniform@pyjpegli", len(ref), {}),
+                                          ("ours_uniform_jpeglicore", opt, {"core": "jpegli"})):
+                    data, missed = encode_ours(rgb, uniform, target, **kw)
                     dec = decode(data)
                     row[label] = {"bytes": len(data), "PSNR": psnr(rgb, dec), "SSIMULACRA2": s2(data),
                                   "size_missed": missed, "target": target}
@@ -316,9 +326,9 @@ def main(argv=None):
     metrics = ("PSNR-F", "PSNR", "SSIMULACRA2")
     if args.tune:
         images = load_set(args.data, "osie", 600, 700, args.n)
-        grid = {f"_s{s:g}_min{h:g}": {"strength": s, "rdo.MIN_HEADROOM": h}
-                for s, h in ((1.75, 0.01), (1.75, 0.03), (1.25, 0.01), (1.25, 0.03))}
-        rows = fixation_rows(images, ("centre", "oracle"), grid, qualities=(50, 85), progress="tune")
+        grid = {f"_s{s:g}_h{h:g}": {"strength": s, "headroom": h} for s in (1.25, 1.75) for h in (0.12, 0.16, 0.2)}
+        grid.update({f"_h{h:g}": {"headroom": h} for h in (0.02, 0.04, 0.08)})  # for the uniform map
+        rows = fixation_rows(images, ("uniform", "centre", "oracle"), grid, qualities=(50, 75, 85), progress="tune")
         keys = [k for k in rows[0] if k.startswith("ours_")]
         summary = summarise(rows, keys)
         print(markdown(summary, keys, metrics, "Tuning grid (OSIE 1601-1700)"))
@@ -335,11 +345,15 @@ def main(argv=None):
         speed = speed_rows(args.data)
         seconds = time.time() - started
     keys = ("ours_uniform", "ours_default", "ours_centre", "ours_oracle", "ours_uniform@pyjpegli",
-            "ours_default@pyjpegli", "ours_centre@pyjpegli", "ours_oracle@pyjpegli")
+            "ours_default@pyjpegli", "ours_centre@pyjpegli", "ours_oracle@pyjpegli", "ours_uniform_jpeglicore",
+            "ours_default_jpeglicore")
+    keys = tuple(k for k in keys if k in rows[0])  # stored runs from before the jpegli-core rows
     fix_summary = summarise(rows, keys)
-    per_set = {name: summarise([r for r in rows if r["image"].startswith(name + "/")], keys[:4])
+    set_keys = keys[:4] + tuple(k for k in keys if k.endswith("_jpeglicore"))
+    per_set = {name: summarise([r for r in rows if r["image"].startswith(name + "/")], set_keys)
                for name in ("nus_scene", "osie")}
-    kodak_keys = ("ours_uniform", "ours_uniform@pyjpegli")
+    kodak_keys = tuple(k for k in ("ours_uniform", "ours_uniform@pyjpegli", "ours_uniform_jpeglicore")
+                       if not kodak or k in kodak[0])
     kodak_summary = summarise(kodak, kodak_keys, ("PSNR", "SSIMULACRA2")) if kodak else {}
     n_images = len({r["image"] for r in rows})
     n_kodak = len({r["image"] for r in kodak})
@@ -351,7 +365,7 @@ def main(argv=None):
               "were chosen on NUS scene: its OSIE rows are on training images; the NUS rows are the fair ones.\n",
               markdown(fix_summary, keys, metrics, f"NUS scene + OSIE stimuli downscaled by 2 ({n_images} images)")]
     for name, summary in per_set.items():
-        report.append(markdown(summary, keys[:4], metrics,
+        report.append(markdown(summary, set_keys, metrics,
                                f"{name} only, at the Huffman-optimised jpegli size ({n_images // 2} images)"))
     if kodak:
         report.append(markdown(kodak_summary, kodak_keys, ("PSNR", "SSIMULACRA2"),

@@ -11,6 +11,7 @@ from skimage import data
 
 import semantic_jpeg
 from semantic_jpeg.codec import RateControlWarning, encode
+from semantic_jpeg.codec import encoder as encoder_module
 from semantic_jpeg.codec.quality import level_qualities, quant_tables
 
 
@@ -567,11 +568,27 @@ def test_rdo_at_lambda_zero_writes_jpeglis_coefficients(astronaut, tmp_path):
     # integer-exact path: jpegli's quantised coefficients, re-coded losslessly (only the Huffman tables change)
     from semantic_jpeg.codec import encoder
     coder = encoder._RdoCoder(astronaut, np.full(astronaut.shape[:2], 0.5, np.float32),
-                              encoder._check_options({}, "rdo"))
+                              encoder._check_options({}, "rdo"), core="jpegli")
     ours = read_coefficients(coder.encode(70, 0.0), tmp_path)
     theirs = read_coefficients(_jpegli(astronaut, 70), tmp_path)
     for a, b in zip(ours, theirs):
         assert np.array_equal(a, b[:a.shape[0], :a.shape[1]])
+
+
+def test_rdo_native_core_at_lambda_zero_writes_the_nearest_values_under_jpeglis_tables(astronaut, tmp_path):
+    from semantic_jpeg.codec import encoder, rdo
+    coder = encoder._RdoCoder(astronaut, np.full(astronaut.shape[:2], 0.5, np.float32),
+                              encoder._check_options({}, "rdo"))
+    raw = encoder.forward_dct(coder.rgb, coder.header)
+    ours = read_coefficients(coder.encode(70, 0.0), tmp_path)
+    luma, chroma = rdo.jpegli_tables(70)
+    p = tmp_path / "jpegli.jpg"
+    p.write_bytes(_jpegli(astronaut, 70))  # the tables jpegli writes for this image
+    qt = np.asarray(jpeglib.read_dct(str(p)).qt).reshape(-1, 64)
+    assert np.array_equal(luma, qt[0]) and np.array_equal(chroma, qt[1])
+    for c, r, t in zip(ours, raw, (luma, chroma, chroma)):
+        nearest = np.rint(r / t.astype(np.float32))
+        assert np.mean(c[:r.shape[0], :r.shape[1]] == nearest) > 0.9999  # float near-ties aside
 
 
 def test_rdo_uniform_map_not_worse_than_jpegli_at_equal_size(astronaut):
@@ -585,18 +602,22 @@ def test_rdo_uniform_map_not_worse_than_jpegli_at_equal_size(astronaut):
 
 def test_rdo_saliency_moves_quality_where_the_map_says(astronaut, box_map):
     inside = box_map > 0
-    uniform = encode(astronaut, saliency=box_map, strength=0, quality=50)  # jpegli's own allocation
+    uniform = encode(astronaut, saliency=box_map, strength=0, quality=50)  # no saliency: the same core
     steered = encode(astronaut, saliency=box_map, target_size=len(uniform))
     assert abs(len(steered) / len(uniform) - 1) <= 0.01
     u, s = decode_pil(uniform), decode_pil(steered)
-    assert _region_psnr(s, astronaut, inside) > _region_psnr(u, astronaut, inside) + 1.0  # salient: better
+    assert _region_psnr(s, astronaut, inside) > _region_psnr(u, astronaut, inside) + 0.5  # salient: better
     assert _region_psnr(s, astronaut, ~inside) < _region_psnr(u, astronaut, ~inside)      # the rest: worse
     # a box elsewhere moves the quality there
     other = np.zeros_like(box_map)
     other[320:480, 32:224] = 1.0
     moved = decode_pil(encode(astronaut, saliency=other, target_size=len(uniform)))
-    assert _region_psnr(moved, astronaut, other > 0) > _region_psnr(u, astronaut, other > 0) + 1.0
+    assert _region_psnr(moved, astronaut, other > 0) > _region_psnr(u, astronaut, other > 0) + 0.5
     assert _region_psnr(moved, astronaut, inside) < _region_psnr(u, astronaut, inside)
+    # against jpegli at its (Huffman-optimised) size: more than 1 dB better where the map looks
+    ref = _jpegli(astronaut, 60)
+    ours = decode_pil(encode(astronaut, saliency=box_map, target_size=len(encoder_module._optimize_huffman(ref))))
+    assert _region_psnr(ours, astronaut, inside) > _region_psnr(decode_pil(ref), astronaut, inside) + 1.0
 
 
 def test_rdo_quality_means_pillow_sized_output(astronaut, box_map):

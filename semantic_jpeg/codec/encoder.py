@@ -91,7 +91,7 @@ class EncodeResult:
 
 def encode(image, fp=None, *, saliency=None, levels=None, quality_range=None, quality=None, target_size=None,
            match_jpeg_quality=None, size_tolerance=0.01, mode=DEFAULT_MODE, color_order="RGB",
-           strength=rdo.DEFAULT_STRENGTH, headroom=rdo.DEFAULT_HEADROOM, masking=rdo.DEFAULT_MASKING,
+           strength=None, headroom=None, masking=rdo.DEFAULT_MASKING, core=rdo.DEFAULT_CORE,
            return_result=False, **jpeg_options):
     """Encode ``image`` as a standard JPEG whose salient regions get higher quality.
 
@@ -129,12 +129,16 @@ def encode(image, fp=None, *, saliency=None, levels=None, quality_range=None, qu
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     options = _check_options(jpeg_options, mode)
     if mode == "rdo":
+        if strength is None:
+            strength = rdo.JPEGLI_CORE_STRENGTH if core == "jpegli" else rdo.DEFAULT_STRENGTH
         if isinstance(strength, bool) or not isinstance(strength, (int, float, np.integer, np.floating)) \
                 or not 0 <= strength <= rdo.MAX_STRENGTH:
             raise ValueError(f"strength must be a number in [0, {rdo.MAX_STRENGTH:g}], got {strength!r}")
-        if isinstance(headroom, bool) or not isinstance(headroom, (int, float, np.integer, np.floating)) \
-                or not 0 <= headroom <= rdo.MAX_HEADROOM:
-            raise ValueError(f"headroom must be a number in [0, {rdo.MAX_HEADROOM:g}], got {headroom!r}")
+        if headroom is not None and (isinstance(headroom, bool) or not isinstance(
+                headroom, (int, float, np.integer, np.floating)) or not 0 <= headroom <= rdo.MAX_HEADROOM):
+            raise ValueError(f"headroom must be None or a number in [0, {rdo.MAX_HEADROOM:g}], got {headroom!r}")
+        if core not in rdo.CORES:
+            raise ValueError(f"core must be one of {rdo.CORES}, got {core!r}")
         if isinstance(masking, bool) or not isinstance(masking, (int, float, np.integer, np.floating)) \
                 or not 0 <= masking <= 2:
             raise ValueError(f"masking must be a number in [0, 2], got {masking!r}")
@@ -144,8 +148,9 @@ def encode(image, fp=None, *, saliency=None, levels=None, quality_range=None, qu
             raise TypeError("levels= and quality_range= set the saliency levels of mode='dct' and mode='mosaic'; "
                             "mode='rdo' (the default) allocates continuously: use strength= for how far quality "
                             "follows the map and quality=, target_size= or match_jpeg_quality= for the size")
-    elif strength != rdo.DEFAULT_STRENGTH or headroom != rdo.DEFAULT_HEADROOM or masking != rdo.DEFAULT_MASKING:
-        raise ValueError("strength, headroom and masking apply to mode='rdo' only")
+    elif strength is not None or headroom is not None or masking != rdo.DEFAULT_MASKING \
+            or core != rdo.DEFAULT_CORE:
+        raise ValueError("strength, headroom, masking and core apply to mode='rdo' only")
     qualities = level_qualities(5 if levels is None else levels, (30, 70) if quality_range is None else quality_range)
     final_quality = qualities[-1] if quality is None or mode == "rdo" else check_quality(quality)
     if target_size is not None and match_jpeg_quality is not None:
@@ -173,9 +178,11 @@ def encode(image, fp=None, *, saliency=None, levels=None, quality_range=None, qu
     if rgb.size >= TRIM_PIXELS:
         _release_freed_memory()  # the map's conversion buffers
     if mode == "rdo":
-        rdo_coder = _RdoCoder(rgb, sal, options, strength=float(strength), headroom=float(headroom),
-                              masking=float(masking))
-        data, iterations = _match_size_rdo(rdo_coder, int(target_size), size_tolerance, jpegli_guess)
+        rdo_coder = _RdoCoder(rgb, sal, options, strength=float(strength),
+                              headroom=None if headroom is None else float(headroom), masking=float(masking),
+                              core=core)
+        match = _match_size_rdo if rdo_coder.jpegli_core else _match_size_native
+        data, iterations = match(rdo_coder, int(target_size), size_tolerance, jpegli_guess)
         result = EncodeResult(
             data=bytes(data), mode=mode, width=rgb.shape[1], height=rgb.shape[0],
             final_quality=float(data.jpegli_quality), level_qualities=[float(data.jpegli_quality)],
@@ -469,6 +476,8 @@ class _DctCoder:
         return _Encoded(data)
 
 
+SAMPLE_BLOCKS = 2048     # native-core rate control searches on about this many sampled luma blocks ...
+MAX_SAMPLE_STEP = 16     # ... taking at least every 16th MCU row
 RAW_CACHE_BYTES = 24 << 20   # "rdo" mode keeps the float DCT of images up to this size (about 4 megapixels)
 RAW_STRIP_BYTES = 8 << 20    # ... else recomputes it in strips of about this size
 
@@ -495,8 +504,8 @@ class _RdoCoder:
     coefficients (with its adaptive quantisation); other layouts (greyscale, 4:4:4, 4:2:2, keep_rgb) quantise
     the exact DCT with jpegli's tables."""
 
-    def __init__(self, rgb, sal, options, strength=rdo.DEFAULT_STRENGTH, headroom=rdo.DEFAULT_HEADROOM,
-                 masking=rdo.DEFAULT_MASKING):
+    def __init__(self, rgb, sal, options, strength=rdo.DEFAULT_STRENGTH, headroom=None,
+                 masking=rdo.DEFAULT_MASKING, core=rdo.DEFAULT_CORE):
         self.rgb = np.ascontiguousarray(rgb)
         self.options = dict(options)
         if not self.options.get("progressive") and not self.options.get("progression"):
@@ -511,7 +520,10 @@ class _RdoCoder:
         self._raw = forward_dct(self.rgb, self.header, self.dct.to_ycbcr) if raw_bytes <= RAW_CACHE_BYTES else None
         self._strip_mcu_rows = max(1, int(RAW_STRIP_BYTES * self.header.mcus()[0] // raw_bytes))
         comps = self.header.components
-        self.jpegli_core = len(comps) == 3 and not options.get("keep_rgb") and options.get("subsampling") == 2
+        if core not in rdo.CORES:
+            raise ValueError(f"core must be one of {rdo.CORES}, got {core!r}")
+        self.jpegli_core = (core == "jpegli" and len(comps) == 3 and not options.get("keep_rgb")
+                            and options.get("subsampling") == 2)
         hmax, vmax = max(c.samp_h for c in comps), max(c.samp_v for c in comps)
         means_of = {}  # (blocks, block size in pixels) -> block means: components of the same layout share them
 
@@ -524,12 +536,15 @@ class _RdoCoder:
         luma_means = block_means(self.blocks[0], comps[0])
         self.uniform = strength == 0 or float(np.ptp(luma_means)) == 0.0
         self.weights = []
+        ranked = {}  # components of the same layout share their block means and so their weights
         for comp, blocks in zip(comps, self.blocks):
             means = block_means(blocks, comp)
             if self.uniform:
                 self.weights.append(np.ones(blocks[0] * blocks[1]))
             else:  # each component's blocks ranked among themselves: the same transfer at every sampling
-                self.weights.append(rdo.rank_weights(means, strength).ravel())
+                if id(means) not in ranked:
+                    ranked[id(means)] = rdo.rank_weights(means, strength).ravel()
+                self.weights.append(ranked[id(means)])
         self.saliency_weights = [w.copy() for w in self.weights]
         if masking:
             variance = [np.empty(bh * bw) for bh, bw in self.blocks]
@@ -539,7 +554,16 @@ class _RdoCoder:
             self.weights = [w * rdo.masking_weights(None, masking, variance=v) for w, v in zip(self.weights, variance)]
         self.cell_size = (8 * vmax // comps[0].samp_v, 8 * hmax // comps[0].samp_h)
         self.cell_levels = np.zeros(self.blocks[0], np.uint8)
-        self.headroom = 0.0 if self.uniform else float(headroom)
+        self.headroom: float | None
+        if self.jpegli_core:
+            self.headroom = 0.0 if self.uniform else float(rdo.DEFAULT_HEADROOM if headroom is None else headroom)
+        else:
+            self.headroom = None if headroom is None else float(headroom)
+        self._native = {}
+        self._sample = None
+        self._header_bytes = None
+        self._zero_counts: tuple = (None,)
+        self._dc_counts: tuple = (None,)
         if len(comps) == 3 and not options.get("keep_rgb"):
             self.component_weights: tuple = rdo.COMPONENT_RGB_WEIGHT
         else:
@@ -570,21 +594,13 @@ class _RdoCoder:
         """(coefficients per component (N, 64), tables per component, AC code lengths, frame tables, symbol counts
         of their scan, the part of those counts that no RDO decision changes) at the
         jpegli quality ``quality``; the last one is cached."""
+        if not self.jpegli_core:
+            return (None,) + self.native_state(quality) + (None, None)
         if quality not in self._start:
             self._start = {}  # one quality at a time: the previous one's coefficients go first (memory)
-            rgb3 = self.rgb if self.rgb.ndim == 3 else np.repeat(self.rgb[..., None], 3, 2)
-            if self.jpegli_core:
-                data = self._jpegli_file(quality)
-                coefs, tables = rdo.read_coefficients(data)
-                coefs = [c[:bh, :bw].reshape(-1, 64) for c, (bh, bw) in zip(coefs, self.blocks)]
-            else:
-                data = rdo.jpegli_encode(np.ascontiguousarray(rgb3[:16, :16]), quality)
-                _, jt = rdo.read_coefficients(data)
-                tables = [jt[min(c.quant_table, 1)] for c in self.header.components]
-                coefs = [np.empty((bh * bw, 64), np.int16) for bh, bw in self.blocks]
-                for rows, raws in self._raw_strips():
-                    for c, (r0, r1), r, t, (_, bw) in zip(coefs, rows, raws, tables, self.blocks):
-                        c[r0 * bw:r1 * bw] = np.clip(np.rint(r.reshape(-1, 64) / t), -1023, 1023)
+            data = self._jpegli_file(quality)
+            coefs, tables = rdo.read_coefficients(data)
+            coefs = [c[:bh, :bw].reshape(-1, 64) for c, (bh, bw) in zip(coefs, self.blocks)]
             lengths = rdo.ac_code_lengths(data)
             lengths = [lengths[min(i, len(lengths) - 1)] for i in range(len(coefs))]
             frame = np.stack([tables[0], tables[1] if len(tables) > 1 else tables[0]])
@@ -602,6 +618,129 @@ class _RdoCoder:
             self._start = {quality: (coefs, tables, lengths, frame, start_freq, fixed)}
         return self._start[quality]
 
+    # ---- native core: the exact DCT quantised under jpegli's tables by the RDO itself (start = nearest) ----
+
+    def headroom_at(self, quality):
+        """The native core's headroom when starting from jpegli quality ``quality``: the one given, else
+        :func:`rdo.native_headroom`."""
+        return rdo.native_headroom(quality, self.uniform) if self.headroom is None else self.headroom
+
+    def native_state(self, quality):
+        """(tables per component, AC code lengths per component, frame tables) of the native core at jpegli
+        quality ``quality``. The code lengths are those of the optimal Huffman tables of the nearest values
+        (lambda = 0) of the sample blocks, what jpegli's optimised tables are to its coefficients; the last
+        quality is kept."""
+        if quality not in self._native:
+            luma, chroma = rdo.jpegli_tables(quality)
+            tables = [luma if c.quant_table == 0 else chroma for c in self.header.components]
+            placeholder = [np.ones(256, np.float32)] * len(tables)  # lambda = 0: bit costs play no part
+            dc, ac = self._sample_counts(tables, 0.0, placeholder)
+            lengths = []
+            for comp in self.header.components:
+                shared = sum(ac[j] for j, c in enumerate(self.header.components) if c.ac_table == comp.ac_table)
+                lengths.append(rdo.code_lengths(np.ceil(shared).astype(np.int64)))
+            frame = np.stack([luma, chroma])
+            self._native = {quality: (tables, lengths, frame)}
+            self._zero_counts = (quality, dc, ac)
+        return self._native[quality]
+
+    def sample(self):
+        """(per component: (float DCT of the sample blocks (n, 64), their weights, blocks represented by each
+        sample block), per component the float DC of every block (blocks_h, blocks_w)). The sample is the
+        blocks of every k-th MCU on a sheared lattice (MCU (my, mx) when (mx + 5 my) % k == 0), k such that
+        about SAMPLE_BLOCKS luma blocks are sampled (all of a small image): spread over the whole image, it
+        estimates a full pass's AC symbol counts within about 1% where whole sampled MCU rows missed by up to
+        5% (Kodak). Rate control searches on it; made once per encode."""
+        if self._sample is None:
+            comps = self.header.components
+            k = int(np.clip(self.blocks[0][0] * self.blocks[0][1] // SAMPLE_BLOCKS, 1, MAX_SAMPLE_STEP))
+            masks = []
+            for comp, (bh, bw) in zip(comps, self.blocks):
+                v, h = (comp.samp_v, comp.samp_h) if len(comps) > 1 else (1, 1)
+                my, mx = np.arange(bh)[:, None] // v, np.arange(bw)[None, :] // h
+                masks.append((mx + 5 * my) % k == 0)
+            picked: list = [[] for _ in comps]
+            dc = [np.empty((bh, bw), np.float32) for bh, bw in self.blocks]
+            for rows, raws in self._raw_strips():
+                for i, ((r0, r1), r) in enumerate(zip(rows, raws)):
+                    picked[i].append(r[masks[i][r0:r1]])
+                    dc[i][r0:r1] = r[..., 0]
+            out = []
+            for (bh, bw), p, w, m in zip(self.blocks, picked, self.weights, masks):
+                raw = np.ascontiguousarray(np.concatenate(p).reshape(-1, 64), dtype=np.float32)
+                out.append((raw, np.ascontiguousarray(w.reshape(bh, bw)[m]), bh * bw / max(1, raw.shape[0])))
+            self._sample = (out, dc)
+        return self._sample
+
+    def _sample_counts(self, tables, lam, lengths):
+        """(DC, AC) symbol counts (component x 257, float) at ``tables`` and ``lam``: the DC (and dummy blocks)
+        of the whole image, the AC of the sample blocks scaled to the whole image."""
+        sample, dc_raw = self.sample()
+        ac = np.zeros((len(sample), 257))
+        for i, ((raw, w, scale), t, ln, cw) in enumerate(zip(sample, tables, lengths, self.component_weights)):
+            counts = np.zeros(257, np.int64)
+            rdo.optimise_component(raw, None, t, w, lam, ln, cw, ac_freq=counts, out_values=False)
+            ac[i] = counts * scale
+        key = tuple(int(t[0]) for t in tables)
+        if self._dc_counts[0] != key:
+            self._dc_counts = (key, self._dc_frequencies([np.clip(np.rint(d / np.float32(t[0])), -2047, 2047)
+                                                          for d, t in zip(dc_raw, tables)]))
+        fixed = self._dc_counts[1]
+        return fixed[0].astype(np.float64), ac + fixed[1]
+
+    def estimate(self, quality, lam):
+        """Estimated size in bytes of the file at jpegli quality ``quality`` and ``lam`` from the sample: the
+        frame's header, plus the scaled symbol counts coded with the optimal tables for them, plus the
+        expected stuffed bytes (one per 0xFF byte of the entropy-coded data, 1/256 of it)."""
+        tables, lengths, frame = self.native_state(quality)
+        if lam == 0 and self._zero_counts[0] == quality:
+            dc, ac = self._zero_counts[1:]
+        else:
+            dc, ac = self._sample_counts(tables, lam, lengths)
+        comps = self.header.components
+        bits, symbols = 0.0, 0
+        for cls, counts in ((0, dc), (1, ac)):
+            for ident in {(c.dc_table, c.ac_table)[cls] for c in comps}:
+                total = sum(counts[i] for i, c in enumerate(comps) if (c.dc_table, c.ac_table)[cls] == ident)
+                used = np.ceil(total[:256]).astype(np.int64)
+                if not used.any():
+                    continue
+                code = rdo.code_lengths(used, ac=False)
+                extra = (np.arange(256) & 15) if cls else np.arange(256)
+                bits += float(np.dot(total[:256], code + np.where(code > 0, extra, 0)))
+                symbols += int(np.count_nonzero(used)) - 1
+        if self._header_bytes is None:  # the frame with one-symbol tables; each further symbol: one DHT byte
+            self._header_bytes = len(self.dct.assemble_optimised(b"", frame, {
+                (cls, i): ([0] * 15 + [1], bytes(1)) for cls in (0, 1)
+                for i in {(c.dc_table, c.ac_table)[cls] for c in comps}}))
+        return self._header_bytes + symbols + bits / 8 * (1 + 1 / 256)
+
+    def _dc_frequencies(self, dc_values):
+        """(DC, AC) x component x 257 counts of the DC differences of ``dc_values`` (per component
+        (blocks_h, blocks_w)) in the scan's order, and of the dummy blocks (a zero difference and an EOB each):
+        what no RDO decision changes."""
+        comps = self.header.components
+        freq = np.zeros((2, len(comps), 257), np.int64)
+        mcus_v, mcus_h = self.header.mcus()
+        for i, (comp, dc) in enumerate(zip(comps, dc_values)):
+            bh, bw = dc.shape
+            if len(comps) == 1:
+                seq = dc.ravel()
+            else:  # MCU by MCU, each MCU's samp_v x samp_h blocks in raster order; dummy blocks skipped
+                v, h = comp.samp_v, comp.samp_h
+                grid = np.zeros((mcus_v * v, mcus_h * h), np.int32)
+                real = np.zeros(grid.shape, bool)
+                grid[:bh, :bw], real[:bh, :bw] = dc, True
+                def order(a, v=v, h=h):
+                    return a.reshape(mcus_v, v, mcus_h, h).transpose(0, 2, 1, 3).ravel()
+                seq = order(grid)[order(real)]
+                dummies = grid.size - bh * bw
+                freq[0, i, 0] += dummies
+                freq[1, i, 0x00] += dummies
+            diffs = np.diff(seq.astype(np.int32), prepend=0)
+            freq[0, i, :12] += np.bincount(np.frexp(diffs)[1], minlength=12)[:12]
+        return freq
+
     def coefficients(self, quality, lam):
         """Per component the (blocks_h, blocks_w, 64) coefficients written at jpegli quality and lambda."""
         return self._coefficients(quality, lam)[0]
@@ -609,21 +748,33 @@ class _RdoCoder:
     def _coefficients(self, quality, lam):
         """(:meth:`coefficients`, the symbol counts of their scan: (DC, AC) x component x 257)."""
         coefs, _, _, _, start_freq, fixed = self.start(quality)
-        if lam == 0:
+        if lam == 0 and coefs is not None:
             return [c.reshape(bh, bw, 64) for c, (bh, bw) in zip(coefs, self.blocks)], start_freq
         out = [np.empty((bh, bw, 64), np.int16) for bh, bw in self.blocks]
-        freq = fixed.copy()
+        ac = np.zeros((len(out), 257), np.int64)
         for rows, raws in self._raw_strips():
-            strip = self._strip_coefficients(quality, lam, rows, raws, freq[1])
+            strip = self._strip_coefficients(quality, lam, rows, raws, ac)
             for o, (r0, r1), s, (_, bw) in zip(out, rows, strip, self.blocks):
                 o[r0:r1] = s.reshape(r1 - r0, bw, 64)
+        freq = fixed.copy() if fixed is not None else self._native_fixed(quality, [o[..., 0] for o in out])
+        freq[1] += ac
         return out, freq
+
+    def _native_fixed(self, quality, dc_values):
+        """The native core's DC and dummy-block counts at ``quality``: those the rate control's estimates
+        made (the same nearest DC values) when it has them, else counted from ``dc_values``."""
+        key = tuple(int(t[0]) for t in self.native_state(quality)[0])
+        if self._dc_counts[0] == key:
+            return self._dc_counts[1].copy()
+        return self._dc_frequencies(dc_values)
 
     def _strip_coefficients(self, quality, lam, rows, raws, ac_counts=None):
         """The RDO decisions of one strip (:meth:`_raw_strips`), per component (blocks, 64) int16; the AC symbol
         counts of the coded blocks are added to ``ac_counts[component]`` when given."""
         coefs, tables, lengths = self.start(quality)[:3]
-        return [rdo.optimise_component(r.reshape(-1, 64), c[r0 * bw:r1 * bw], t, w[r0 * bw:r1 * bw], lam, ln, cw,
+        coefs = coefs or [None] * len(tables)  # native core: start from the nearest values
+        return [rdo.optimise_component(r.reshape(-1, 64), None if c is None else c[r0 * bw:r1 * bw], t,
+                                       w[r0 * bw:r1 * bw], lam, ln, cw,
                                        ac_freq=None if ac_counts is None else ac_counts[i])
                 for i, ((r0, r1), r, c, t, w, ln, cw, (_, bw)) in enumerate(zip(
                     rows, raws, coefs, tables, self.weights, lengths, self.component_weights, self.blocks))]
@@ -632,10 +783,16 @@ class _RdoCoder:
         """:meth:`encode` without whole-image arrays of the trial's coefficients (large images): the RDO runs
         twice per strip, first counting symbols for the Huffman tables, then (the same decisions) feeding the
         native scan writer. The same bytes as the one-pass route."""
-        frame, _, fixed = self.start(quality)[3:]
-        freq = fixed.copy()
+        tables, _, frame, _, fixed = self.start(quality)[1:]
+        ac = np.zeros((len(tables), 257), np.int64)
+        dc_values = [np.empty((bh, bw), np.int32) for bh, bw in self.blocks] if fixed is None else None
         for rows, raws in self._raw_strips():
-            self._strip_coefficients(quality, lam, rows, raws, freq[1])
+            self._strip_coefficients(quality, lam, rows, raws, ac)
+            if dc_values is not None:  # the native core's DC: the nearest value, as the RDO pass writes it
+                for d, (r0, r1), r, t in zip(dc_values, rows, raws, tables):
+                    d[r0:r1] = np.clip(np.rint(r[..., 0] / np.float32(t[0])), -2047, 2047)
+        freq = fixed.copy() if fixed is not None else self._dc_frequencies(dc_values)
+        freq[1] += ac
         huffman, codes = self.dct.optimal_huffman(freq)
         dct = self.dct
         comps = self.header.components
@@ -926,6 +1083,114 @@ def _match_size_rdo(coder, target, tolerance, guess=85):
                       f"({len(best) / target - 1:+.2%}) from jpegli quality {best.jpegli_quality} at lambda "
                       f"{best.lam:.3g}", RateControlWarning, stacklevel=3)
     return best, iterations
+
+
+LAMBDA_PER_STEP = 0.75
+
+
+def _match_size_native(coder, target, tolerance, guess=85):
+    """Size control of the native core. On the sample blocks (:meth:`_RdoCoder.estimate`, a fraction of a
+    full pass each): the lowest jpegli quality whose nearest values (lambda = 0) are estimated at
+    (1 + headroom) x the target, then the lambda at which the estimate meets the target (Illinois on log size
+    vs log lambda). Then full encodes: each file's size over the estimate at its lambda corrects the estimates,
+    and lambda is solved again, until the file is within ``tolerance`` (one or two full encodes, usually); if
+    that has not converged after four, Illinois on full encodes."""
+    sizes: dict = {}  # jpegli quality -> estimated size at lambda = 0
+
+    class _Zero:  # the interface _jpegli_quality_for searches: sizes by quality, growing with it
+        _jpegli_sizes = sizes
+
+        @staticmethod
+        def jpegli_size(q):
+            sizes[q] = coder.estimate(q, 0.0)
+            return sizes[q]
+
+    headroom = coder.headroom_at(guess)
+    quality = _jpegli_quality_for(_Zero, target * (1.0 + headroom), guess)
+    if coder.headroom_at(quality) != headroom:  # the headroom at the quality found (sizes measured are reused)
+        quality = _jpegli_quality_for(_Zero, target * (1.0 + coder.headroom_at(quality)), quality)
+    best: Any = None
+    iterations = 0
+    full: dict = {}  # log lambda -> log(size / target) of full encodes
+
+    def encode_full(lam):
+        nonlocal best, iterations
+        iterations += 1
+        data = coder.encode(quality, lam)
+        if best is None or abs(len(data) - target) < abs(len(best) - target):
+            best = data
+        full[np.log(max(lam, 1e-3))] = np.log(len(data) / target)
+        return len(data)
+
+    def full_error(x):
+        size = encode_full(float(np.exp(x)))
+        return np.log(size / target)
+
+    def met():
+        return best is not None and abs(len(best) - target) <= tolerance * target
+
+    estimates: dict = {}
+
+    def estimate(lam):
+        if (quality, lam) not in estimates:
+            estimates[(quality, lam)] = coder.estimate(quality, lam)
+        return estimates[(quality, lam)]
+
+    correction = 1.0
+    step = float(np.mean(coder.native_state(quality)[0][0][rdo.ZIGZAG[1:]]))
+    x = np.log(LAMBDA_PER_STEP * step)  # lambda is about 0.75 x the mean AC step of the luma table (Kodak, OSIE)
+    for _ in range(4):
+        if sizes.get(quality, np.inf) * correction <= target:  # no RDO is (estimated) under the target
+            if quality >= 100:
+                encode_full(0.0)
+                break
+            quality += 1
+            _Zero.jpegli_size(quality)
+            continue
+        x = _solve_log(lambda x, c=correction: float(np.log(estimate(float(np.exp(x))) * c / target)), x, 0.004)
+        lam = float(np.exp(x))
+        size = encode_full(lam)
+        if met():
+            break
+        correction = size / estimate(lam)
+    if not met():
+        below = [x for x, v in full.items() if v < 0]
+        above = [x for x, v in full.items() if v > 0]
+        if below and above:  # Illinois on full encodes between the closest lambdas on each side
+            a, b = max(above), min(below)
+            _illinois(full_error, a, full[a], b, full[b], met, 1e-4)
+    if not met():
+        warnings.warn(f"size target {target} B not met within {tolerance:.1%}: closest is {len(best)} B "
+                      f"({len(best) / target - 1:+.2%}) at jpegli quality {best.jpegli_quality}, lambda "
+                      f"{best.lam:.3g}", RateControlWarning, stacklevel=3)
+    return best, iterations
+
+
+def _solve_log(f, x, tol, slope=-0.15):
+    """x with |f(x)| <= tol for f decreasing (log size vs log lambda), from the guess ``x``: secant steps
+    (the first with ``slope``, each at most 1.5 in x) until the root is bracketed, then Illinois. Returns the
+    x of the smallest |f| seen."""
+    seen = {x: f(x)}
+    for _ in range(30):
+        best = min(seen, key=lambda k: abs(seen[k]))
+        if abs(seen[best]) <= tol:
+            return best
+        above = [k for k, v in seen.items() if v > 0]
+        below = [k for k, v in seen.items() if v < 0]
+        if above and below:
+            a, b = max(above), min(below)
+            a, fa, b, fb = _illinois(lambda k: seen.setdefault(k, f(k)), a, seen[a], b, seen[b],
+                                     lambda: min(abs(v) for v in seen.values()) <= tol, 1e-3)
+            return min(seen, key=lambda k: abs(seen[k]))
+        near = sorted(seen, key=lambda k: abs(seen[k]))[:2]
+        s = slope
+        if len(near) == 2 and seen[near[0]] != seen[near[1]]:
+            s = min((seen[near[0]] - seen[near[1]]) / (near[0] - near[1]), -0.02)
+        x = near[0] + float(np.clip(-seen[near[0]] / s, -1.5, 1.5))
+        if not np.log(1e-4) < x < np.log(1e8):
+            break
+        seen[x] = f(x)
+    return min(seen, key=lambda k: abs(seen[k]))
 
 
 def _illinois(f, a, fa, b, fb, done, xtol):

@@ -39,7 +39,8 @@ import numpy as np
 from . import jpeg_stream
 
 ZIGZAG = jpeg_stream.ZIGZAG
-DEFAULT_STRENGTH = 1.25    # weights span [2^-1.25, 2^1.25] = [0.42, 2.4]
+DEFAULT_STRENGTH = 1.75    # native core: weights span [2^-1.75, 2^1.75] = [0.30, 3.4]
+JPEGLI_CORE_STRENGTH = 1.25  # core="jpegli": [0.42, 2.4]
 DEFAULT_MASKING = 0.5      # exponent of the contrast-masking weight (0: plain squared error)
 DEFAULT_MASKING_FLOOR = 25.0
 RANK_GAMMA = 3.0           # shape of the rank transfer: w = 2 ** (strength (2 p^gamma - 1))
@@ -50,6 +51,22 @@ MAX_STRENGTH = 4.0
 # high quality, where the RDO's error model loses more against jpegli's own allocation). A uniform map starts
 # at the target itself, i.e. from jpegli's own file.
 DEFAULT_HEADROOM = 0.1
+# The native core (the default, ``core="native"``): the RDO starts from the nearest values under the tables of
+# the lowest jpegli quality whose nearest values are estimated at (1 + h) x the target; h is interpolated over
+# that quality, less at high quality (where the RDO's error model gains less over nearest rounding), more with a
+# non-uniform map (bits to move) than with a uniform one (the RDO then acts as a trellis quantiser only).
+# Chosen on OSIE 1601-1700 with PSNR and PSNR-F grids (never on the reported NUS or Kodak images).
+NATIVE_HEADROOM = ((62.0, 80.0, 88.0), (0.18, 0.15, 0.12))
+NATIVE_UNIFORM_HEADROOM = ((57.0, 77.0, 86.0), (0.09, 0.05, 0.03))
+
+
+def native_headroom(quality, uniform):
+    """The native core's default headroom at jpegli quality ``quality`` (see NATIVE_HEADROOM)."""
+    return float(np.interp(quality, *(NATIVE_UNIFORM_HEADROOM if uniform else NATIVE_HEADROOM)))
+
+
+CORES = ("native", "jpegli")
+DEFAULT_CORE = "native"
 MAX_HEADROOM = 3.0
 # ... and, with a non-uniform map, at least this much above the target in our own bytes (optimised Huffman
 # tables), so that small images and coarse jpegli quality steps still leave something to reallocate.
@@ -67,6 +84,22 @@ def jpegli_encode(rgb, quality):
     import pyjpegli  # type: ignore[import-not-found]  # ships a .pyi without py.typed
     rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
     return pyjpegli.encode(memoryview(rgb).cast("B"), rgb.shape[1], rgb.shape[0], int(quality))
+
+
+_TABLES: dict = {}
+
+
+def jpegli_tables(quality):
+    """jpegli's (luma, chroma) quantisation tables at integer ``quality``, natural order, read-only. They do
+    not depend on the image (checked on Kodak at qualities 20-95), so they are read once per quality from a
+    16x16 pyjpegli file (0.1 ms) and kept."""
+    quality = int(quality)
+    if quality not in _TABLES:
+        _, tables = read_coefficients(jpegli_encode(np.zeros((16, 16, 3), np.uint8), quality))
+        for t in tables:
+            t.flags.writeable = False
+        _TABLES[quality] = (tables[0], tables[1])
+    return _TABLES[quality]
 
 
 def read_coefficients(data):
@@ -184,6 +217,27 @@ def _tiny_pillow_jpeg():
 _ANNEX_K = None
 
 
+def code_lengths(counts, ac=True):
+    """Code length (bits) of each of 256 symbols in the optimal (length-limited, libjpeg-built) Huffman table
+    for ``counts``; with ``ac``, symbols that do not occur take their Annex K AC length plus one (so that a
+    trial that starts to use them pays about what an optimised table would charge), else 0."""
+    from ..native import as_pointer, lib
+    global _ANNEX_K
+    counts = np.ascontiguousarray(counts[:256], dtype=np.int64)
+    bits, values = np.zeros(16, np.uint8), np.zeros(256, np.uint8)
+    n = lib.semjpeg_optimal_huffman(as_pointer(counts, np.int64), as_pointer(bits, np.uint8),
+                                    as_pointer(values, np.uint8))
+    if n < 0:
+        raise RuntimeError(f"native Huffman table builder failed (code {n})")
+    lengths = np.zeros(256, np.float32)
+    lengths[values[:n]] = np.repeat(np.arange(1, 17, dtype=np.float32), bits)
+    if ac:
+        if _ANNEX_K is None:
+            _ANNEX_K = _annex_k_lengths()
+        lengths = np.where(lengths > 0, lengths, _ANNEX_K[0] + 1)
+    return lengths
+
+
 def ac_code_lengths(data):
     """Per component, the AC Huffman code length (bits) of every (run << 4 | size) symbol in the JPEG ``data``;
     symbols absent from its (optimised) table take their Annex K length plus one."""
@@ -205,12 +259,24 @@ def block_means(saliency, blocks, block_px):
     (height, width) of one block in image pixels; edge blocks average over the pixels they cover."""
     bh, bw = blocks
     ph, pw = block_px
-    h, w = saliency.shape
-    if h >= bh * ph and w >= bw * pw:  # no edge to repeat: a view (a copy only when it is not contiguous)
-        padded = saliency[:bh * ph, :bw * pw]
-    else:
-        padded = np.pad(saliency, [(0, max(0, bh * ph - h)), (0, max(0, bw * pw - w))], mode="edge")[:bh * ph, :bw * pw]
-    return padded.reshape(bh, ph, bw, pw).mean(axis=(1, 3), dtype=np.float64)
+    # sums over each block's rows (a contiguous reduction), then over its columns: 5x faster than one mean
+    # over axes (1, 3) at 1080p; a part-block at an edge counts its last row / column again for each one
+    # missing (the edge repeated, without a padded copy of the map)
+    rows = _edge_block_sums(np.asarray(saliency, np.float32), bh, ph)
+    cols = _edge_block_sums(np.ascontiguousarray(rows.T), bw, pw)
+    return cols.T.astype(np.float64) / (ph * pw)
+
+
+def _edge_block_sums(a, n, size):
+    """Sums of ``size`` consecutive rows of ``a``, ``n`` of them, rows past the end repeating the last."""
+    full = min(n, a.shape[0] // size)
+    out = np.empty((n, a.shape[1]), np.float32)
+    if full:
+        out[:full] = a[:full * size].reshape(full, size, -1).sum(axis=1)
+    for i in range(full, n):  # at most the last block rows
+        part = a[i * size:(i + 1) * size]
+        out[i] = part.sum(axis=0) + (size - part.shape[0]) * a[-1]
+    return out
 
 
 def rank_weights(means, strength):
@@ -230,11 +296,12 @@ def rank_weights(means, strength):
 
 
 def block_variance(raw):
-    """Each block's AC variance (mean squared AC coefficient, float64) of (N, 64) DCT blocks, in chunks (no
-    whole-image float64 copy)."""
+    """Each block's AC variance (mean squared AC coefficient, float64) of (N, 64) float32 DCT blocks, in
+    chunks."""
     v = np.empty(raw.shape[0])
-    for i in range(0, raw.shape[0], 8192):
-        v[i:i + 8192] = (raw[i:i + 8192, 1:].astype(np.float64) ** 2).mean(axis=1)
+    for i in range(0, raw.shape[0], 8192):  # float32 einsum: 4x faster than squaring a float64 copy
+        ac = raw[i:i + 8192, 1:]
+        v[i:i + 8192] = np.einsum("ij,ij->i", ac, ac) / 63.0
     return v
 
 
@@ -250,30 +317,42 @@ def masking_weights(raw, alpha, floor=DEFAULT_MASKING_FLOOR, variance=None):
     return np.clip(((floor + np.median(v)) / (floor + v)) ** alpha, 0.125, 8.0)
 
 
-def optimise_component(raw, coefs, table, weights, lam, ac_lengths, component_weight=1.0, ac_freq=None):
+def optimise_component(raw, coefs, table, weights, lam, ac_lengths, component_weight=1.0, ac_freq=None,
+                       out_values=True):
     """Rate-distortion optimised AC coefficients of one component (native kernel ``semjpeg_rdo_decisions``;
     :func:`optimise_component_numpy` is its reference, and the arguments are the same). The native kernel
     is about 14x faster than the numpy version (50 ms vs 690 ms for 32400 synthetic blocks, a 1080p luma plane,
     on a busy 2-core machine). ``ac_freq``: an int64 array of 257 to which the AC symbol counts of the
-    returned blocks are added (for optimised Huffman tables without another pass)."""
+    returned blocks are added (for optimised Huffman tables without another pass). ``coefs`` None: start from
+    the nearest values round(x / q), DC included (the native core); then ``out_values=False`` only counts
+    (returns None)."""
     from ..native import as_output_pointer, as_pointer, ffi, lib
     raw = np.ascontiguousarray(raw, dtype=np.float32).reshape(-1, 64)
-    coefs = np.ascontiguousarray(coefs, dtype=np.int16).reshape(-1, 64)
+    if coefs is None:  # start from the nearest values (the DC too)
+        coefs_p, count_only = ffi.NULL, out_values is False
+    else:
+        coefs = np.ascontiguousarray(coefs, dtype=np.int16).reshape(-1, 64)
+        if raw.shape != coefs.shape:
+            raise ValueError("optimise_component: inconsistent shapes")
+        coefs_p, count_only = as_pointer(coefs, np.int16), False
     table = np.ascontiguousarray(table, dtype=np.uint16)
     bw = np.ascontiguousarray(np.asarray(weights, np.float32).ravel() * np.float32(component_weight))
     fw = np.ones(64, np.float32)
     if FREQ_BETA:
         fw[ZIGZAG[1:]] = (table[ZIGZAG[1:]].astype(np.float32).mean() / table[ZIGZAG[1:]]) ** np.float32(FREQ_BETA)
     lengths = np.ascontiguousarray(ac_lengths, dtype=np.float32)
-    if raw.shape != coefs.shape or bw.size != raw.shape[0] or table.size != 64 or lengths.size != 256:
+    if bw.size != raw.shape[0] or table.size != 64 or lengths.size != 256:
         raise ValueError("optimise_component: inconsistent shapes")
-    out = np.empty_like(coefs)
     if ac_freq is not None and (ac_freq.dtype != np.int64 or ac_freq.shape != (257,)):
         raise ValueError("optimise_component: ac_freq must be an int64 array of 257 counts")
+    if count_only and ac_freq is None:
+        raise ValueError("optimise_component: out_values=False needs ac_freq")
+    out = None if count_only else np.empty((raw.shape[0], 64), np.int16)
     rc = lib.semjpeg_rdo_decisions_counted(
-        as_pointer(raw, np.float32), as_pointer(coefs, np.int16), raw.shape[0], as_pointer(table, np.uint16),
+        as_pointer(raw, np.float32), coefs_p, raw.shape[0], as_pointer(table, np.uint16),
         as_pointer(bw, np.float32), as_pointer(fw, np.float32), float(lam), as_pointer(lengths, np.float32),
-        as_pointer(out, np.int16), ffi.NULL if ac_freq is None else as_output_pointer(ac_freq, np.int64))
+        ffi.NULL if out is None else as_pointer(out, np.int16),
+        ffi.NULL if ac_freq is None else as_output_pointer(ac_freq, np.int64))
     if rc != 0:
         raise RuntimeError(f"native RDO refused its arguments (code {rc})")
     return out
@@ -285,7 +364,10 @@ def optimise_component_numpy(raw, coefs, table, weights, lam, ac_lengths, compon
     raw: float (N, 64) exact DCT in natural order; coefs: int (N, 64) starting values (jpegli's) in natural
     order; table: 64 steps (natural); weights: (N,) block weights; lam: lambda in squared-error units per bit;
     ac_lengths: 256 code lengths (bits) of the AC symbols. Returns new int16 (N, 64) coefficients (natural
-    order); the DC coefficients are kept."""
+    order); the DC coefficients are kept. ``coefs`` None: the nearest values (DC included)."""
+    if coefs is None:
+        coefs = np.rint(raw.astype(np.float32) / table.astype(np.float32))
+        coefs = np.concatenate([np.clip(coefs[:, :1], -2047, 2047), np.clip(coefs[:, 1:], -1023, 1023)], axis=1)
     n = raw.shape[0]
     x = raw[:, ZIGZAG].astype(np.float32)
     k = coefs[:, ZIGZAG].astype(np.int32)
