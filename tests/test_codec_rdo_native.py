@@ -36,11 +36,83 @@ def test_native_optimised_huffman_equals_libjpeg_recoding(astronaut, options, ch
         assert bytes(native) == bytes(libjpeg)
 
 
-def test_counts_from_the_rdo_pass_equal_a_scan_count(astronaut):
-    coder = encoder._RdoCoder(astronaut, _ramp(astronaut.shape[:2]), encoder._check_options({}, "rdo"))
+@pytest.mark.parametrize("core", ["native", "jpegli"])
+@pytest.mark.parametrize("options,channels", LAYOUTS)
+def test_counts_from_the_rdo_pass_equal_a_scan_count(astronaut, core, options, channels):
+    # the native core counts DC differences (and dummy blocks) in numpy, the AC symbols in the RDO kernel
+    img = astronaut if channels == 3 else np.ascontiguousarray(astronaut[..., 1])
+    coder = encoder._RdoCoder(img, _ramp(img.shape[:2]), encoder._check_options(options, "rdo"), core=core)
     for lam in (0.0, 3.0, 400.0):
         coefs, freq = coder._coefficients(80, lam)
         assert np.array_equal(freq, coder.dct.scan_frequencies(coefs))
+    coder.estimate(80, 3.0)  # the estimate's DC counts (cached) are those of the full pass
+    coefs, freq = coder._coefficients(80, 3.0)
+    assert np.array_equal(freq, coder.dct.scan_frequencies(coefs))
+
+
+@pytest.mark.parametrize("options,channels", LAYOUTS)
+def test_native_size_estimate_is_close_to_the_file(astronaut, options, channels):
+    img = astronaut if channels == 3 else np.ascontiguousarray(astronaut[..., 1])
+    coder = encoder._RdoCoder(img, _ramp(img.shape[:2]), encoder._check_options(options, "rdo"))
+    for quality, lam in ((40, 0.0), (70, 10.0), (90, 2.0)):
+        assert abs(coder.estimate(quality, lam) / len(coder.encode(quality, lam)) - 1) < 0.03, (quality, lam)
+
+
+def test_native_size_estimate_samples_a_large_image(monkeypatch):
+    # a sparse lattice of MCUs (every 16th here) still estimates within a few percent
+    rng = np.random.default_rng(4)
+    img = np.clip(np.kron(rng.integers(0, 255, (40, 60, 3)), np.ones((12, 12, 1))) + rng.normal(0, 8, (480, 720, 3)),
+                  0, 255).astype(np.uint8)
+    monkeypatch.setattr(encoder, "SAMPLE_BLOCKS", 300)
+    coder = encoder._RdoCoder(img, _ramp(img.shape[:2]), encoder._check_options({}, "rdo"))
+    sample = coder.sample()[0]
+    assert sample[0][0].shape[0] < 0.1 * coder.blocks[0][0] * coder.blocks[0][1]
+    for quality, lam in ((50, 0.0), (80, 20.0)):
+        assert abs(coder.estimate(quality, lam) / len(coder.encode(quality, lam)) - 1) < 0.05, (quality, lam)
+
+
+def test_native_rate_control_needs_few_full_encodes(astronaut):
+    for q in (30, 60, 90):
+        r = encode(astronaut, saliency=_ramp(astronaut.shape[:2]), quality=q, return_result=True)
+        assert abs(r.size / r.target_size - 1) <= 0.01 and r.iterations <= 3, (q, r.iterations)
+
+
+def test_rdo_kernel_from_the_nearest_values_matches_numpy_and_counts_alone():
+    rng = np.random.default_rng(5)
+    raw = (rng.normal(0, 30, (1500, 64)) * np.linspace(3, 0.2, 64)).astype(np.float32)
+    raw[:, 0] = rng.uniform(-1000, 1000, 1500)
+    table = (np.arange(64) // 2 + 4).astype(np.uint16)
+    w, lengths = rng.uniform(0.25, 4, 1500), rng.uniform(2, 12, 256).astype(np.float32)
+    for lam in (0.0, 5.0, 80.0):
+        counted = np.zeros(257, np.int64)
+        native = rdo.optimise_component(raw, None, table, w, lam, lengths, 1.3, ac_freq=counted)
+        reference = rdo.optimise_component_numpy(raw, None, table, w, lam, lengths, 1.3)
+        assert np.mean(native == reference) > 0.999, lam
+        assert np.array_equal(native[:, 0], np.rint(raw[:, 0] / np.float32(table[0])))
+        alone = np.zeros(257, np.int64)
+        assert rdo.optimise_component(raw, None, table, w, lam, lengths, 1.3, ac_freq=alone, out_values=False) is None
+        assert np.array_equal(alone, counted)
+    with pytest.raises(ValueError, match="ac_freq"):
+        rdo.optimise_component(raw, None, table, w, 1.0, lengths, out_values=False)
+
+
+def test_jpegli_tables_are_those_jpegli_writes(astronaut):
+    for q in (35, 80):
+        _, tables = rdo.read_coefficients(rdo.jpegli_encode(astronaut, q))
+        luma, chroma = rdo.jpegli_tables(q)
+        assert np.array_equal(luma, tables[0]) and np.array_equal(chroma, tables[1])
+        assert not luma.flags.writeable
+
+
+def test_core_option(astronaut):
+    sal = _ramp(astronaut.shape[:2])
+    native = encode(astronaut, saliency=sal, quality=60, return_result=True)
+    theirs = encode(astronaut, saliency=sal, quality=60, core="jpegli", return_result=True)
+    assert native.data != theirs.data and abs(theirs.size / theirs.target_size - 1) <= 0.01
+    with pytest.raises(ValueError, match="core"):
+        encode(astronaut, saliency=sal, core="libjpeg")
+    with pytest.raises(ValueError, match="core"):
+        encode(astronaut, saliency=sal, mode="dct", core="jpegli")
 
 
 def test_optimal_huffman_table_is_a_valid_length_limited_code():

@@ -1,22 +1,21 @@
-"""Saliency-weighted rate-distortion optimised quantisation on a jpegli core (the default ``mode="rdo"``).
+"""Saliency-weighted rate-distortion optimised quantisation under jpegli's tables (the default ``mode="rdo"``).
 
-The core is jpegli (Alakuijala et al., "jpegli", Google, 2024): its quantisation tables and its perceptual
-adaptive quantisation (per-block zero bias from local masking). The encoder takes jpegli's own quantised
-coefficients at a quality *above* the target (``pyjpegli`` encodes, the native module decodes the coefficients),
-then re-decides every AC coefficient of every block under jpegli's tables, minimising
+The tables are jpegli's (Alakuijala et al., "jpegli", Google, 2024). The native core (the default) quantises
+the exact float DCT itself: for every AC coefficient of every block it chooses
 
+    v in {round(x / q), one magnitude lower, 0} minimising
     w_b * m_b * c_k * (q_mean / q) * (x - v q)^2 + lambda * bits(v)
-                                                   v in {jpegli's value, one magnitude lower, 0, round(x / q)}
 
 where x is the exact float DCT coefficient, q the table step (q_mean: the mean AC step of the table, so errors
 count in proportion to jpegli's psychovisual step sizes), w_b the block's weight from the saliency map, m_b a
-contrast-masking weight (errors in busy blocks are less visible: :func:`masking_weights`) and c_k the
-component's weight in RGB squared error. A per-block end-of-block search (the choice of the last kept
-coefficient, as in trellis quantisation: Guo et al. / mozjpeg) accounts for the EOB and run-length effects that
-the per-coefficient decision cannot see. Bit costs come from the Huffman code lengths of jpegli's optimised
-tables for the (run, size) symbol of the coefficient in jpegli's block. lambda is bisected until the file
-(re-coded with optimised Huffman tables) has the target size. With a uniform map (all w_b = 1) and lambda = 0
-the output carries exactly jpegli's coefficients.
+contrast-masking weight (errors in busy blocks are less visible, the principle of jpegli's adaptive
+quantisation: :func:`masking_weights`) and c_k the component's weight in RGB squared error. A per-block
+end-of-block search (the choice of the last kept coefficient, as in trellis quantisation: Guo et al. /
+mozjpeg) accounts for the EOB and run-length effects that the per-coefficient decision cannot see. Bit costs
+come from the Huffman code lengths of the optimal tables of the nearest values. ``core="jpegli"`` instead
+starts from jpegli's own quantised coefficients at a quality above the target (``pyjpegli`` encodes, the
+native module decodes the coefficients), with jpegli's value as a fourth candidate; with a uniform map and
+lambda = 0 it writes exactly jpegli's coefficients.
 
 Block weights (the documented transfer): each block's mean saliency m_b is turned into its percentile rank
 p_b in (0, 1) among the component's blocks (ties share their mean rank; a constant map gives w_b = 1), and
@@ -25,10 +24,9 @@ gamma or peakedness, so a wrong map can at most move each block's lambda by that
 blocks a similar low weight and the top-ranked blocks the high ones (a fixation map is peaked), so the loss is
 spread over the unimportant area instead of grading it.
 
-The constants (strength 1.25, headroom 0.1 and its taper, the 3% minimum headroom, masking 0.5, the cube, the
-frequency weighting) were chosen on OSIE images 1601-1700 (grids, ``benchmarks/bench_vs_jpegli.py --tune``).
-The minimum headroom itself was added after a benchmark run showed that most small NUS files of the reported
-set were left as jpegli's (its value, 3%, comes from the OSIE grid).
+The constants were chosen on OSIE images 1601-1700 (grids, ``benchmarks/bench_vs_jpegli.py --tune``): for the
+native core the strength and the headroom curves; masking 0.5, the cube and the frequency weighting (and the
+jpegli core's strength 1.25, headroom 0.1 with its taper and 3% minimum) for the jpegli core, and kept.
 """
 import io
 import os
