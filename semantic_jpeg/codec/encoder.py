@@ -28,6 +28,7 @@ import secrets
 import tempfile
 import warnings
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -753,10 +754,9 @@ class _RdoCoder:
             return [c.reshape(bh, bw, 64) for c, (bh, bw) in zip(coefs, self.blocks)], start_freq
         out = [np.empty((bh, bw, 64), np.int16) for bh, bw in self.blocks]
         ac = np.zeros((len(out), 257), np.int64)
-        for rows, raws in self._raw_strips():
-            strip = self._strip_coefficients(quality, lam, rows, raws, ac)
-            for o, (r0, r1), s, (_, bw) in zip(out, rows, strip, self.blocks):
-                o[r0:r1] = s.reshape(r1 - r0, bw, 64)
+        for rows, raws in self._raw_strips():  # written in place into the whole-image arrays
+            self._strip_coefficients(quality, lam, rows, raws, ac,
+                                     outs=[o[r0:r1].reshape(-1, 64) for o, (r0, r1) in zip(out, rows)])
         freq = fixed.copy() if fixed is not None else self._native_fixed(quality, [o[..., 0] for o in out])
         freq[1] += ac
         return out, freq
@@ -769,16 +769,18 @@ class _RdoCoder:
             return self._dc_counts[1].copy()
         return self._dc_frequencies(dc_values)
 
-    def _strip_coefficients(self, quality, lam, rows, raws, ac_counts=None):
-        """The RDO decisions of one strip (:meth:`_raw_strips`), per component (blocks, 64) int16; the AC symbol
-        counts of the coded blocks are added to ``ac_counts[component]`` when given."""
+    def _strip_coefficients(self, quality, lam, rows, raws, ac_counts=None, outs=None):
+        """The RDO decisions of one strip (:meth:`_raw_strips`), per component (blocks, 64) int16 (written into
+        ``outs`` when given); the AC symbol counts of the coded blocks are added to ``ac_counts[component]``
+        when given."""
         coefs, tables, lengths = self.start(quality)[:3]
         coefs = coefs or [None] * len(tables)  # native core: start from the nearest values
+        outs = outs or [None] * len(tables)
         return [rdo.optimise_component(r.reshape(-1, 64), None if c is None else c[r0 * bw:r1 * bw], t,
                                        w[r0 * bw:r1 * bw], lam, ln, cw,
-                                       ac_freq=None if ac_counts is None else ac_counts[i])
-                for i, ((r0, r1), r, c, t, w, ln, cw, (_, bw)) in enumerate(zip(
-                    rows, raws, coefs, tables, self.weights, lengths, self.component_weights, self.blocks))]
+                                       ac_freq=None if ac_counts is None else ac_counts[i], out=o)
+                for i, ((r0, r1), r, c, t, w, ln, cw, (_, bw), o) in enumerate(zip(
+                    rows, raws, coefs, tables, self.weights, lengths, self.component_weights, self.blocks, outs))]
 
     def _encode_streamed(self, quality, lam):
         """:meth:`encode` without whole-image arrays of the trial's coefficients (large images): the RDO runs
@@ -1098,13 +1100,14 @@ def _match_size_native(coder, target, tolerance, guess=85):
     that has not converged after four, Illinois on full encodes."""
     sizes: dict = {}  # jpegli quality -> estimated size at lambda = 0
 
-    class _Zero:  # the interface _jpegli_quality_for searches: sizes by quality, growing with it
-        _jpegli_sizes = sizes
+    def zero_size(q):
+        sizes[q] = coder.estimate(q, 0.0)
+        return sizes[q]
 
-        @staticmethod
-        def jpegli_size(q):
-            sizes[q] = coder.estimate(q, 0.0)
-            return sizes[q]
+    # the interface _jpegli_quality_for searches (sizes by quality, growing with it); a namespace, not a class
+    # made here: a class is a reference cycle that would keep the coder's arrays alive until the cyclic GC ran
+    # (the resident set of a batch grew by 100 MB)
+    _Zero = SimpleNamespace(_jpegli_sizes=sizes, jpegli_size=zero_size)
 
     headroom = coder.headroom_at(guess)
     quality = _jpegli_quality_for(_Zero, target * (1.0 + headroom), guess)
