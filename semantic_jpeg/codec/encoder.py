@@ -478,6 +478,7 @@ class _DctCoder:
         return _Encoded(data)
 
 
+_EXTRA_BITS = (np.arange(256), np.arange(256) & 15)  # magnitude bits after a DC / AC symbol
 SAMPLE_BLOCKS = 2048     # native-core rate control searches on about this many sampled luma blocks ...
 MAX_SAMPLE_STEP = 64     # ... at least every 64th MCU
 RAW_CACHE_BYTES = 24 << 20   # "rdo" mode keeps the float DCT of images up to this size (about 4 megapixels)
@@ -566,6 +567,7 @@ class _RdoCoder:
         self._header_bytes = None
         self._zero_counts: tuple = (None,)
         self._dc_counts: tuple = (None,)
+        self._dc_bits: tuple = (None,)
         if len(comps) == 3 and not options.get("keep_rgb"):
             self.component_weights: tuple = rdo.COMPONENT_RGB_WEIGHT
         else:
@@ -700,22 +702,32 @@ class _RdoCoder:
         else:
             dc, ac = self._sample_counts(tables, lam, lengths)
         comps = self.header.components
-        bits, symbols = 0.0, 0
-        for cls, counts in ((0, dc), (1, ac)):
-            for ident in {(c.dc_table, c.ac_table)[cls] for c in comps}:
-                total = sum(counts[i] for i, c in enumerate(comps) if (c.dc_table, c.ac_table)[cls] == ident)
-                used = np.ceil(total[:256]).astype(np.int64)
-                if not used.any():
-                    continue
-                code = rdo.code_lengths(used, ac=False)
-                extra = (np.arange(256) & 15) if cls else np.arange(256)
-                bits += float(np.dot(total[:256], code + np.where(code > 0, extra, 0)))
-                symbols += int(np.count_nonzero(used)) - 1
+        dc_key = tuple(int(t[0]) for t in tables)
+        if self._dc_bits[0] != dc_key:  # the DC part depends on the DC steps only
+            self._dc_bits = (dc_key, self._table_bits(0, dc))
+        ac_bits, ac_symbols = self._table_bits(1, ac)
+        bits, symbols = self._dc_bits[1][0] + ac_bits, self._dc_bits[1][1] + ac_symbols
         if self._header_bytes is None:  # the frame with one-symbol tables; each further symbol: one DHT byte
             self._header_bytes = len(self.dct.assemble_optimised(b"", frame, {
                 (cls, i): ([0] * 15 + [1], bytes(1)) for cls in (0, 1)
                 for i in {(c.dc_table, c.ac_table)[cls] for c in comps}}))
         return self._header_bytes + symbols + bits / 8 * (1 + 1 / 256)
+
+    def _table_bits(self, cls, counts):
+        """(bits, DHT symbols beyond one per table) of the class ``cls`` (0: DC, 1: AC) symbol ``counts``
+        (component x 257) coded with the optimal table of each table id."""
+        comps = self.header.components
+        bits, symbols = 0.0, 0
+        for ident in {(c.dc_table, c.ac_table)[cls] for c in comps}:
+            total = sum(counts[i] for i, c in enumerate(comps) if (c.dc_table, c.ac_table)[cls] == ident)
+            used = np.ceil(total[:256]).astype(np.int64)
+            if not used.any():
+                continue
+            code = rdo.code_lengths(used, ac=False)
+            extra = _EXTRA_BITS[cls]
+            bits += float(np.dot(total[:256], code + np.where(code > 0, extra, 0)))
+            symbols += int(np.count_nonzero(used)) - 1
+        return bits, symbols
 
     def _dc_frequencies(self, dc_values):
         """(DC, AC) x component x 257 counts of the DC differences of ``dc_values`` (per component
