@@ -53,11 +53,17 @@ class SemanticJpegEncoder:
     it is the largest column). intra_op_num_threads: onnxruntime threads of the saliency model per actor (1 by
     default: give an actor more CPUs only together with more threads). errors: "raise" (default: the task fails,
     Ray retries it) or "record" (a failed row gets an empty ``jpeg`` and its message in ``error``).
+    out, root: write each JPEG in the actor instead of returning it: under ``out``, at the row's path (column
+    ``path_column``, as ``read_images(include_paths=True)`` adds) relative to ``root``, as :func:`write_jpegs`
+    writes (atomically, never replacing a file unless ``overwrite``); the ``jpeg`` column is then replaced by
+    ``output`` (the path written). One step instead of a separate write step: the bytes never travel through
+    Ray's object store, and on two CPUs the pipeline ran 1.1x faster (docs/scaling.md).
     encode_options: keyword arguments of :func:`semantic_jpeg.encode` (not ``fp`` / ``return_result``).
     """
 
     def __init__(self, *, image_column: str = "image", jpeg_column: str = "jpeg", keep_image: bool = False,
-                 intra_op_num_threads: int | None = 1, errors: str = "raise", **encode_options):
+                 intra_op_num_threads: int | None = 1, errors: str = "raise", out: str | None = None,
+                 root: str | None = None, path_column: str = "path", overwrite: bool = False, **encode_options):
         from .codec.encoder import encode
 
         for key in ("fp", "return_result"):
@@ -65,6 +71,11 @@ class SemanticJpegEncoder:
                 raise TypeError(f"SemanticJpegEncoder does not take {key!r}")
         if errors not in ("raise", "record"):
             raise ValueError(f"errors must be 'raise' or 'record', got {errors!r}")
+        if (out is None) != (root is None):
+            raise ValueError("give both out= (the output folder) and root= (the folder the input paths are "
+                             "relative to), or neither")
+        self.write_to = None if out is None else dict(root=root, out=out, path_column=path_column,
+                                                      jpeg_column=jpeg_column, overwrite=overwrite)
         self.image_column, self.jpeg_column = image_column, jpeg_column
         self.keep_image, self.errors = keep_image, errors
         self.options = encode_options
@@ -111,6 +122,8 @@ class SemanticJpegEncoder:
         out["height"] = np.asarray(heights, dtype=np.int64)
         if self.errors == "record":
             out["error"] = np.asarray(errors, dtype=object)
+        if self.write_to is not None:
+            return write_jpegs(out, **self.write_to)
         return out
 
 
@@ -173,7 +186,8 @@ def write_jpegs(batch: dict, *, root: str, out: str, path_column: str = "path", 
                 overwrite: bool = False) -> dict:
     """``Dataset.map_batches`` function that writes each row's JPEG to ``out`` under the row's path relative to
     ``root`` (sub-folders kept, extension ``.jpg``), atomically and without replacing existing files unless
-    ``overwrite``. Returns the batch without the ``jpeg`` column, plus ``output`` (the path written). On a
+    ``overwrite``. Returns the batch without the ``jpeg`` column, plus ``output`` (the path written; "" for a row
+    without JPEG bytes, one that failed with ``errors="record"``). On a
     cluster, ``out`` must be storage every node can write (a shared file system)."""
     import os
 
@@ -181,6 +195,9 @@ def write_jpegs(batch: dict, *, root: str, out: str, path_column: str = "path", 
 
     outputs = []
     for path, data in zip(batch[path_column], batch[jpeg_column]):
+        if not len(data):  # a row that failed to encode (errors="record"): nothing to write
+            outputs.append("")
+            continue
         rel = os.path.relpath(os.path.join("/", str(path)) if not os.path.isabs(str(path)) else str(path),
                               os.path.abspath(root))
         if rel.startswith(".."):

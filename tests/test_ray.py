@@ -42,6 +42,31 @@ def test_encoder_records_row_errors_when_asked():
     assert Image.open(__import__("io").BytesIO(out["jpeg"][1])).size == (64, 64)
 
 
+def test_encoder_writes_the_files_itself_when_given_out(tmp_path):
+    batch = _batch()
+    batch["path"] = np.array([str(tmp_path / "in" / n) for n in ("a.png", "sub/b.png", "c.png")], dtype=object)
+    out = SemanticJpegEncoder(quality=80, root=str(tmp_path / "in"), out=str(tmp_path / "out"))(batch)
+    assert "jpeg" not in out and "image" not in out
+    for image, written, size in zip(batch["image"], out["output"], out["jpeg_size"]):
+        assert Path(written).read_bytes() == semantic_jpeg.encode(image, quality=80)
+        assert os.path.getsize(written) == size
+    assert Path(out["output"][1]) == tmp_path / "out" / "sub" / "b.jpg"
+    with pytest.raises(FileExistsError):  # never replaces a file unless asked
+        SemanticJpegEncoder(quality=80, root=str(tmp_path / "in"), out=str(tmp_path / "out"))(batch)
+    SemanticJpegEncoder(quality=60, root=str(tmp_path / "in"), out=str(tmp_path / "out"), overwrite=True)(batch)
+    assert Path(out["output"][0]).read_bytes() == semantic_jpeg.encode(batch["image"][0], quality=60)
+    with pytest.raises(ValueError, match="root"):
+        SemanticJpegEncoder(out=str(tmp_path / "x"))
+
+
+def test_a_row_that_failed_is_not_written(tmp_path):
+    batch = {"image": np.array([np.zeros((8, 8, 4), np.uint8), data.coffee()[:64, :64]], dtype=object),
+             "path": np.array([str(tmp_path / "bad.png"), str(tmp_path / "good.png")], dtype=object)}
+    out = SemanticJpegEncoder(errors="record", root=str(tmp_path), out=str(tmp_path / "out"))(batch)
+    assert out["output"][0] == "" and "alpha" in out["error"][0]
+    assert sorted(os.listdir(tmp_path / "out")) == ["good.jpg"]
+
+
 def test_purify_rows_do_not_depend_on_batching():
     batch = _batch()
     purify = PurifyTransform("pd+rcam+dwt", seed=3)
