@@ -56,8 +56,8 @@ class SemanticJpegEncoder:
     out, root: write each JPEG in the actor instead of returning it: under ``out``, at the row's path (column
     ``path_column``, as ``read_images(include_paths=True)`` adds) relative to ``root``, as :func:`write_jpegs`
     writes (atomically, never replacing a file unless ``overwrite``); the ``jpeg`` column is then replaced by
-    ``output`` (the path written). One step instead of a separate write step: the bytes never travel through
-    Ray's object store, and on two CPUs the pipeline ran 1.1x faster (docs/scaling.md).
+    ``output`` (the path written). One step instead of a separate write step: fewer tasks, and the bytes never
+    travel through Ray's object store (on two CPUs both pipelines ran at the same speed: docs/scaling.md).
     encode_options: keyword arguments of :func:`semantic_jpeg.encode` (not ``fp`` / ``return_result``).
     """
 

@@ -51,6 +51,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+import semantic_jpeg  # noqa: E402
 from semantic_jpeg.cli import main  # noqa: E402
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -390,3 +391,12 @@ def test_encode_refuses_level_options_in_rdo_mode_before_any_work(tmp_path, caps
     out = tmp_path / "c.jpg"
     assert main(["encode", "--sample", "chelsea", "--levels", "3", "-o", str(out)]) == 2
     assert "--mode dct or mosaic" in capsys.readouterr().err and not out.exists()
+
+
+def test_no_rate_control_writes_the_one_pass_encode(tmp_path):
+    _photo().save(tmp_path / "p.png")
+    assert run("encode", tmp_path / "p.png", "-o", tmp_path / "p.jpg", "--no-rate-control", "--quality", 60) == 0
+    rgb = np.asarray(Image.open(tmp_path / "p.png").convert("RGB"))
+    expected = semantic_jpeg.encode(rgb, quality=60, rate_control=False)
+    assert (tmp_path / "p.jpg").read_bytes() == expected
+    assert run("encode", tmp_path / "p.png", "-o", tmp_path / "q.jpg", "--no-rate-control", "--mode", "dct") == 2

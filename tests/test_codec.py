@@ -628,6 +628,29 @@ def test_rdo_quality_means_pillow_sized_output(astronaut, box_map):
     assert encode(astronaut, saliency=box_map, return_result=True).target_size == len(_plain(astronaut, 75))
 
 
+def test_rdo_without_rate_control_is_one_pass_at_a_fixed_quality(astronaut, box_map):
+    sizes = {}
+    for q in (50, 90):
+        r = encode(astronaut, saliency=box_map, quality=q, rate_control=False, return_result=True)
+        assert r.iterations == 1 and r.target_size is None and "target" not in r.summary()
+        assert 0.6 < r.size / len(_plain(astronaut, q)) < 1.5, q  # near Pillow's size at that quality
+        assert psnr(decode_pil(r.data), astronaut) > 28
+        sizes[q] = r.size
+    assert sizes[90] > 1.5 * sizes[50]
+    # the same visual trade-off whatever the image: a half-size crop gets the same tables and lambda
+    a = encode(astronaut, saliency=box_map, quality=70, rate_control=False, return_result=True)
+    b = encode(astronaut[:256], saliency=box_map[:256], quality=70, rate_control=False, return_result=True)
+    assert a.final_quality == b.final_quality and a.lam == b.lam
+    with pytest.raises(ValueError, match="rate_control"):
+        encode(astronaut, saliency=box_map, rate_control=False, target_size=20000)
+    with pytest.raises(ValueError, match="rate_control"):
+        encode(astronaut, saliency=box_map, rate_control=False, core="jpegli")
+    with pytest.raises(ValueError, match="rate_control"):
+        encode(astronaut, saliency=box_map, rate_control=False, mode="dct")
+    with pytest.raises(TypeError, match="rate_control"):
+        encode(astronaut, saliency=box_map, rate_control="no")
+
+
 def test_rdo_weights_are_rank_based_and_clamped():
     from semantic_jpeg.codec import rdo
     rng = np.random.default_rng(0)

@@ -81,7 +81,7 @@ class EncodeResult:
     def summary(self) -> str:
         if self.mode == "rdo":
             target = (f", target {self.target_size} B ({self.size / self.target_size - 1:+.2%})"
-                      if self.target_size else "")  # always set by rdo mode
+                      if self.target_size else "")  # None with rate_control=False
             return (f"{self.width}x{self.height} rdo mode: {self.size} B from jpegli quality "
                     f"{self.final_quality:.0f}, lambda {self.lam:.3g}{target}")
         levels = ", ".join(f"Q{q:.1f}:{f:.0%}" for q, f in zip(self.level_qualities, self.level_fractions))
@@ -92,7 +92,7 @@ class EncodeResult:
 
 def encode(image, fp=None, *, saliency=None, levels=None, quality_range=None, quality=None, target_size=None,
            match_jpeg_quality=None, size_tolerance=0.01, mode=DEFAULT_MODE, color_order="RGB",
-           strength=None, headroom=None, masking=rdo.DEFAULT_MASKING, core=rdo.DEFAULT_CORE,
+           strength=None, headroom=None, masking=rdo.DEFAULT_MASKING, core=rdo.DEFAULT_CORE, rate_control=True,
            return_result=False, **jpeg_options):
     """Encode ``image`` as a standard JPEG whose salient regions get higher quality.
 
@@ -108,7 +108,12 @@ def encode(image, fp=None, *, saliency=None, levels=None, quality_range=None, qu
     contrast-masking weight on squared error (0: plain squared error, best PSNR; higher: flat areas kept, as
     jpegli's adaptive quantisation does); ``core``: "native" (default) or "jpegli" (start from jpegli's own
     coefficients, encoded by pyjpegli: slower, kept for comparison); ``levels``/``quality_range`` do not apply
-    (passing them with ``mode="rdo"`` raises TypeError).
+    (passing them with ``mode="rdo"`` raises TypeError). ``rate_control=False`` (native core): one pass at a fixed
+    quality for users who do not care about bytes: jpegli's tables at quality Q + (100 - Q) / 4 (Q: ``quality``,
+    default 75; the jpegli quality whose file is typically the size of Pillow's at Q) and lambda = 0.75 x the
+    tables' mean AC step (about where the rate control settles); the size is not measured or adjusted (on
+    photographs it lands near Pillow Q's size, see docs/codec.md), the same visual trade-off on every image,
+    and about 1.5x faster than a size-matched encode.
 
     image: PIL image, or numpy HxW / HxWx3 uint8 (or float in [0, 1]); ``color_order`` "RGB" (default) or
         "BGR" says how 3-channel arrays are ordered. Mode rules: see :mod:`semantic_jpeg.codec.inputs`.
@@ -157,13 +162,21 @@ def encode(image, fp=None, *, saliency=None, levels=None, quality_range=None, qu
     final_quality = qualities[-1] if quality is None or mode == "rdo" else check_quality(quality)
     if target_size is not None and match_jpeg_quality is not None:
         raise ValueError("give target_size or match_jpeg_quality, not both")
+    if not isinstance(rate_control, (bool, np.bool_)):
+        raise TypeError(f"rate_control must be True or False, got {rate_control!r}")
+    if not rate_control:
+        if mode != "rdo" or core != "native":
+            raise ValueError("rate_control=False is a one-pass mode of mode='rdo' with core='native'")
+        if target_size is not None or match_jpeg_quality is not None:
+            raise ValueError("rate_control=False encodes at a fixed quality without a size target: "
+                             "target_size= and match_jpeg_quality= need rate_control=True")
     if not (isinstance(size_tolerance, (int, float)) and 0 < size_tolerance < 1):
         raise ValueError(f"size_tolerance must be a fraction in (0, 1), got {size_tolerance!r}")
     if target_size is not None:
         if isinstance(target_size, bool) or not isinstance(target_size, (int, np.integer)) or target_size <= 0:
             raise ValueError(f"target_size must be a positive number of bytes, got {target_size!r}")
     rgb = image_to_array(image, color_order)
-    if mode == "rdo" and target_size is None and match_jpeg_quality is None:
+    if mode == "rdo" and target_size is None and match_jpeg_quality is None and rate_control:
         match_jpeg_quality = 75 if quality is None else quality
     jpegli_guess = 85  # "rdo" mode: where the search for jpegli's quality at the target size starts
     if match_jpeg_quality is not None:
@@ -183,13 +196,17 @@ def encode(image, fp=None, *, saliency=None, levels=None, quality_range=None, qu
         rdo_coder = _RdoCoder(rgb, sal, options, strength=float(strength),
                               headroom=None if headroom is None else float(headroom), masking=float(masking),
                               core=core)
-        match = _match_size_rdo if rdo_coder.jpegli_core else _match_size_native
-        data, iterations = match(rdo_coder, int(target_size), size_tolerance, jpegli_guess)
+        if rate_control:
+            match = _match_size_rdo if rdo_coder.jpegli_core else _match_size_native
+            data, iterations = match(rdo_coder, int(target_size), size_tolerance, jpegli_guess)
+        else:
+            data, iterations = _fixed_quality(rdo_coder, 75 if quality is None else quality), 1
         result = EncodeResult(
             data=bytes(data), mode=mode, width=rgb.shape[1], height=rgb.shape[0],
             final_quality=float(data.jpegli_quality), level_qualities=[float(data.jpegli_quality)],
             level_fractions=[1.0], cell_size=rdo_coder.cell_size, cell_levels=rdo_coder.cell_levels,
-            saliency=sal, target_size=int(target_size), iterations=iterations, deadzone=DEADZONE,
+            saliency=sal, target_size=None if target_size is None else int(target_size), iterations=iterations,
+            deadzone=DEADZONE,
             lam=float(data.lam), block_weights=rdo_coder.saliency_weights[0].reshape(rdo_coder.blocks[0]))
         _write(result.data, fp)
         if return_result:
@@ -1101,6 +1118,14 @@ def _match_size_rdo(coder, target, tolerance, guess=85):
 
 
 LAMBDA_PER_STEP = 0.75
+
+
+def _fixed_quality(coder, quality):
+    """The one-pass encode of ``rate_control=False`` at Pillow-like ``quality``: jpegli's tables at
+    quality + (100 - quality) / 4 and lambda = LAMBDA_PER_STEP x their mean AC (luma) step."""
+    q = int(np.clip(round(quality + (100 - quality) / 4), 1, 100))
+    step = float(np.mean(coder.native_state(q)[0][0][rdo.ZIGZAG[1:]]))
+    return coder.encode(q, LAMBDA_PER_STEP * step)
 
 
 def _match_size_native(coder, target, tolerance, guess=85):
