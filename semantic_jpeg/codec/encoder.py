@@ -110,8 +110,8 @@ def encode(image, fp=None, *, saliency=None, levels=None, quality_range=None, qu
     coefficients, encoded by pyjpegli: slower, kept for comparison); ``levels``/``quality_range`` do not apply
     (passing them with ``mode="rdo"`` raises TypeError). ``rate_control=False`` (native core): one pass at a fixed
     quality for users who do not care about bytes: jpegli's tables at quality Q + (100 - Q) / 4 (Q: ``quality``,
-    default 75; the jpegli quality whose file is typically the size of Pillow's at Q) and lambda = 0.75 x the
-    tables' mean AC step (about where the rate control settles); the size is not measured or adjusted (on
+    default 75; the jpegli quality whose file is typically the size of Pillow's at Q; lower with a uniform map)
+    and the lambda where the rate control typically settles for them; the size is not measured or adjusted (on
     photographs it lands near Pillow Q's size, see docs/codec.md), the same visual trade-off on every image,
     and about 1.5x faster than a size-matched encode.
 
@@ -1117,15 +1117,17 @@ def _match_size_rdo(coder, target, tolerance, guess=85):
     return best, iterations
 
 
-LAMBDA_PER_STEP = 0.75
-
-
 def _fixed_quality(coder, quality):
-    """The one-pass encode of ``rate_control=False`` at Pillow-like ``quality``: jpegli's tables at
-    quality + (100 - quality) / 4 and lambda = LAMBDA_PER_STEP x their mean AC (luma) step."""
-    q = int(np.clip(round(quality + (100 - quality) / 4), 1, 100))
+    """The one-pass encode of ``rate_control=False`` at Pillow-like ``quality``: jpegli's tables at the
+    quality the rate control typically starts from for a Pillow-Q-sized target (quality + (100 - quality) / 4,
+    lower with a uniform map: :data:`rdo.UNIFORM_START_OFFSET`) and the typical lambda for them
+    (:func:`rdo.lambda_per_step` x their mean AC luma step)."""
+    guess = quality + (100 - quality) / 4
+    if coder.uniform:
+        guess -= float(np.interp(guess, *rdo.UNIFORM_START_OFFSET))
+    q = int(np.clip(round(guess), 1, 100))
     step = float(np.mean(coder.native_state(q)[0][0][rdo.ZIGZAG[1:]]))
-    return coder.encode(q, LAMBDA_PER_STEP * step)
+    return coder.encode(q, rdo.lambda_per_step(q, coder.uniform) * step)
 
 
 def _match_size_native(coder, target, tolerance, guess=85):
@@ -1179,7 +1181,7 @@ def _match_size_native(coder, target, tolerance, guess=85):
 
     correction = 1.0
     step = float(np.mean(coder.native_state(quality)[0][0][rdo.ZIGZAG[1:]]))
-    x = np.log(LAMBDA_PER_STEP * step)  # lambda is about 0.75 x the mean AC step of the luma table (Kodak, OSIE)
+    x = np.log(rdo.lambda_per_step(quality, coder.uniform) * step)  # where lambda usually ends (OSIE)
     for _ in range(4):
         if sizes.get(quality, np.inf) * correction <= target:  # no RDO is (estimated) under the target
             if quality >= 100:

@@ -58,6 +58,21 @@ NATIVE_HEADROOM = ((62.0, 80.0, 88.0), (0.18, 0.15, 0.12))
 NATIVE_UNIFORM_HEADROOM = ((57.0, 77.0, 86.0), (0.09, 0.05, 0.03))
 
 
+# Where the native core's rate control settles, by the jpegli quality of the tables it starts from: lambda over
+# the mean AC step of the luma table (median over OSIE 1601-1700, default headroom; a single image may be 2x
+# either way). The first lambda the rate control tries, and the lambda of ``rate_control=False``.
+LAMBDA_PER_STEP = ((53.0, 62.0, 70.0, 81.0, 89.0, 97.0), (0.49, 0.46, 0.41, 0.31, 0.27, 0.25))
+UNIFORM_LAMBDA_PER_STEP = ((46.0, 57.0, 65.0, 77.0, 87.0, 96.0), (0.49, 0.43, 0.38, 0.24, 0.17, 0.17))
+# ... and how far below Q + (100 - Q) / 4 (the jpegli quality whose file is usually Pillow-Q-sized) the start
+# quality of a uniform map lies (less headroom); with a map it is that quality (within 1 on the same images)
+UNIFORM_START_OFFSET = ((55.0, 62.5, 70.0, 81.2, 88.8, 96.2), (9.1, 5.6, 4.9, 3.8, 2.3, 0.1))
+
+
+def lambda_per_step(quality, uniform):
+    """Typical lambda / mean AC luma step at the start quality ``quality`` (see LAMBDA_PER_STEP)."""
+    return float(np.interp(quality, *(UNIFORM_LAMBDA_PER_STEP if uniform else LAMBDA_PER_STEP)))
+
+
 def native_headroom(quality, uniform):
     """The native core's default headroom at jpegli quality ``quality`` (see NATIVE_HEADROOM)."""
     return float(np.interp(quality, *(NATIVE_UNIFORM_HEADROOM if uniform else NATIVE_HEADROOM)))
