@@ -518,11 +518,12 @@ class _HuffmanArgs:
 
 
 class _RdoCoder:
-    """jpegli core + saliency-weighted RDO (:mod:`.rdo`). The frame header (JFIF, EXIF, ICC, ...) is Pillow's
-    for the options given, the tables jpegli's, the scan ours (native coder) with optimised Huffman tables built
-    as libjpeg builds them (progressive output: re-encoded by Pillow). RGB at 4:2:0 starts from jpegli's own
-    coefficients (with its adaptive quantisation); other layouts (greyscale, 4:4:4, 4:2:2, keep_rgb) quantise
-    the exact DCT with jpegli's tables."""
+    """Saliency-weighted RDO under jpegli's tables (:mod:`.rdo`). The frame header (JFIF, EXIF, ICC, ...) is
+    Pillow's for the options given, the tables jpegli's, the scan ours (native coder) with optimised Huffman
+    tables built as libjpeg builds them (progressive output: re-encoded by Pillow). The native core (default)
+    quantises the exact DCT itself, starting from the nearest values, for every layout; ``core="jpegli"``
+    starts RGB at 4:2:0 from jpegli's own coefficients (with its adaptive quantisation), other layouts from
+    the nearest values."""
 
     def __init__(self, rgb, sal, options, strength=rdo.DEFAULT_STRENGTH, headroom=None,
                  masking=rdo.DEFAULT_MASKING, core=rdo.DEFAULT_CORE):
@@ -614,7 +615,8 @@ class _RdoCoder:
     def start(self, quality):
         """(coefficients per component (N, 64), tables per component, AC code lengths, frame tables, symbol counts
         of their scan, the part of those counts that no RDO decision changes) at the
-        jpegli quality ``quality``; the last one is cached."""
+        jpegli quality ``quality``; the last one is cached. Native core: (None, tables, lengths, frame, None,
+        None): the RDO starts from the nearest values, and the counts come from each pass."""
         if not self.jpegli_core:
             return (None,) + self.native_state(quality) + (None, None)
         if quality not in self._start:
@@ -1133,10 +1135,11 @@ def _fixed_quality(coder, quality):
 def _match_size_native(coder, target, tolerance, guess=85):
     """Size control of the native core. On the sample blocks (:meth:`_RdoCoder.estimate`, a fraction of a
     full pass each): the lowest jpegli quality whose nearest values (lambda = 0) are estimated at
-    (1 + headroom) x the target, then the lambda at which the estimate meets the target (Illinois on log size
-    vs log lambda). Then full encodes: each file's size over the estimate at its lambda corrects the estimates,
-    and lambda is solved again, until the file is within ``tolerance`` (one or two full encodes, usually); if
-    that has not converged after four, Illinois on full encodes."""
+    (1 + headroom) x the target, then the lambda at which the estimate meets the target (:func:`_solve_log`:
+    secant steps on log size vs log lambda from the typical lambda, then Illinois). Then full encodes: each
+    file's size over the estimate at its lambda corrects the estimates, and lambda is solved again, until the
+    file is within ``tolerance`` (one or two full encodes, usually); if that has not converged after four,
+    Illinois on full encodes."""
     sizes: dict = {}  # jpegli quality -> estimated size at lambda = 0
 
     def zero_size(q):
@@ -1189,6 +1192,7 @@ def _match_size_native(coder, target, tolerance, guess=85):
                 break
             quality += 1
             _Zero.jpegli_size(quality)
+            full.clear()  # full encodes at another quality do not bracket this one's lambda
             continue
         x = _solve_log(lambda x, c=correction: float(np.log(estimate(float(np.exp(x))) * c / target)), x, 0.004)
         lam = float(np.exp(x))
