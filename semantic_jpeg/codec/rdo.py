@@ -44,7 +44,8 @@ DEFAULT_MASKING_FLOOR = 25.0
 RANK_GAMMA = 3.0           # shape of the rank transfer: w = 2 ** (strength (2 p^gamma - 1))
 FREQ_BETA = 1.0            # squared error at coefficient i weighted by (mean(q) / q_i) ** beta
 MAX_STRENGTH = 4.0
-# Headroom: the RDO starts from the lowest jpegli quality whose (pyjpegli) file is at least (1 + h) x the target,
+# Headroom of core="jpegli": the RDO starts from the lowest jpegli quality whose (pyjpegli) file is at least
+# (1 + h) x the target,
 # h = headroom x clip((100 - q) / 40, 0.5, 1) with q the jpegli quality that meets the target (less headroom at
 # high quality, where the RDO's error model loses more against jpegli's own allocation). A uniform map starts
 # at the target itself, i.e. from jpegli's own file.
@@ -53,7 +54,8 @@ DEFAULT_HEADROOM = 0.1
 # the lowest jpegli quality whose nearest values are estimated at (1 + h) x the target; h is interpolated over
 # that quality, less at high quality (where the RDO's error model gains less over nearest rounding), more with a
 # non-uniform map (bits to move) than with a uniform one (the RDO then acts as a trellis quantiser only).
-# Chosen on OSIE 1601-1700 with PSNR and PSNR-F grids (never on the reported NUS or Kodak images).
+# Chosen on OSIE 1601-1700 with PSNR and PSNR-F grids (never on the reported NUS or Kodak images; the grid is
+# benchmarks/results/codec_vs_jpegli_tune.json).
 NATIVE_HEADROOM = ((62.0, 80.0, 88.0), (0.18, 0.15, 0.12))
 NATIVE_UNIFORM_HEADROOM = ((57.0, 77.0, 86.0), (0.09, 0.05, 0.03))
 
