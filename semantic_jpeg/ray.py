@@ -6,10 +6,10 @@ instance per actor, so the saliency model is loaded once per worker, then each c
     import ray
     from semantic_jpeg.ray import SemanticJpegEncoder
 
-    ds = ray.data.read_images("photos/", mode="RGB", include_paths=True)
-    ds = ds.map_batches(SemanticJpegEncoder, fn_constructor_kwargs={"quality_range": (30, 80)},
+    ds = ray.data.read_images("photos/", mode="RGB", include_paths=True, override_num_blocks=8)
+    ds = ds.map_batches(SemanticJpegEncoder, fn_constructor_kwargs={"quality": 80},
                         concurrency=4, batch_size=8)
-    for row in ds.iter_rows():          # or ds.write_*; see docs/scaling.md for writing files
+    for row in ds.iter_rows():          # or root=/out= to write the files: see docs/scaling.md
         ...                             # row["jpeg"] (bytes), row["jpeg_size"], row["final_quality"], row["path"]
 
 The same code runs on a Ray cluster (``ray up`` / KubeRay): Ray Data schedules the actors; nothing here
