@@ -23,7 +23,8 @@ pytestmark = pytest.mark.slow
 PACKAGE = Path(semantic_jpeg.__file__).resolve().parent
 
 # Run in a child process against either build: writes the JPEG bytes of a fixed image and map (dct mode, the
-# native forward DCT and requantisation) and the bytes of a wavelet denoising.
+# native forward DCT and requantisation; the default rdo mode, its RDO kernel) and the bytes of a wavelet
+# denoising.
 PROBE = r"""
 import sys
 import numpy as np
@@ -38,6 +39,10 @@ image = (127 + 60 * np.sin(x / 9)[..., None] * np.cos(y / 13)[..., None]
 saliency = np.exp(-((x - 120) ** 2 + (y - 60) ** 2) / 2000).astype(np.float32)
 data = semantic_jpeg.encode(image, saliency=saliency, mode="dct", quality_range=(30, 70))
 open(out + ".jpg", "wb").write(data)
+# the default mode: forward DCT, the RDO kernel (rate control on its estimates, then a full pass) and the coder
+rdo = semantic_jpeg.encode(image, saliency=saliency, quality=70)
+rdo += semantic_jpeg.encode(image, saliency=saliency, quality=70, rate_control=False)
+open(out + ".rdo", "wb").write(rdo)
 denoised = wavelet_denoise(image.copy(), 0.05)
 open(out + ".wavelet", "wb").write(np.ascontiguousarray(denoised).tobytes())
 import semantic_jpeg.native._native as native
@@ -71,7 +76,7 @@ def test_avx2_and_baseline_kernels_write_identical_bytes(tmp_path):
 
     _probe(PACKAGE.parent, tmp_path / "installed")
     _probe(copy, tmp_path / "baseline")
-    for suffix in (".jpg", ".wavelet"):
+    for suffix in (".jpg", ".rdo", ".wavelet"):
         installed = (tmp_path / f"installed{suffix}").read_bytes()
         baseline = (tmp_path / f"baseline{suffix}").read_bytes()
         assert len(installed) > 100
