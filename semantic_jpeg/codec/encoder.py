@@ -586,6 +586,7 @@ class _RdoCoder:
         self._zero_counts: tuple = (None,)
         self._dc_counts: tuple = (None,)
         self._dc_bits: tuple = (None,)
+        self._order: list | None = None
         if len(comps) == 3 and not options.get("keep_rgb"):
             self.component_weights: tuple = rdo.COMPONENT_RGB_WEIGHT
         else:
@@ -748,28 +749,34 @@ class _RdoCoder:
             symbols += int(np.count_nonzero(used)) - 1
         return bits, symbols
 
+    def _scan_order(self):
+        """Per component (the indices of its blocks in the scan's order, its dummy blocks): MCU by MCU, each
+        MCU's samp_v x samp_h blocks in raster order (one component: raster order); made once."""
+        if self._order is None:
+            comps = self.header.components
+            mcus_v, mcus_h = self.header.mcus()
+            self._order = []
+            for comp, (bh, bw) in zip(comps, self.blocks):
+                if len(comps) == 1:
+                    self._order.append((np.arange(bh * bw), 0))
+                    continue
+                v, h = comp.samp_v, comp.samp_h
+                index = np.full((mcus_v * v, mcus_h * h), -1, np.int64)
+                index[:bh, :bw] = np.arange(bh * bw).reshape(bh, bw)
+                seq = index.reshape(mcus_v, v, mcus_h, h).transpose(0, 2, 1, 3).ravel()
+                self._order.append((seq[seq >= 0], index.size - bh * bw))
+        return self._order
+
     def _dc_frequencies(self, dc_values):
         """(DC, AC) x component x 257 counts of the DC differences of ``dc_values`` (per component
         (blocks_h, blocks_w)) in the scan's order, and of the dummy blocks (a zero difference and an EOB each):
         what no RDO decision changes."""
         comps = self.header.components
         freq = np.zeros((2, len(comps), 257), np.int64)
-        mcus_v, mcus_h = self.header.mcus()
-        for i, (comp, dc) in enumerate(zip(comps, dc_values)):
-            bh, bw = dc.shape
-            if len(comps) == 1:
-                seq = dc.ravel()
-            else:  # MCU by MCU, each MCU's samp_v x samp_h blocks in raster order; dummy blocks skipped
-                v, h = comp.samp_v, comp.samp_h
-                grid = np.zeros((mcus_v * v, mcus_h * h), np.int32)
-                real = np.zeros(grid.shape, bool)
-                grid[:bh, :bw], real[:bh, :bw] = dc, True
-                def order(a, v=v, h=h):
-                    return a.reshape(mcus_v, v, mcus_h, h).transpose(0, 2, 1, 3).ravel()
-                seq = order(grid)[order(real)]
-                dummies = grid.size - bh * bw
-                freq[0, i, 0] += dummies
-                freq[1, i, 0x00] += dummies
+        for i, (dc, (order, dummies)) in enumerate(zip(dc_values, self._scan_order())):
+            seq = np.asarray(dc).ravel()[order]
+            freq[0, i, 0] += dummies  # a dummy block repeats the DC before it and codes one EOB
+            freq[1, i, 0x00] += dummies
             diffs = np.diff(seq.astype(np.int32), prepend=0)
             freq[0, i, :12] += np.bincount(np.frexp(diffs)[1], minlength=12)[:12]
         return freq
