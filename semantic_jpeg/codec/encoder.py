@@ -23,6 +23,7 @@ offset; when the target lies inside one step, "dct" mode raises the dead zone of
 ``semjpeg_requantize``) at the offset above the step, which removes coefficients one at a time.
 """
 import io
+import math
 import os
 import secrets
 import tempfile
@@ -496,6 +497,17 @@ class _DctCoder:
 
 
 _EXTRA_BITS = (np.arange(256), np.arange(256) & 15)  # magnitude bits after a DC / AC symbol
+
+
+def _lattice_shear(k):
+    """The shear s of the sampling lattice (mx + s my) % k == 0: coprime with k, so that every column residue
+    is sampled (a shear sharing a factor with k samples only some columns: with 5 and k = 15, every 5th MCU
+    column, and estimates missed by up to 3.5%), and near 0.38 k (the golden section), which spreads the points
+    evenly in both directions."""
+    s = max(1, int(round(0.382 * k)))
+    while math.gcd(s, k) != 1:
+        s += 1
+    return s
 SAMPLE_BLOCKS = 2048     # native-core rate control searches on about this many sampled luma blocks ...
 MAX_SAMPLE_STEP = 64     # ... at least every 64th MCU
 RAW_CACHE_BYTES = 24 << 20   # "rdo" mode keeps the float DCT of images up to this size (about 4 megapixels)
@@ -587,6 +599,7 @@ class _RdoCoder:
         self._dc_counts: tuple = (None,)
         self._dc_bits: tuple = (None,)
         self._order: list | None = None
+        self._ratio: tuple = (None, 1.0)
         if len(comps) == 3 and not options.get("keep_rgb"):
             self.component_weights: tuple = rdo.COMPONENT_RGB_WEIGHT
         else:
@@ -671,18 +684,20 @@ class _RdoCoder:
     def sample(self):
         """(per component: (float DCT of the sample blocks (n, 64), their weights, blocks represented by each
         sample block), per component the float DC of every block (blocks_h, blocks_w)). The sample is the
-        blocks of every k-th MCU on a sheared lattice (MCU (my, mx) when (mx + 5 my) % k == 0), k such that
-        about SAMPLE_BLOCKS luma blocks are sampled (all of a small image): spread over the whole image, it
-        estimates a full pass's AC symbol counts within about 1% where whole sampled MCU rows missed by up to
-        5% (Kodak). Rate control searches on it; made once per encode."""
+        blocks of every k-th MCU on a sheared lattice (MCU (my, mx) when (mx + s my) % k == 0, s coprime with k
+        near 0.38 k: :func:`_lattice_shear`), k such that about SAMPLE_BLOCKS luma blocks are sampled (all of a
+        small image): spread over the whole image, it estimates a full pass's AC symbol counts within about 1%
+        where whole sampled MCU rows missed by up to 5% (Kodak). Rate control searches on it; made once per
+        encode."""
         if self._sample is None:
             comps = self.header.components
             k = int(np.clip(self.blocks[0][0] * self.blocks[0][1] // SAMPLE_BLOCKS, 1, MAX_SAMPLE_STEP))
+            shear = _lattice_shear(k)
             masks = []
             for comp, (bh, bw) in zip(comps, self.blocks):
                 v, h = (comp.samp_v, comp.samp_h) if len(comps) > 1 else (1, 1)
                 my, mx = np.arange(bh)[:, None] // v, np.arange(bw)[None, :] // h
-                masks.append((mx + 5 * my) % k == 0)
+                masks.append((mx + shear * my) % k == 0)
             picked: list = [[] for _ in comps]
             dc = [np.empty((bh, bw), np.float32) for bh, bw in self.blocks]
             for rows, raws in self._raw_strips():
@@ -696,6 +711,29 @@ class _RdoCoder:
             self._sample = (out, dc)
         return self._sample
 
+    def calibrate(self, quality):
+        """Correct the sample's luma AC counts at ``quality`` by the ratio of the whole image's candidates
+        (coefficients whose nearest value is nonzero: one compare per coefficient) to the sample's, scaled: a
+        ratio estimator. On upscaled Kodak images (1024x768, 1080p) it took the sample's luma symbol counts
+        from up to 3% off to within 0.2%. Images whose DCT is not kept (above about 4 megapixels, with a large
+        sample) are not corrected."""
+        luma_table = self.native_state(quality)[0][0]
+        if self._ratio[0] is luma_table:
+            return
+        ratio = 1.0
+        if self._raw is not None:
+            table = np.ascontiguousarray(luma_table, np.uint16)
+            raw = np.ascontiguousarray(self._raw[0], np.float32).reshape(-1, 64)
+            sample_raw, _, scale = self.sample()[0][0]
+            full = lib.semjpeg_count_candidates(as_pointer(raw, np.float32), raw.shape[0], as_pointer(table, np.uint16))
+            part = lib.semjpeg_count_candidates(as_pointer(sample_raw, np.float32), sample_raw.shape[0],
+                                                as_pointer(table, np.uint16))
+            _check_native(full, "candidate count")
+            _check_native(part, "candidate count")
+            if full > 0 and part > 0:
+                ratio = float(full) / (part * scale)
+        self._ratio = (luma_table, ratio)
+
     def _sample_counts(self, tables, lam, lengths):
         """(DC, AC) symbol counts (component x 257, float) at ``tables`` and ``lam``: the DC (and dummy blocks)
         of the whole image, the AC of the sample blocks scaled to the whole image."""
@@ -705,6 +743,8 @@ class _RdoCoder:
             counts = np.zeros(257, np.int64)
             rdo.optimise_component(raw, None, t, w, lam, ln, cw, ac_freq=counts, out_values=False)
             ac[i] = counts * scale
+        if self._ratio[0] is tables[0]:  # calibrated at these tables (the cached arrays of one quality)
+            ac[0, 1:256] *= self._ratio[1]  # every luma symbol but the EOB (one per block either way)
         key = tuple(int(t[0]) for t in tables)
         if self._dc_counts[0] != key:
             self._dc_counts = (key, self._dc_frequencies([np.clip(np.rint(d / np.float32(t[0])), -2047, 2047)
@@ -1190,6 +1230,7 @@ def _match_size_native(coder, target, tolerance, guess=85):
         return estimates[(quality, lam)]
 
     correction = 1.0
+    coder.calibrate(quality)
     step = float(np.mean(coder.native_state(quality)[0][0][rdo.ZIGZAG[1:]]))
     x = np.log(rdo.lambda_per_step(quality, coder.uniform) * step)  # where lambda usually ends (OSIE)
     for _ in range(4):
@@ -1199,6 +1240,7 @@ def _match_size_native(coder, target, tolerance, guess=85):
                 break
             quality += 1
             _Zero.jpegli_size(quality)
+            coder.calibrate(quality)
             full.clear()  # full encodes at another quality do not bracket this one's lambda
             continue
         x = _solve_log(lambda x, c=correction: float(np.log(estimate(float(np.exp(x))) * c / target)), x, 0.004)

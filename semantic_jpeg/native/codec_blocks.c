@@ -1136,6 +1136,28 @@ static inline uint64_t rdo_candidates(const float *x, const float *half_q) {
     return mask;
 }
 
+/* The number of AC coefficients of n_blocks float DCT blocks whose nearest value under `table` is nonzero (or a
+ * tie at 0.5): the RDO's candidates. Rate control's estimates use it to correct their sample of the blocks.
+ * Returns the count, or SEMJPEG_BAD_ARGUMENT. */
+int64_t semjpeg_count_candidates(const float *raw, int64_t n_blocks, const uint16_t *table) {
+    if (!raw || !table || n_blocks < 0) return SEMJPEG_BAD_ARGUMENT;
+    float half_q[64];
+    for (int i = 0; i < 64; i++) {
+        if (table[i] == 0) return SEMJPEG_BAD_ARGUMENT;
+        half_q[i] = 0.5f * (float)table[i];
+    }
+    int64_t count = 0;
+    for (int64_t b = 0; b < n_blocks; b++) {
+        uint64_t mask = rdo_candidates(raw + 64 * b, half_q) & ~(uint64_t)1;
+#if defined(__GNUC__) || defined(__clang__)
+        count += __builtin_popcountll(mask);
+#else
+        for (; mask; mask &= mask - 1) count++;
+#endif
+    }
+    return count;
+}
+
 /* semjpeg_rdo_decisions that also adds the AC symbol counts of the blocks it writes to ac_freq (257 int64;
  * NULL: no counting), as semjpeg_ac_frequencies would count them. start == NULL: the start values are the
  * nearest ones, round(x / q) (also for the DC); out == NULL (with ac_freq): count only.

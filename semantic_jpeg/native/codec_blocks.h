@@ -16,6 +16,7 @@ int semjpeg_optimal_huffman(const int64_t *counts, uint8_t *bits_out, uint8_t *v
 typedef struct { const uint8_t *scan; int64_t scan_len; int n_components; const int *blocks_h; const int *blocks_w; const int *samp_h; const int *samp_v; int mcus_v; int mcus_h; int n_tables; const uint8_t *dc_bits; const uint8_t *dc_values; const int *dc_n_values; const uint8_t *ac_bits; const uint8_t *ac_values; const int *ac_n_values; const int *dc_table; const int *ac_table; int16_t **coefs; } semjpeg_decode_baseline_scan_args;
 int semjpeg_decode_baseline_scan(const semjpeg_decode_baseline_scan_args *args);
 int semjpeg_ac_frequencies(const int16_t *coefs, int64_t n_blocks, int64_t *ac_freq);
+int64_t semjpeg_count_candidates(const float *raw, int64_t n_blocks, const uint16_t *table);
 int semjpeg_rdo_decisions_counted(const float *raw, const int16_t *start, int64_t n_blocks, const uint16_t *table, const float *block_weight, const float *freq_weight, float lam, const float *ac_bits, int16_t *out, int64_t *ac_freq);
 void *semjpeg_scan_writer_open(int n_components, const int *blocks_h, const int *blocks_w, const int *samp_h, const int *samp_v, const uint32_t **dc_code, const uint8_t **dc_size, const uint32_t **ac_code, const uint8_t **ac_size, int mcus_h, uint8_t *out, int64_t capacity);
 int semjpeg_scan_writer_rows(void *writer, const int16_t **coefs, int first_mcu_row, int n_mcu_rows);
