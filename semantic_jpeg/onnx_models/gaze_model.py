@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy.ndimage import gaussian_filter
 
 from semantic_jpeg.onnx_models.image_input import REDUCING_GAP, resize_map, to_rgb_array, working_shape
 from semantic_jpeg.onnx_models.manifest import ModelIntegrityError, sha256_of
@@ -135,6 +134,9 @@ class GazeModel:
         grid, (height, width) = self.grid_log_density(image, color_order=color_order)
         density = np.exp(grid - grid.max())
         if blur > 0:
+            # imported here: scipy.ndimage took 0.2 s of `import semantic_jpeg` (each command, worker and actor),
+            # and only the default map needs it
+            from scipy.ndimage import gaussian_filter
             density = gaussian_filter(density, blur * max(density.shape), mode="nearest")
         peak_one = (density / density.max()).astype(np.float32)
         saliency = resize_map(peak_one, height, width)
