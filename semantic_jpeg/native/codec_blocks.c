@@ -1049,18 +1049,10 @@ int64_t semjpeg_requantize_scan(const semjpeg_requantize_scan_args *args) {
  * (natural); ac_bits: 256 code lengths. DC is copied. Returns 0 or SEMJPEG_BAD_ARGUMENT. */
 static inline int magnitude_category(int v) { return bit_length(v < 0 ? -v : v); }
 
-/* w (x - v q)^2 + lambda bits(v) for a nonzero v: Huffman length of its (run, size) symbol + size bits + ZRLs. */
-static inline float rdo_cost(float xi, int v, float q, float w, float lam, const float *ac_bits, int r16,
+/* w (x - v q)^2 + lambda bits(v) for a nonzero v: Huffman length of its (run, size) symbol + size bits + ZRLs,
+ * with symbol_bits[s] = ac_bits[s] + (s & 15) precomputed (one lookup). */
+static inline float rdo_cost(float xi, int v, float q, float w, float lam, const float *symbol_bits, int r16,
                              float run_bits) {
-    float e = xi - (float)v * q;
-    int cat = magnitude_category(v);
-    float bits = ac_bits[r16 | cat] + (float)cat + run_bits;
-    return w * e * e + lam * bits;
-}
-
-/* rdo_cost with symbol_bits[s] = ac_bits[s] + (s & 15) precomputed (the same sums, one lookup). */
-static inline float rdo_cost_table(float xi, int v, float q, float w, float lam, const float *symbol_bits, int r16,
-                                   float run_bits) {
     float e = xi - (float)v * q;
     float bits = symbol_bits[r16 | magnitude_category(v)] + run_bits;
     return w * e * e + lam * bits;
@@ -1225,15 +1217,15 @@ SIMD_CLONES int semjpeg_rdo_decisions_counted(const float *raw, const int16_t *s
              * when strictly cheaper, and a value already tried is skipped (the same cost). The cost of 0 is
              * zc (w e^2 + lambda * 0 with e = x). (Computing both costs and selecting with bit masks instead
              * of branches was 1.2x slower.) */
-            float bc = ki ? rdo_cost_table(xi, ki, q, w, lam, symbol_bits, r16, run_bits) : zc;
+            float bc = ki ? rdo_cost(xi, ki, q, w, lam, symbol_bits, r16, run_bits) : zc;
             int bv = ki;
             if (lower != ki) {
-                float c = lower ? rdo_cost_table(xi, lower, q, w, lam, symbol_bits, r16, run_bits) : zc;
+                float c = lower ? rdo_cost(xi, lower, q, w, lam, symbol_bits, r16, run_bits) : zc;
                 if (c < bc) { bc = c; bv = lower; }
             }
             if (ki && lower && zc < bc) { bc = zc; bv = 0; }
             if (k && nearest && nearest != ki && nearest != lower) { /* jpegli's start values only */
-                float c = rdo_cost(xi, nearest, q, w, lam, ac_bits, r16, run_bits);
+                float c = rdo_cost(xi, nearest, q, w, lam, symbol_bits, r16, run_bits);
                 if (c < bc) { bc = c; bv = nearest; }
             }
             if (ki) prev = i;
