@@ -29,7 +29,6 @@ import secrets
 import tempfile
 import warnings
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -472,9 +471,8 @@ class _DctCoder:
         comps = self.header.components
         huffman, codes = {}, {}
         for cls in (0, 1):
-            for ident in sorted({(c.dc_table, c.ac_table)[cls] for c in comps}):
-                counts = np.ascontiguousarray(sum(freq[cls, i] for i, c in enumerate(comps)
-                                                  if (c.dc_table, c.ac_table)[cls] == ident)[:256])
+            for ident, total in self.table_sums(freq[cls], cls).items():
+                counts = np.ascontiguousarray(total[:256])
                 bits, values = np.zeros(16, np.uint8), np.zeros(256, np.uint8)
                 count = lib.semjpeg_optimal_huffman(as_pointer(counts, np.int64), as_pointer(bits, np.uint8),
                                                     as_pointer(values, np.uint8))
@@ -482,6 +480,13 @@ class _DctCoder:
                 huffman[(cls, ident)] = (bits.tolist(), values[:count].tobytes())
                 codes[(cls, ident)] = jpeg_stream.huffman_code_table(*huffman[(cls, ident)])
         return huffman, _HuffmanArgs([codes[(0, c.dc_table)] + codes[(1, c.ac_table)] for c in comps])
+
+    def table_sums(self, counts, cls):
+        """{table id: the symbol counts (component x 257 ``counts``) of the components coded with it, summed}, for
+        the DC (``cls`` 0) or AC (1) tables, by table id."""
+        comps = self.header.components
+        return {ident: sum(counts[i] for i, c in enumerate(comps) if (c.dc_table, c.ac_table)[cls] == ident)
+                for ident in sorted({(c.dc_table, c.ac_table)[cls] for c in comps})}
 
     def assemble_optimised(self, scan, frame, huffman):
         frame_tables = frame[:1] if len(self.blocks) == 1 else frame
@@ -672,10 +677,9 @@ class _RdoCoder:
             tables = [luma if c.quant_table == 0 else chroma for c in self.header.components]
             placeholder = [np.ones(256, np.float32)] * len(tables)  # lambda = 0: bit costs play no part
             dc, ac = self._sample_counts(tables, 0.0, placeholder)
-            lengths = []
-            for comp in self.header.components:
-                shared = sum(ac[j] for j, c in enumerate(self.header.components) if c.ac_table == comp.ac_table)
-                lengths.append(rdo.code_lengths(np.ceil(shared).astype(np.int64)))
+            by_table = {ident: rdo.code_lengths(np.ceil(total).astype(np.int64))
+                        for ident, total in self.dct.table_sums(ac, 1).items()}
+            lengths = [by_table[c.ac_table] for c in self.header.components]
             frame = np.stack([luma, chroma])
             self._native = {quality: (tables, lengths, frame)}
             self._zero_counts = (quality, dc, ac)
@@ -776,10 +780,8 @@ class _RdoCoder:
     def _table_bits(self, cls, counts):
         """(bits, DHT symbols beyond one per table) of the class ``cls`` (0: DC, 1: AC) symbol ``counts``
         (component x 257) coded with the optimal table of each table id."""
-        comps = self.header.components
         bits, symbols = 0.0, 0
-        for ident in {(c.dc_table, c.ac_table)[cls] for c in comps}:
-            total = sum(counts[i] for i, c in enumerate(comps) if (c.dc_table, c.ac_table)[cls] == ident)
+        for total in self.dct.table_sums(counts, cls).values():
             used = np.ceil(total[:256]).astype(np.int64)
             if not used.any():
                 continue
@@ -1072,9 +1074,11 @@ def _jpegli_slope(q):
     return float(np.interp(q, (0, 65, 80, 90, 100), (0.02, 0.018, 0.028, 0.05, 0.1)))
 
 
-def _jpegli_quality_for(coder, target, guess=85, enough=None):
-    """The smallest integer jpegli quality whose pyjpegli file is at least ``target`` bytes (100 if none is;
-    jpegli's size grows with its quality). Every size the coder has measured brackets the answer; the next
+def _jpegli_quality_for(sizes, measure, target, guess=85, enough=None):
+    """The smallest integer jpegli quality whose size is at least ``target`` bytes (100 if none is; the size
+    grows with the quality). ``sizes``: quality -> size measured so far (the coder's pyjpegli file sizes, or
+    the native core's estimates); ``measure(q)`` measures quality q into it. Every measured size brackets the
+    answer; the next
     quality tried is where log(size) crosses log(target), interpolated between the bracket's ends or
     extrapolated from the slope of the two measured sizes nearest the target, rounded towards the unmeasured
     side, so the search usually needs the two qualities around the answer and one more. The first search of an
@@ -1082,7 +1086,6 @@ def _jpegli_quality_for(coder, target, guess=85, enough=None):
     in lo + 1 .. hi) and return the bracket instead."""
     log_t = np.log(target)
     while True:
-        sizes = coder._jpegli_sizes
         below = [q for q, s in sizes.items() if s < target]
         above = [q for q, s in sizes.items() if s >= target]
         lo = max(below, default=0)     # quality 0: a virtual size below every target
@@ -1104,7 +1107,7 @@ def _jpegli_quality_for(coder, target, guess=85, enough=None):
                 slope = max((np.log(sizes[near[0]]) - np.log(sizes[near[1]])) / (near[0] - near[1]), 1e-3)
             x = near[0] + (log_t - np.log(sizes[near[0]])) / slope
             q = int(np.ceil(x)) if lo else int(np.floor(x))  # land just on the other side of the crossing
-        coder.jpegli_size(int(np.clip(q, lo + 1, hi - 1)))
+        measure(int(np.clip(q, lo + 1, hi - 1)))
 
 
 def _match_size_rdo(coder, target, tolerance, guess=85):
@@ -1114,12 +1117,13 @@ def _match_size_rdo(coder, target, tolerance, guess=85):
     if coder.headroom:  # less headroom at high quality, where the RDO's model loses more against jpegli's
         # the headroom depends on the quality q that meets the target only between 61 and 79: the search for q
         # stops once q is known to be >= 80 or <= 60 (the same headroom as with q itself)
-        lo, hi = _jpegli_quality_for(coder, target, guess, enough=lambda lo, hi: lo >= 79 or hi <= 60)
+        lo, hi = _jpegli_quality_for(coder._jpegli_sizes, coder.jpegli_size, target, guess,
+                                     enough=lambda lo, hi: lo >= 79 or hi <= 60)
         quality = 100 if lo >= 79 else 1 if hi <= 60 else int(min(hi, 100))
         headroom = coder.headroom * float(np.clip((100 - quality) / 40.0, 0.5, 1.0))
-        quality = _jpegli_quality_for(coder, target * (1.0 + headroom))
+        quality = _jpegli_quality_for(coder._jpegli_sizes, coder.jpegli_size, target * (1.0 + headroom))
     else:
-        quality = _jpegli_quality_for(coder, target, guess)
+        quality = _jpegli_quality_for(coder._jpegli_sizes, coder.jpegli_size, target, guess)
     best: Any = None  # the closest file so far (_Encoded)
     iterations = 0
 
@@ -1191,17 +1195,11 @@ def _match_size_native(coder, target, tolerance, guess=85):
 
     def zero_size(q):
         sizes[q] = coder.estimate(q, 0.0)
-        return sizes[q]
-
-    # the interface _jpegli_quality_for searches (sizes by quality, growing with it); a namespace, not a class
-    # made here: a class is a reference cycle that would keep the coder's arrays alive until the cyclic GC ran
-    # (the resident set of a batch grew by 100 MB)
-    _Zero = SimpleNamespace(_jpegli_sizes=sizes, jpegli_size=zero_size)
 
     headroom = coder.headroom_at(guess)
-    quality = _jpegli_quality_for(_Zero, target * (1.0 + headroom), guess)
+    quality = _jpegli_quality_for(sizes, zero_size, target * (1.0 + headroom), guess)
     if coder.headroom_at(quality) != headroom:  # the headroom at the quality found (sizes measured are reused)
-        quality = _jpegli_quality_for(_Zero, target * (1.0 + coder.headroom_at(quality)), quality)
+        quality = _jpegli_quality_for(sizes, zero_size, target * (1.0 + coder.headroom_at(quality)), quality)
     best: Any = None
     iterations = 0
     full: dict = {}  # log lambda -> log(size / target) of full encodes
@@ -1239,7 +1237,7 @@ def _match_size_native(coder, target, tolerance, guess=85):
                 encode_full(0.0)
                 break
             quality += 1
-            _Zero.jpegli_size(quality)
+            zero_size(quality)
             coder.calibrate(quality)
             full.clear()  # full encodes at another quality do not bracket this one's lambda
             continue
