@@ -28,6 +28,7 @@ The constants were chosen on OSIE images 1601-1700 (grids, ``benchmarks/bench_vs
 native core the strength and the headroom curves; masking 0.5, the cube and the frequency weighting (and the
 jpegli core's strength 1.25, headroom 0.1 with its taper and 3% minimum) for the jpegli core, and kept.
 """
+import functools
 import io
 import os
 import tempfile
@@ -213,13 +214,14 @@ def _category(v):
 
 
 # Annex K.3 AC code lengths as a fallback for symbols absent from an optimised table (luma, chroma)
+@functools.cache
 def _annex_k_lengths():
     header = jpeg_stream.parse_baseline(_tiny_pillow_jpeg())
     out = []
     for table_id in (0, 1):
         _, sizes = jpeg_stream.huffman_code_table(*header.huffman[(1, table_id)])
         out.append(sizes.astype(np.float32))
-    return out
+    return tuple(out)
 
 
 def _tiny_pillow_jpeg():
@@ -229,15 +231,11 @@ def _tiny_pillow_jpeg():
     return buf.getvalue()
 
 
-_ANNEX_K = None
-
-
 def code_lengths(counts, ac=True):
     """Code length (bits) of each of 256 symbols in the optimal (length-limited, libjpeg-built) Huffman table
     for ``counts``; with ``ac``, symbols that do not occur take their Annex K AC length plus one (so that a
     trial that starts to use them pays about what an optimised table would charge), else 0."""
     from ..native import as_pointer, lib
-    global _ANNEX_K
     counts = np.ascontiguousarray(counts[:256], dtype=np.int64)
     bits, values = np.zeros(16, np.uint8), np.zeros(256, np.uint8)
     n = lib.semjpeg_optimal_huffman(as_pointer(counts, np.int64), as_pointer(bits, np.uint8),
@@ -247,24 +245,19 @@ def code_lengths(counts, ac=True):
     lengths = np.zeros(256, np.float32)
     lengths[values[:n]] = np.repeat(np.arange(1, 17, dtype=np.float32), bits)
     if ac:
-        if _ANNEX_K is None:
-            _ANNEX_K = _annex_k_lengths()
-        lengths = np.where(lengths > 0, lengths, _ANNEX_K[0] + 1)
+        lengths = np.where(lengths > 0, lengths, _annex_k_lengths()[0] + 1)
     return lengths
 
 
 def ac_code_lengths(data):
     """Per component, the AC Huffman code length (bits) of every (run << 4 | size) symbol in the JPEG ``data``;
     symbols absent from its (optimised) table take their Annex K length plus one."""
-    global _ANNEX_K
-    if _ANNEX_K is None:
-        _ANNEX_K = _annex_k_lengths()
     header = jpeg_stream.parse_baseline(data)
     out = []
     for i, comp in enumerate(header.components):
         _, sizes = jpeg_stream.huffman_code_table(*header.huffman[(1, comp.ac_table)])
         sizes = sizes.astype(np.float32)
-        fallback = _ANNEX_K[min(i, 1)] + 1
+        fallback = _annex_k_lengths()[min(i, 1)] + 1
         out.append(np.where(sizes > 0, sizes, fallback))
     return out
 
