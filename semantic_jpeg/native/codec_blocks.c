@@ -176,6 +176,46 @@ static inline void dct_block(const float *restrict src, int stride, const float 
 }
 #endif
 
+#if RDO_AVX2
+/* 8x8 transpose of float rows r[0..7] in place. */
+__attribute__((target("avx2"))) static inline void transpose8_avx(__m256 r[8]) {
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+/* dct_block with AVX: a row of the block per vector, the same AAN passes and scaling in the same order (so the
+ * same bits as the SSE and scalar versions; tests/test_native_simd.py compares the files). The forward DCT of
+ * a 1024x768 image, colour conversion included: 1.29 -> 1.09 ms (best of 40, same output hash). */
+__attribute__((target("avx2"))) static void dct_block_avx2(const float *restrict src, int stride,
+                                                           const float *restrict scale, float *restrict out) {
+    __m256 r[8];
+    for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + (size_t)i * stride);
+    AAN_PASS(__m256, r);
+    transpose8_avx(r);
+    AAN_PASS(__m256, r);
+    transpose8_avx(r);
+    for (int u = 0; u < 8; u++) _mm256_storeu_ps(out + 8 * u, _mm256_mul_ps(r[u], _mm256_loadu_ps(scale + 8 * u)));
+}
+#define DCT_BLOCK(avx2, src, stride, scale, out) \
+    ((avx2) ? dct_block_avx2(src, stride, scale, out) : dct_block(src, stride, scale, out))
+#else
+#define DCT_BLOCK(avx2, src, stride, scale, out) dct_block(src, stride, scale, out)
+#endif
+
 /* Colour conversion of component c as out = k[0] R + k[1] G + k[2] B + k[3] (JFIF YCbCr, level-shifted). */
 static const float YCBCR[3][4] = {{0.299f, 0.587f, 0.114f, -128.0f},
                                   {-0.168735892f, -0.331264108f, 0.5f, 0.0f},
@@ -596,6 +636,11 @@ typedef struct {
  * are requantised and the row is entropy-coded. */
 SIMD_CLONES static void transform_mcu_row(const Transform *t, McuRow *m, int my) {
     float block[64];
+#if RDO_AVX2
+    const int avx2 = __builtin_cpu_supports("avx2");
+#else
+    const int avx2 = 0;
+#endif
     load_mcu_row(m, t->image, t->height, t->width, my * m->rows);
     for (int c = 0; c < t->channels; c++) {
         float k[4] = {0.0f, 0.0f, 0.0f, -128.0f};
@@ -609,10 +654,10 @@ SIMD_CLONES static void transform_mcu_row(const Transform *t, McuRow *m, int my)
             for (int bx = 0; bx < t->blocks_w[c]; bx++) {
                 const float *src = m->plane + (size_t)v * 8 * cw + (size_t)bx * 8;
                 if (t->quantisers) {
-                    dct_block(src, cw, t->scale, block);
+                    DCT_BLOCK(avx2, src, cw, t->scale, block);
                     quantise_block(&t->quantisers[c], by, bx, block, t->rows[c] + ((size_t)v * t->blocks_w[c] + bx) * 64);
                 } else {
-                    dct_block(src, cw, t->scale, t->coefs[c] + ((size_t)by * t->blocks_w[c] + bx) * 64);
+                    DCT_BLOCK(avx2, src, cw, t->scale, t->coefs[c] + ((size_t)by * t->blocks_w[c] + bx) * 64);
                 }
             }
         }
@@ -1160,26 +1205,6 @@ int64_t semjpeg_count_candidates(const float *raw, int64_t n_blocks, const uint1
 }
 
 #if RDO_AVX2
-/* 8x8 transpose of float rows r[0..7] in place. */
-__attribute__((target("avx2"))) static inline void transpose8_avx(__m256 r[8]) {
-    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
-    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
-    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
-    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
-    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
-    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
-    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
-}
-
 /* rdo_cost for 8 lanes: the same operations in the same order as the scalar one (bit-identical results). */
 __attribute__((target("avx2"))) static inline __m256 rdo_cost8(__m256 x, __m256i v, __m256 q, __m256 w, __m256 lam,
                                                                const float *symbol_bits, __m256i r16, __m256 run_bits) {
