@@ -160,6 +160,15 @@ def ray_pipeline(config: str, src: str, dst: str, jobs: int):
     n_files = sum(len(files) for _, _, files in os.walk(src))
     ds = ray.data.read_images(src, mode="RGB", include_paths=True, num_cpus=0.25,
                               override_num_blocks=max(2 * jobs, n_files // 32))
+    if config == "batched maps":  # the GPU layout: one actor maps batches (on the GPU when there is one)
+        from semantic_jpeg.ray import SaliencyMapper
+        gpu = _gpu_for_ray()
+        ds = ds.map_batches(SaliencyMapper, concurrency=1, batch_size=16,
+                            fn_constructor_kwargs={"intra_op_num_threads": None if gpu else 1},
+                            **({"num_gpus": 1} if gpu else {"num_cpus": 0.5}))
+        return ds.map_batches(SemanticJpegEncoder, fn_constructor_kwargs={"root": src, "out": dst,
+                                                                          "saliency_column": "saliency"},
+                              concurrency=jobs, num_cpus=0.5, batch_size=8)
     if config == "write step":  # the same with a separate write_jpegs step (the bytes go through the object store)
         ds = ds.map_batches(SemanticJpegEncoder, concurrency=jobs, num_cpus=0.5, batch_size=8)
         return ds.map_batches(write_jpegs, fn_kwargs={"root": src, "out": dst}, batch_size=None, num_cpus=0.25)
@@ -167,7 +176,18 @@ def ray_pipeline(config: str, src: str, dst: str, jobs: int):
                           num_cpus=0.5, batch_size=8)
 
 
-RAY_CONFIGS = ("documented", "write step", "autoscaling pool")  # the first is the one timed end to end
+def _gpu_for_ray() -> bool:
+    """onnxruntime can use CUDA here and Ray sees a GPU: the "batched maps" pipeline puts its mapper there."""
+    import onnxruntime
+    import ray
+
+    return ("CUDAExecutionProvider" in onnxruntime.get_available_providers()
+            and ray.cluster_resources().get("GPU", 0) > 0)
+
+
+# "batched maps": maps made in batches by one SaliencyMapper actor (on the GPU when there is one; on the CPU
+# the maps, and so the bytes, are those of the default map), encoders taking them from the saliency column
+RAY_CONFIGS = ("documented", "write step", "autoscaling pool", "batched maps")  # the first is timed end to end
 
 
 def plain_and_ray(sets: dict, jobs: int, repeats: int, tmp: Path) -> dict:
@@ -428,7 +448,9 @@ def ray_lines(ray: dict) -> list[str]:
              f"photos, and the photos repeated), {ray['jobs']} CPUs, each time the fastest of {ray['repeats']} runs, "
              "all runs interleaved. Pool: decode + encode, worker start-up included. Ray Data: the folder example of "
              "docs/scaling.md (read_images in blocks of about 32 images, SemanticJpegEncoder actors writing the "
-             "files; \"write step\": the same with a separate write_jpegs step), actor start-up and model loading "
+             "files; \"write step\": the same with a separate write_jpegs step; \"batched maps\": one "
+             "SaliencyMapper actor making the maps in batches, on the GPU when there is one, for the encoder "
+             "actors), actor start-up and model loading "
              "included in every run (a Dataset starts its own actors), `ray.init` not included "
              f"({ray['ray_init_seconds']} s). Steady state: ({sets[-1]} - {small}) images / (time of {sets[-1]} - "
              f"time of {small}), so start-up cancels out. Load average (1, 5, 15 min) before / after the Ray runs: "

@@ -32,7 +32,7 @@ try:
 except ImportError as exc:  # pragma: no cover -- exercised when ray is missing
     raise ImportError('semantic_jpeg.ray needs Ray Data: pip install "semantic_jpeg[ray]"') from exc
 
-__all__ = ["SemanticJpegEncoder", "PurifyTransform", "row_seed", "write_jpegs"]
+__all__ = ["SemanticJpegEncoder", "SaliencyMapper", "PurifyTransform", "row_seed", "write_jpegs"]
 
 
 def _rows(column):
@@ -58,17 +58,23 @@ class SemanticJpegEncoder:
     writes (atomically, never replacing a file unless ``overwrite``); the ``jpeg`` column is then replaced by
     ``output`` (the path written). One step instead of a separate write step: fewer tasks, and the bytes never
     travel through Ray's object store (on two CPUs both pipelines ran at the same speed: docs/scaling.md).
+    saliency_column: a column of maps made upstream (:class:`SaliencyMapper`, e.g. batched on a GPU); each row's
+    map is passed as ``saliency=`` and the actor loads no model. The column is dropped from the output.
     encode_options: keyword arguments of :func:`semantic_jpeg.encode` (not ``fp`` / ``return_result``).
     """
 
     def __init__(self, *, image_column: str = "image", jpeg_column: str = "jpeg", keep_image: bool = False,
                  intra_op_num_threads: int | None = 1, errors: str = "raise", out: str | None = None,
-                 root: str | None = None, path_column: str = "path", overwrite: bool = False, **encode_options):
+                 root: str | None = None, path_column: str = "path", overwrite: bool = False,
+                 saliency_column: str | None = None, **encode_options):
         from .codec.encoder import encode
 
         for key in ("fp", "return_result"):
             if key in encode_options:
                 raise TypeError(f"SemanticJpegEncoder does not take {key!r}")
+        if saliency_column is not None and encode_options.get("saliency") is not None:
+            raise ValueError("give saliency= or saliency_column=, not both")
+        self.saliency_column = saliency_column
         if errors not in ("raise", "record"):
             raise ValueError(f"errors must be 'raise' or 'record', got {errors!r}")
         if (out is None) != (root is None):
@@ -80,7 +86,7 @@ class SemanticJpegEncoder:
         self.keep_image, self.errors = keep_image, errors
         self.options = encode_options
         self._encode = encode
-        if encode_options.get("saliency") is None:  # the shipped default map's model, loaded once per actor
+        if encode_options.get("saliency") is None and saliency_column is None:  # the default map's model, once
             from .codec.batch import pin_default_models
             pin_default_models(intra_op_num_threads)
             from .onnx_models.gaze_model import saliency_map
@@ -92,10 +98,18 @@ class SemanticJpegEncoder:
             raise KeyError(f"batch has no column {self.image_column!r} (columns: {sorted(batch)}); pass "
                            "image_column=")
         images = _rows(batch[self.image_column])
+        if self.saliency_column is not None:
+            if self.saliency_column not in batch:
+                raise KeyError(f"batch has no column {self.saliency_column!r} (columns: {sorted(batch)}); map "
+                               "the images with SaliencyMapper first, or pass saliency_column=None")
+            maps = list(batch[self.saliency_column])
+        else:
+            maps = [self.options.get("saliency")] * len(images)
+        options = {k: v for k, v in self.options.items() if k != "saliency"}
         jpegs, sizes, qualities, widths, heights, errors = [], [], [], [], [], []
-        for image in images:
+        for image, saliency in zip(images, maps):
             try:
-                result = self._encode(np.asarray(image), return_result=True, **self.options)
+                result = self._encode(np.asarray(image), saliency=saliency, return_result=True, **options)
             except Exception as exc:  # noqa: BLE001
                 if self.errors == "raise":
                     raise
@@ -112,7 +126,8 @@ class SemanticJpegEncoder:
             widths.append(result.width)
             heights.append(result.height)
             errors.append("")
-        out = {k: v for k, v in batch.items() if self.keep_image or k != self.image_column}
+        out = {k: v for k, v in batch.items()
+               if (self.keep_image or k != self.image_column) and k != self.saliency_column}
         column = np.empty(len(jpegs), dtype=object)
         column[:] = jpegs
         out[self.jpeg_column] = column
@@ -124,6 +139,46 @@ class SemanticJpegEncoder:
             out["error"] = np.asarray(errors, dtype=object)
         if self.write_to is not None:
             return write_jpegs(out, **self.write_to)
+        return out
+
+
+class SaliencyMapper:
+    """``Dataset.map_batches`` callable: adds a ``saliency`` column (float32 HxW maps in [0, 1], the default map
+    of :func:`semantic_jpeg.saliency_map`) to a batch of ``image`` rows, running the gaze model on batches of
+    same-shape images (:meth:`GazeModel.saliency_maps`). Made for a GPU: one actor with ``num_gpus=1`` makes the
+    maps while CPU actors (``SemanticJpegEncoder(saliency_column="saliency")``) encode::
+
+        ds = ds.map_batches(SaliencyMapper, num_gpus=1, concurrency=1, batch_size=64)
+        ds = ds.map_batches(SemanticJpegEncoder, fn_constructor_kwargs={"saliency_column": "saliency"},
+                            concurrency=n_cpus, batch_size=8)
+
+    providers: onnxruntime providers (default: CUDA when onnxruntime-gpu sees a GPU, else CPU; the session's
+    real providers are in ``.providers``; a requested provider onnxruntime cannot enable is warned about).
+    model_batch_size: images per onnxruntime call. intra_op_num_threads: CPU threads of the session (None:
+    onnxruntime's default). On the CPU the maps equal :func:`semantic_jpeg.saliency_map`'s bit for bit (tested);
+    on a GPU they differ by float rounding, so the encoded bytes may differ from a CPU-only run's.
+    """
+
+    def __init__(self, *, image_column: str = "image", saliency_column: str = "saliency", providers=None,
+                 model_batch_size: int = 16, intra_op_num_threads: int | None = None):
+        from .onnx_models.gaze_model import load_gaze_model
+
+        self.image_column, self.saliency_column = image_column, saliency_column
+        self.model = load_gaze_model(providers=providers, intra_op_num_threads=intra_op_num_threads)
+        self.providers = self.model.providers
+        self.model_batch_size = model_batch_size
+        self.model.saliency_maps([np.zeros((32, 32, 3), np.uint8)], batch_size=1)  # arguments checked, warm
+
+    def __call__(self, batch: dict) -> dict:
+        if self.image_column not in batch:
+            raise KeyError(f"batch has no column {self.image_column!r} (columns: {sorted(batch)}); pass "
+                           "image_column=")
+        images = [np.asarray(image) for image in _rows(batch[self.image_column])]
+        maps = self.model.saliency_maps(images, batch_size=self.model_batch_size)
+        out = dict(batch)
+        column = np.empty(len(maps), dtype=object)
+        column[:] = maps
+        out[self.saliency_column] = column
         return out
 
 

@@ -103,6 +103,65 @@ def test_high_contrast_object_attracts_fixation_mass(model, where):
     assert top - size // 2 <= peak[0] <= top + 3 * size // 2 and left - size // 2 <= peak[1] <= left + 3 * size // 2
 
 
+def test_batched_maps_equal_single_maps_in_input_order(model):
+    """saliency_maps runs same-shape images in batches (the GPU path); on the CPU the maps are the same bits."""
+    rng = np.random.default_rng(3)
+    shapes = [(120, 160), (90, 200), (120, 160), (121, 161), (300, 100), (120, 160)]
+    images = [rng.integers(0, 256, (*shape, 3), dtype=np.uint8) for shape in shapes]
+    single = [model.saliency_map(image) for image in images]
+    for batch_size in (1, 2, 16):
+        batched = model.saliency_maps(images, batch_size=batch_size)
+        assert [m.shape for m in batched] == shapes
+        assert all(np.array_equal(a, b) for a, b in zip(batched, single)), batch_size
+    grids = model.grid_log_densities(images[:3], batch_size=2)
+    for (grid, shape), image in zip(grids, images):
+        expected, expected_shape = model.grid_log_density(image)
+        assert shape == expected_shape and np.array_equal(grid, expected)
+    assert model.saliency_maps([]) == []
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="batch_size"):
+            model.saliency_maps(images[:1], batch_size=bad)
+
+
+def test_shipped_model_declares_a_dynamic_batch(model):
+    assert all(isinstance(i.shape[0], str) for i in model.session.get_inputs())
+    assert isinstance(model.session.get_outputs()[0].shape[0], str)
+
+
+def test_declare_dynamic_batch_frees_a_batch_1_model_without_changing_its_maps(tmp_path, model):
+    onnx = pytest.importorskip("onnx")
+    from semantic_jpeg.onnx_models.manifest import sha256_of
+    from semantic_jpeg.training.gaze import declare_dynamic_batch
+
+    manifest = json.loads(MANIFEST.read_text())
+    old = onnx.load(str(PACKAGE_DIR / manifest["file"]))
+    for value in list(old.graph.input) + list(old.graph.output):  # as the exporter wrote it before
+        value.type.tensor_type.shape.dim[0].Clear()
+        value.type.tensor_type.shape.dim[0].dim_value = 1
+    onnx.save(old, str(tmp_path / manifest["file"]))
+    manifest["sha256"] = sha256_of(tmp_path / manifest["file"])
+    (tmp_path / "m.json").write_text(json.dumps(manifest))
+    assert GazeModel(tmp_path / "m.json").session.get_inputs()[0].shape[0] == 1
+    assert declare_dynamic_batch(tmp_path / "m.json")
+    freed = GazeModel(tmp_path / "m.json")  # the manifest's sha256 was updated with the file
+    assert freed.session.get_inputs()[0].shape[0] == "batch"
+    image = np.random.default_rng(5).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    assert np.array_equal(freed.saliency_maps([image, image], batch_size=2)[1], model.saliency_map(image))
+    assert not declare_dynamic_batch(tmp_path / "m.json")
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" not in __import__("onnxruntime").get_available_providers(),
+                    reason="needs onnxruntime-gpu and a CUDA GPU")
+def test_batched_maps_on_the_gpu_match_the_cpu(model):
+    gpu = load_gaze_model(providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    if gpu.providers[0] != "CUDAExecutionProvider":
+        pytest.skip("onnxruntime could not enable CUDA here")
+    rng = np.random.default_rng(4)
+    images = [rng.integers(0, 256, (240, 320, 3), dtype=np.uint8) for _ in range(5)]
+    for a, b in zip(gpu.saliency_maps(images, batch_size=4), model.saliency_maps(images)):
+        np.testing.assert_allclose(a, b, atol=2e-3)
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_saliency_map_dispatcher_every_method(method):
     rgb = np.random.default_rng(2).integers(0, 256, (61, 97, 3), dtype=np.uint8)
@@ -317,6 +376,8 @@ def test_training_smoke_run_resumes_exports_and_loads(tmp_path):
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     assert history[-1]["train_ll_bits"] > history[0]["train_ll_bits"]
     trained = GazeModel(tmp_path / "model" / "efficientnet_lite0_gaze.json", intra_op_num_threads=1)
+    assert [i.shape[0] for i in trained.session.get_inputs()] == ["batch", "batch"]  # exported with a free batch
+    assert not gaze.declare_dynamic_batch(tmp_path / "model" / "efficientnet_lite0_gaze.json")  # nothing to do
     image = _with_object((90, 200), 10, 140, 40)
     saliency = trained.saliency_map(image)
     assert saliency.shape == (90, 200)

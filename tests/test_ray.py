@@ -14,7 +14,7 @@ pytest.importorskip("onnxruntime")
 data = pytest.importorskip("skimage.data")
 
 import semantic_jpeg  # noqa: E402
-from semantic_jpeg.ray import PurifyTransform, SemanticJpegEncoder, row_seed  # noqa: E402
+from semantic_jpeg.ray import PurifyTransform, SaliencyMapper, SemanticJpegEncoder, row_seed  # noqa: E402
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "scaling.md"
 
@@ -31,6 +31,26 @@ def test_encoder_adds_jpeg_and_summary_columns_with_the_bytes_of_encode():
     for image, jpeg, size in zip(batch["image"], out["jpeg"], out["jpeg_size"]):
         assert jpeg == semantic_jpeg.encode(image, quality=80) and size == len(jpeg)
     assert list(out["width"]) == [128] * 3 and np.isfinite(out["final_quality"]).all()
+
+
+def test_maps_made_upstream_give_the_bytes_of_the_default_map():
+    """The GPU layout on the CPU: SaliencyMapper adds batched maps, the encoder takes them from the column."""
+    batch = _batch()
+    batch["image"] = np.array(list(batch["image"]) + [data.camera()[:80, :120, None].repeat(3, 2)], dtype=object)
+    batch["path"] = np.array(list(batch["path"]) + ["d.png"], dtype=object)
+    mapper = SaliencyMapper(model_batch_size=2, intra_op_num_threads=1)
+    assert mapper.providers == ["CPUExecutionProvider"]
+    mapped = mapper(batch)
+    for image, saliency in zip(batch["image"], mapped["saliency"]):
+        assert np.array_equal(saliency, semantic_jpeg.saliency_map(image))  # batched == one at a time (CPU)
+    out = SemanticJpegEncoder(saliency_column="saliency", quality=80)(mapped)
+    assert "saliency" not in out and "image" not in out
+    for image, jpeg in zip(batch["image"], out["jpeg"]):
+        assert jpeg == semantic_jpeg.encode(image, quality=80)
+    with pytest.raises(KeyError, match="SaliencyMapper"):
+        SemanticJpegEncoder(saliency_column="saliency")(batch)
+    with pytest.raises(ValueError, match="not both"):
+        SemanticJpegEncoder(saliency_column="saliency", saliency=np.ones((4, 4)))
 
 
 def test_encoder_records_row_errors_when_asked():
@@ -99,3 +119,38 @@ def test_documented_example_encodes_a_folder_on_local_ray(tmp_path):
         decoded_input = np.asarray(Image.open(photos / name).convert("RGB"))
         assert written.read_bytes() == semantic_jpeg.encode(decoded_input, quality=80)
         assert f"{written} " in done.stdout
+
+
+TWO_STAGE = r"""
+import os, sys
+import ray
+from semantic_jpeg.ray import SaliencyMapper, SemanticJpegEncoder
+
+src, dst = os.path.abspath("photos"), os.path.abspath("encoded")
+ray.init(num_cpus=2, num_gpus=0, include_dashboard=False)
+ds = ray.data.read_images(src, mode="RGB", include_paths=True, num_cpus=0.25, override_num_blocks=2)
+ds = ds.map_batches(SaliencyMapper, concurrency=1, num_cpus=0.5, batch_size=4,
+                    fn_constructor_kwargs={"model_batch_size": 2, "intra_op_num_threads": 1})
+ds = ds.map_batches(SemanticJpegEncoder, fn_constructor_kwargs={"quality": 80, "root": src, "out": dst,
+                                                                "saliency_column": "saliency"},
+                    concurrency=1, num_cpus=0.5, batch_size=2)
+for row in ds.select_columns(["output"]).take_all():
+    print(row["output"])
+"""
+
+
+def test_two_stage_pipeline_with_batched_maps_on_local_ray(tmp_path):
+    """docs/scaling.md's GPU layout, on CPUs: the maps travel through Ray's blocks to the encoders intact."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    arrays = {"a.png": data.astronaut()[:120, :160], "b.png": data.chelsea()[:120, :160],
+              "c.png": data.coffee()[:90, :140]}
+    for name, array in arrays.items():
+        Image.fromarray(array).save(photos / name)
+    env = dict(os.environ, RAY_ENABLE_UV_RUN_RUNTIME_ENV="0")
+    done = subprocess.run([sys.executable, "-c", TWO_STAGE], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name, array in arrays.items():
+        written = (tmp_path / "encoded" / name).with_suffix(".jpg")
+        assert written.read_bytes() == semantic_jpeg.encode(array, quality=80)

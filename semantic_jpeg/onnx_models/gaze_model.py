@@ -109,9 +109,35 @@ class GazeModel:
         The grid spans the full frame (stride 4 of the first scale's network input)."""
         rgb = to_rgb_array(image, color_order)
         (out,) = self.session.run([self._output], self.feeds(rgb))
-        grid = out[0].astype(np.float64)
-        grid -= np.log(np.exp(grid - grid.max()).sum()) + grid.max()  # exact renormalisation in float64
-        return grid, rgb.shape[:2]
+        return _renormalised(out[0]), rgb.shape[:2]
+
+    def grid_log_densities(self, images, *, batch_size: int = 16, color_order: str = "RGB"):
+        """:meth:`grid_log_density` of each of ``images`` (a sequence), in order, running images whose network
+        inputs have the same shape (the same aspect ratio after rounding to 32 pixels) in batches of up to
+        ``batch_size`` per onnxruntime call: what a GPU needs to be kept busy (docs/scaling.md). On the CPU the
+        grids equal the one-at-a-time ones to float rounding."""
+        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        results: list = [None] * len(images)
+        groups: dict = {}  # network input shapes -> [(index, feeds, (H, W))]
+        for index, image in enumerate(images):
+            rgb = to_rgb_array(image, color_order)
+            feeds = self.feeds(rgb)
+            key = tuple(feeds[name].shape for name, _, _ in self._inputs)
+            group = groups.setdefault(key, [])
+            group.append((index, feeds, rgb.shape[:2]))
+            if len(group) == batch_size:  # run full batches as they fill: at most one batch of inputs held
+                self._run_group(groups.pop(key), results)
+        for group in groups.values():
+            self._run_group(group, results)
+        return results
+
+    def _run_group(self, group, results):
+        names = [name for name, _, _ in self._inputs]
+        feeds = {name: np.concatenate([g[1][name] for g in group]) for name in names}
+        (out,) = self.session.run([self._output], feeds)
+        for (index, _, shape), grid in zip(group, out):
+            results[index] = (_renormalised(grid), shape)
 
     def log_density(self, image, *, color_order: str = "RGB") -> np.ndarray:
         """Fixation density of the image as float32 (H, W) natural-log probabilities per pixel (the
@@ -128,10 +154,28 @@ class GazeModel:
         expected fixation map of observers whose fixations are blurred that much, which is the map that
         maximises the expected correlation (CC) with such maps (Kümmerer, Wallis and Bethge, ECCV 2018).
         ``blur=0`` gives the density itself scaled to peak 1."""
+        blur = self._check_blur(blur)
+        grid, (height, width) = self.grid_log_density(image, color_order=color_order)
+        return self._saliency_from_grid(grid, height, width, blur)
+
+    def saliency_maps(self, images, *, batch_size: int = 16, color_order: str = "RGB",
+                      blur: float | None = None) -> list[np.ndarray]:
+        """:meth:`saliency_map` of each of ``images``, in order, with the network run on batches of same-shape
+        inputs (:meth:`grid_log_densities`): the batched path for a GPU session (``providers=
+        ["CUDAExecutionProvider"]``), e.g. one Ray actor making maps for many encoder actors
+        (:class:`semantic_jpeg.ray.SaliencyMapper`)."""
+        blur = self._check_blur(blur)
+        return [self._saliency_from_grid(grid, height, width, blur)
+                for grid, (height, width) in self.grid_log_densities(images, batch_size=batch_size,
+                                                                     color_order=color_order)]
+
+    def _check_blur(self, blur):
         blur = self.saliency_map_blur if blur is None else blur
         if not (isinstance(blur, (int, float)) and np.isfinite(blur) and 0 <= blur <= 1):
             raise ValueError(f"blur must be a fraction of the longer side in [0, 1], got {blur!r}")
-        grid, (height, width) = self.grid_log_density(image, color_order=color_order)
+        return blur
+
+    def _saliency_from_grid(self, grid, height, width, blur):
         density = np.exp(grid - grid.max())
         if blur > 0:
             # imported here: scipy.ndimage took 0.2 s of `import semantic_jpeg` (each command, worker and actor),
@@ -151,6 +195,13 @@ class GazeModel:
 
     def __repr__(self) -> str:
         return f"GazeModel({self.name!r}, providers={self.providers})"
+
+
+def _renormalised(out: np.ndarray) -> np.ndarray:
+    """One output grid as float64 log-probabilities that sum to 1 (exact renormalisation in float64)."""
+    grid = out.astype(np.float64)
+    grid -= np.log(np.exp(grid - grid.max()).sum()) + grid.max()
+    return grid
 
 
 _lock = threading.Lock()

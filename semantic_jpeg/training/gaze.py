@@ -339,8 +339,10 @@ def export(readout: GazeReadout, args, history, model_dir: Path, stem: str = MOD
     module = GazeExportModule(BackboneTaps(), readout.eval()).eval()
     names = [f"image_s{size}" for size in args.scales]
     samples = tuple(torch.zeros(1, 3, *working_shape(600, 800, size, 32)) for size in args.scales)
-    dynamic = {name: {2: f"height_{i}", 3: f"width_{i}"} for i, name in enumerate(names)}
-    dynamic["log_density"] = {1: "grid_height", 2: "grid_width"}
+    # batch first: the graph has no batch-1 reshapes, so a batch of same-shape images runs in one call
+    # (GazeModel.saliency_maps, the GPU path of docs/scaling.md)
+    dynamic = {name: {0: "batch", 2: f"height_{i}", 3: f"width_{i}"} for i, name in enumerate(names)}
+    dynamic["log_density"] = {0: "batch", 1: "grid_height", 2: "grid_width"}
     onnx_path = model_dir / f"{stem}.onnx"
     tmp = onnx_path.with_suffix(".onnx.tmp")
     import warnings
@@ -392,6 +394,44 @@ def export(readout: GazeReadout, args, history, model_dir: Path, stem: str = MOD
     path = model_dir / f"{stem}.json"
     path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return manifest
+
+
+def declare_dynamic_batch(manifest_path: Path) -> bool:
+    """Declare the batch dimension (dim 0 of every input and output) of an exported gaze model symbolic
+    (``"batch"``), as :func:`export` now exports it, and update the manifest's sha256; nothing else in the file
+    changes (no weight, no node). For models exported before the exporter declared it; their graphs already
+    accept any batch (checked: a batch of two gives the same outputs as two single runs). Returns False when
+    there was nothing to change."""
+    import onnx
+
+    from semantic_jpeg.onnx_models.gaze_model import read_gaze_manifest
+    from semantic_jpeg.onnx_models.manifest import sha256_of
+
+    manifest_path = Path(manifest_path)
+    manifest = read_gaze_manifest(manifest_path, verify=True)
+    onnx_path = manifest_path.parent / manifest["file"]
+    model = onnx.load(str(onnx_path))
+    changed = False
+    for value in list(model.graph.input) + list(model.graph.output):
+        dim = value.type.tensor_type.shape.dim[0]
+        if dim.dim_param != "batch":
+            dim.Clear()
+            dim.dim_param = "batch"
+            changed = True
+    if not changed:
+        return False
+    onnx.checker.check_model(model)
+    tmp = onnx_path.with_suffix(".onnx.tmp")
+    onnx.save(model, str(tmp))
+    tmp.replace(onnx_path)
+    manifest["sha256"] = sha256_of(onnx_path)
+    manifest.setdefault("producer", {})["batch_dimension"] = (
+        "declared symbolic after export by semantic_jpeg.training.gaze.declare_dynamic_batch (weights and "
+        "nodes unchanged)")
+    tmp_manifest = manifest_path.with_suffix(".json.tmp")
+    tmp_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp_manifest.replace(manifest_path)
+    return True
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
