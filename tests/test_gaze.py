@@ -123,6 +123,24 @@ def test_batched_maps_equal_single_maps_in_input_order(model):
             model.saliency_maps(images[:1], batch_size=bad)
 
 
+def test_own_gaussian_filter_is_scipys_bit_for_bit():
+    ndimage = pytest.importorskip("scipy.ndimage")
+    from semantic_jpeg.onnx_models.gaze_model import gaussian_filter_nearest
+
+    rng = np.random.default_rng(11)
+    for shape, sigma in [((64, 96), 2.88), ((1, 7), 0.3), ((5, 1), 40.0), ((33, 17), 0.1), ((100, 80), 6.5),
+                         ((3, 4, 5), 1.2)]:
+        array = np.exp(rng.normal(size=shape) * 3)
+        expected = ndimage.gaussian_filter(array, sigma, mode="nearest")
+        assert np.array_equal(gaussian_filter_nearest(array, sigma), expected), (shape, sigma)
+
+
+def test_default_map_does_not_import_scipy():
+    code = ("import sys, numpy as np, semantic_jpeg; semantic_jpeg.encode(np.zeros((64, 64, 3), np.uint8)); "
+            "assert 'scipy' not in sys.modules, sorted(m for m in sys.modules if m.startswith('scipy'))[:5]")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_shipped_model_declares_a_dynamic_batch(model):
     assert all(isinstance(i.shape[0], str) for i in model.session.get_inputs())
     assert isinstance(model.session.get_outputs()[0].shape[0], str)
