@@ -262,6 +262,66 @@ def test_native_scan_refuses_a_buffer_too_small(astronaut):
     assert lib.SEMJPEG_NO_ROOM < 0
 
 
+def _synthetic_coefficients(blocks, seed):
+    """Quantised coefficients exercising every path of the scan writer: small values (the AcCodes table), values
+    up to the baseline limits (the generic path), long zero runs (ZRL), full blocks (no EOB) and empty ones."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for bh, bw in blocks:
+        c = np.zeros((bh, bw, 64), np.int16)
+        kind = rng.integers(0, 4, (bh, bw))
+        dense = rng.integers(-40, 41, (bh, bw, 64))
+        c[kind == 1] = dense[kind == 1]  # mostly small values, some past the table's -32..31
+        sparse = rng.random((bh, bw, 64)) < 0.05
+        big = rng.integers(-1023, 1024, (bh, bw, 64))
+        c[(kind == 2)[..., None] & sparse] = big[(kind == 2)[..., None] & sparse]  # long runs, large values
+        c[kind == 3, 63] = rng.choice([-1, 1, -1023, 1023], int(np.sum(kind == 3)))  # last position: no EOB
+        c[..., 0] = rng.integers(-1023, 1024, (bh, bw))  # DC differences up to 2046: size 11
+        out.append(c)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["4:2:0", "gray"])
+def test_native_scan_round_trips_every_symbol_kind(astronaut, kind):
+    """Coefficients with values up to the baseline limits, ZRL runs and full blocks decode to themselves, and
+    the scan is the same when the end of the output buffer is close (the writer's checked path)."""
+    from semantic_jpeg.codec import encoder, rdo
+    img = np.ascontiguousarray(astronaut[:75, :101, 1] if kind == "gray" else astronaut[:75, :101])
+    coder = encoder._DctCoder(img, np.ones(img.shape[:2], np.float32), 5, encoder._check_options({}, "dct"))
+    coefs = _synthetic_coefficients(coder.blocks, 7)
+    frame = quant_tables(50)
+    data = coder.encode_coefficients_optimised(coefs, frame)
+    back, _ = rdo.read_coefficients(data)
+    for got, want in zip(back, coefs):
+        np.testing.assert_array_equal(got[:want.shape[0], :want.shape[1]], want)
+    huffman, tables = coder.optimal_huffman(coder.scan_frequencies(coefs))
+    scan = coder._encode_scan(coefs, tables.args)
+    for capacity in (len(scan) + 3, len(scan) + 100, len(scan) + 700):  # the last blocks near the end
+        coder.capacity = capacity
+        assert coder._encode_scan(coefs, tables.args) == scan
+    coder.capacity = len(scan) - 1
+    guard = coder._scan_buffer[len(scan) - 1:].copy()
+    with pytest.raises(RuntimeError, match="ran out of output space"):
+        coder._encode_scan(coefs, tables.args)
+    np.testing.assert_array_equal(coder._scan_buffer[len(scan) - 1:], guard)
+
+
+def test_native_scan_refuses_missing_symbols_and_out_of_range_values(astronaut):
+    from semantic_jpeg.codec import encoder
+    img = np.ascontiguousarray(astronaut[:32, :32])
+    coder = encoder._DctCoder(img, np.ones((32, 32), np.float32), 5, encoder._check_options({}, "dct"))
+    coefs = [np.zeros((bh, bw, 64), np.int16) for bh, bw in coder.blocks]
+    coefs[0][0, 0, 5] = 3
+    _, tables = coder.optimal_huffman(coder.scan_frequencies(coefs))
+    for value in (1, -40, 1000):  # sizes 1, 6 and 10 after the same run: the table only has size 2 (and EOB)
+        coefs[0][1, 1, 5] = value
+        with pytest.raises(RuntimeError, match="missing from the Huffman table"):
+            coder._encode_scan(coefs, tables.args)
+    coefs[0][1, 1, 5] = 1024
+    with pytest.raises(RuntimeError, match="out of the baseline range"):
+        coder._encode_scan(coefs, tables.args)
+
+
 def test_smooth_option_smooths(astronaut, box_map):
     sharp = decode_pil(encode(astronaut, saliency=box_map, quality=90))
     smooth = decode_pil(encode(astronaut, saliency=box_map, quality=90, smooth=100))
