@@ -722,6 +722,18 @@ def test_rdo_weights_are_rank_based_and_clamped():
     assert np.allclose(rdo.rank_weights(np.full((4, 4), 0.3), 3.0), 1.0)  # constant map: no preference
 
 
+def test_rdo_rank_weights_average_the_ranks_of_ties():
+    from semantic_jpeg.codec import rdo
+    rng = np.random.default_rng(5)
+    means = rng.integers(0, 7, (40, 50)).astype(np.float64) / 8  # many ties, in every order
+    flat = means.ravel()
+    below = np.array([np.count_nonzero(flat < v) for v in flat])
+    equal = np.array([np.count_nonzero(flat == v) for v in flat])
+    p = (below + (equal - 1) / 2.0 + 0.5) / flat.size  # the mean rank of each value's ties
+    expect = 2.0 ** (1.5 * (2.0 * p ** rdo.RANK_GAMMA - 1.0))
+    np.testing.assert_array_equal(rdo.rank_weights(means, 1.5).ravel(), expect)
+
+
 def test_rdo_rd_decision_beats_its_candidates():
     # per block, the returned coefficients cost no more (weighted distortion + lambda bits, same model) than
     # keeping the start values or zeroing every AC coefficient
