@@ -722,6 +722,20 @@ def test_rdo_weights_are_rank_based_and_clamped():
     assert np.allclose(rdo.rank_weights(np.full((4, 4), 0.3), 3.0), 1.0)  # constant map: no preference
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (1, 40), (40, 1), (7, 9), (16, 16), (17, 33), (75, 101), (300, 2)])
+def test_rdo_block_means_native_equals_numpy(shape):
+    """The native block means are the numpy reference's, float for float, edge blocks (and blocks past the map)
+    included."""
+    from semantic_jpeg.codec import rdo
+    sal = np.random.default_rng(4).random(shape).astype(np.float32) ** 3
+    for px in ((8, 8), (16, 16), (8, 16), (16, 8)):
+        for extra in (0, 1):
+            blocks = (-(-shape[0] // px[0]) + extra, -(-shape[1] // px[1]) + extra)
+            got = rdo.block_means(sal, blocks, px)
+            assert got.dtype == np.float64 and got.shape == blocks
+            assert got.tobytes() == rdo._block_means_numpy(sal, blocks, px).tobytes()
+
+
 def test_rdo_rank_weights_average_the_ranks_of_ties():
     from semantic_jpeg.codec import rdo
     rng = np.random.default_rng(5)

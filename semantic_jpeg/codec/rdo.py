@@ -266,6 +266,25 @@ def block_means(saliency, blocks, block_px):
     """Mean of the HxW map over each block of a component: ``blocks`` (blocks_h, blocks_w), ``block_px``
     (height, width) of one block in image pixels; edge blocks average over the pixels they cover."""
     bh, bw = blocks
+    saliency = np.asarray(saliency, np.float32)
+    if saliency.ndim == 2 and saliency.shape[1] >= 2 and bh >= 2:
+        # natively, float for float the sums below (numpy adds the rows of a block one after another when it
+        # reduces across rows; with a single column or a single block row it would sum pairwise instead,
+        # so those stay in numpy): 1.9x faster
+        from ..native import as_output_pointer, as_pointer, lib
+        saliency = np.ascontiguousarray(saliency)
+        out = np.empty((bh, bw), np.float64)
+        rc = lib.semjpeg_block_means(as_pointer(saliency, np.float32), saliency.shape[0], saliency.shape[1], bh, bw,
+                                     int(block_px[0]), int(block_px[1]), as_output_pointer(out, np.float64))
+        if rc != 0:
+            raise RuntimeError(f"native block means failed (code {rc})")
+        return out
+    return _block_means_numpy(saliency, blocks, block_px)
+
+
+def _block_means_numpy(saliency, blocks, block_px):
+    """:func:`block_means` in numpy (the reference of the native kernel)."""
+    bh, bw = blocks
     ph, pw = block_px
     # sums over each block's rows (a contiguous reduction), then over its columns: 5x faster than one mean
     # over axes (1, 3) at 1080p; a part-block at an edge counts its last row / column again for each one

@@ -48,6 +48,60 @@ int semjpeg_block_levels(const float *saliency, int height, int width, int cell_
     return 0;
 }
 
+/* Mean of the height x width map over each of blocks_h x blocks_w blocks of block_h x block_w pixels (out:
+ * double, row-major), float for float as rdo.block_means sums in numpy: each block's rows added one after another
+ * in float (a part-block at the bottom adds (missing rows) x the map's last row, rounded to float, after the rows
+ * it has), then the row sums of its columns the same way (the right edge likewise), then the float sum over
+ * block_h x block_w in double. 0.45 -> 0.24 ms for the luma and chroma means of a 1024x768 4:2:0 image (best of
+ * 200, a busy 2-core machine; each pass is bound by reading the map). Returns 0, SEMJPEG_BAD_ARGUMENT or
+ * SEMJPEG_NO_MEMORY. */
+int semjpeg_block_means(const float *map, int height, int width, int blocks_h, int blocks_w, int block_h,
+                        int block_w, double *out) {
+    if (!map || !out || height <= 0 || width <= 0 || blocks_h <= 0 || blocks_w <= 0 || block_h <= 0 || block_w <= 0)
+        return SEMJPEG_BAD_ARGUMENT;
+    float *rows = malloc(sizeof(float) * (size_t)width); /* one block row's sums down each pixel column */
+    if (!rows) return SEMJPEG_NO_MEMORY;
+    const float *last_row = map + (size_t)(height - 1) * width;
+    const double area = (double)block_h * block_w;
+    for (int by = 0; by < blocks_h; by++) {
+        int y0 = by * block_h, present = height - y0 < block_h ? height - y0 : block_h;
+        if (present <= 0) {
+            for (int x = 0; x < width; x++) rows[x] = 0.0f;
+            present = 0;
+        } else {
+            memcpy(rows, map + (size_t)y0 * width, sizeof(float) * (size_t)width);
+            for (int y = y0 + 1; y < y0 + present; y++) {
+                const float *restrict row = map + (size_t)y * width;
+                for (int x = 0; x < width; x++) rows[x] += row[x];
+            }
+        }
+        if (present < block_h) {
+            const float missing = (float)(block_h - present);
+            for (int x = 0; x < width; x++) {
+                float extra = missing * last_row[x]; /* rounded on its own, as numpy does: never fused */
+                rows[x] += extra;
+            }
+        }
+        for (int bx = 0; bx < blocks_w; bx++) {
+            int x0 = bx * block_w, cols = width - x0 < block_w ? width - x0 : block_w;
+            float sum = 0.0f;
+            if (cols > 0) {
+                sum = rows[x0];
+                for (int x = x0 + 1; x < x0 + cols; x++) sum += rows[x];
+            } else {
+                cols = 0;
+            }
+            if (cols < block_w) {
+                float extra = (float)(block_w - cols) * rows[width - 1];
+                sum += extra;
+            }
+            out[(size_t)by * blocks_w + bx] = (double)sum / area;
+        }
+    }
+    free(rows);
+    return 0;
+}
+
 /* Algorithm 1, lines 2-5: each cell of the output takes its pixels from the decoded image of its level.
  * stack: n_images x height x width x channels; level_to_image maps a level to its index in the stack. */
 int semjpeg_mosaic_select(const uint8_t *stack, int n_images, int height, int width, int channels,
