@@ -692,8 +692,28 @@ static void scan_mcu_row(Scan *s, int my, int16_t *const *rows) {
         for (int bx = 0; bx < s->blocks_w[0] && !w->error; bx++) scan_block(s, 0, rows[0] + (size_t)bx * 64);
         return;
     }
+    /* MCUs whose blocks all lie inside every component (all but the last MCU row and column, usually): the
+     * blocks of one MCU as (component, offset in its rows at mx = 0, step per MCU), without edge tests
+     * (a 1024x768 4:2:0 scan: 1.23 -> 1.14 ms, best of 100) */
+    enum { MAX_SLOTS = 64 };
+    int slot_c[MAX_SLOTS], n_slots = 0, inside = s->mcus_h;
+    size_t slot_offset[MAX_SLOTS], slot_step[MAX_SLOTS];
+    for (int c = 0; c < s->n_components; c++) {
+        if (s->samp_h[c] < 1 || s->samp_v[c] < 1 || (my + 1) * s->samp_v[c] > s->blocks_h[c]) inside = 0;
+        else if (s->blocks_w[c] / s->samp_h[c] < inside) inside = s->blocks_w[c] / s->samp_h[c];
+        for (int v = 0; v < s->samp_v[c]; v++)
+            for (int h = 0; h < s->samp_h[c]; h++) {
+                if (n_slots == MAX_SLOTS) { inside = 0; continue; }
+                slot_c[n_slots] = c;
+                slot_offset[n_slots] = ((size_t)v * s->blocks_w[c] + h) * 64;
+                slot_step[n_slots++] = (size_t)s->samp_h[c] * 64;
+            }
+    }
+    int mx = 0;
+    for (; mx < inside && !w->error; mx++)
+        for (int i = 0; i < n_slots; i++) scan_block(s, slot_c[i], rows[slot_c[i]] + slot_offset[i] + mx * slot_step[i]);
     int16_t dummy[64];
-    for (int mx = 0; mx < s->mcus_h && !w->error; mx++)
+    for (; mx < s->mcus_h && !w->error; mx++)
         for (int c = 0; c < s->n_components; c++)
             for (int v = 0; v < s->samp_v[c]; v++)
                 for (int h = 0; h < s->samp_h[c]; h++) {
