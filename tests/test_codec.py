@@ -262,6 +262,66 @@ def test_native_scan_refuses_a_buffer_too_small(astronaut):
     assert lib.SEMJPEG_NO_ROOM < 0
 
 
+def _synthetic_coefficients(blocks, seed):
+    """Quantised coefficients exercising every path of the scan writer: small values (the AcCodes table), values
+    up to the baseline limits (the generic path), long zero runs (ZRL), full blocks (no EOB) and empty ones."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for bh, bw in blocks:
+        c = np.zeros((bh, bw, 64), np.int16)
+        kind = rng.integers(0, 4, (bh, bw))
+        dense = rng.integers(-40, 41, (bh, bw, 64))
+        c[kind == 1] = dense[kind == 1]  # mostly small values, some past the table's -32..31
+        sparse = rng.random((bh, bw, 64)) < 0.05
+        big = rng.integers(-1023, 1024, (bh, bw, 64))
+        c[(kind == 2)[..., None] & sparse] = big[(kind == 2)[..., None] & sparse]  # long runs, large values
+        c[kind == 3, 63] = rng.choice([-1, 1, -1023, 1023], int(np.sum(kind == 3)))  # last position: no EOB
+        c[..., 0] = rng.integers(-1023, 1024, (bh, bw))  # DC differences up to 2046: size 11
+        out.append(c)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["4:2:0", "gray"])
+def test_native_scan_round_trips_every_symbol_kind(astronaut, kind):
+    """Coefficients with values up to the baseline limits, ZRL runs and full blocks decode to themselves, and
+    the scan is the same when the end of the output buffer is close (the writer's checked path)."""
+    from semantic_jpeg.codec import encoder, rdo
+    img = np.ascontiguousarray(astronaut[:75, :101, 1] if kind == "gray" else astronaut[:75, :101])
+    coder = encoder._DctCoder(img, np.ones(img.shape[:2], np.float32), 5, encoder._check_options({}, "dct"))
+    coefs = _synthetic_coefficients(coder.blocks, 7)
+    frame = quant_tables(50)
+    data = coder.encode_coefficients_optimised(coefs, frame)
+    back, _ = rdo.read_coefficients(data)
+    for got, want in zip(back, coefs):
+        np.testing.assert_array_equal(got[:want.shape[0], :want.shape[1]], want)
+    huffman, tables = coder.optimal_huffman(coder.scan_frequencies(coefs))
+    scan = coder._encode_scan(coefs, tables.args)
+    for capacity in (len(scan) + 3, len(scan) + 100, len(scan) + 700):  # the last blocks near the end
+        coder.capacity = capacity
+        assert coder._encode_scan(coefs, tables.args) == scan
+    coder.capacity = len(scan) - 1
+    guard = coder._scan_buffer[len(scan) - 1:].copy()
+    with pytest.raises(RuntimeError, match="ran out of output space"):
+        coder._encode_scan(coefs, tables.args)
+    np.testing.assert_array_equal(coder._scan_buffer[len(scan) - 1:], guard)
+
+
+def test_native_scan_refuses_missing_symbols_and_out_of_range_values(astronaut):
+    from semantic_jpeg.codec import encoder
+    img = np.ascontiguousarray(astronaut[:32, :32])
+    coder = encoder._DctCoder(img, np.ones((32, 32), np.float32), 5, encoder._check_options({}, "dct"))
+    coefs = [np.zeros((bh, bw, 64), np.int16) for bh, bw in coder.blocks]
+    coefs[0][0, 0, 5] = 3
+    _, tables = coder.optimal_huffman(coder.scan_frequencies(coefs))
+    for value in (1, -40, 1000):  # sizes 1, 6 and 10 after the same run: the table only has size 2 (and EOB)
+        coefs[0][1, 1, 5] = value
+        with pytest.raises(RuntimeError, match="missing from the Huffman table"):
+            coder._encode_scan(coefs, tables.args)
+    coefs[0][1, 1, 5] = 1024
+    with pytest.raises(RuntimeError, match="out of the baseline range"):
+        coder._encode_scan(coefs, tables.args)
+
+
 def test_smooth_option_smooths(astronaut, box_map):
     sharp = decode_pil(encode(astronaut, saliency=box_map, quality=90))
     smooth = decode_pil(encode(astronaut, saliency=box_map, quality=90, smooth=100))
@@ -660,6 +720,32 @@ def test_rdo_weights_are_rank_based_and_clamped():
     assert np.allclose(w, rdo.rank_weights(means ** 5 * 1e-6, 2.0))  # any monotone rescaling of the map
     assert np.array_equal(np.argsort(w.ravel(), kind="stable"), np.argsort(means.ravel(), kind="stable"))
     assert np.allclose(rdo.rank_weights(np.full((4, 4), 0.3), 3.0), 1.0)  # constant map: no preference
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 40), (40, 1), (7, 9), (16, 16), (17, 33), (75, 101), (300, 2)])
+def test_rdo_block_means_native_equals_numpy(shape):
+    """The native block means are the numpy reference's, float for float, edge blocks (and blocks past the map)
+    included."""
+    from semantic_jpeg.codec import rdo
+    sal = np.random.default_rng(4).random(shape).astype(np.float32) ** 3
+    for px in ((8, 8), (16, 16), (8, 16), (16, 8)):
+        for extra in (0, 1):
+            blocks = (-(-shape[0] // px[0]) + extra, -(-shape[1] // px[1]) + extra)
+            got = rdo.block_means(sal, blocks, px)
+            assert got.dtype == np.float64 and got.shape == blocks
+            assert got.tobytes() == rdo._block_means_numpy(sal, blocks, px).tobytes()
+
+
+def test_rdo_rank_weights_average_the_ranks_of_ties():
+    from semantic_jpeg.codec import rdo
+    rng = np.random.default_rng(5)
+    means = rng.integers(0, 7, (40, 50)).astype(np.float64) / 8  # many ties, in every order
+    flat = means.ravel()
+    below = np.array([np.count_nonzero(flat < v) for v in flat])
+    equal = np.array([np.count_nonzero(flat == v) for v in flat])
+    p = (below + (equal - 1) / 2.0 + 0.5) / flat.size  # the mean rank of each value's ties
+    expect = 2.0 ** (1.5 * (2.0 * p ** rdo.RANK_GAMMA - 1.0))
+    np.testing.assert_array_equal(rdo.rank_weights(means, 1.5).ravel(), expect)
 
 
 def test_rdo_rd_decision_beats_its_candidates():

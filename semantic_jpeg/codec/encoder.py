@@ -22,6 +22,7 @@ within ``size_tolerance`` of the target. Integer quantisation tables make the si
 offset; when the target lies inside one step, "dct" mode raises the dead zone of the level quantisers (see
 ``semjpeg_requantize``) at the offset above the step, which removes coefficients one at a time.
 """
+import functools
 import io
 import math
 import os
@@ -294,6 +295,35 @@ def _pillow_bytes(array, tables, options):
     return buf.getvalue()
 
 
+def _header_bytes(corner, options):
+    """A Pillow JPEG of the image's 1x1 ``corner`` with the quantisation tables all 1, for its header segments
+    (which neither the pixel nor the tables' values change); made once for the last few option sets (a Pillow
+    encode: 0.1 ms of each encode)."""
+    try:
+        return _header_bytes_of(corner.shape, corner.dtype.str, tuple(sorted(options.items())))
+    except TypeError:  # an unhashable option value
+        return _pillow_bytes(np.ascontiguousarray(corner), np.ones((2, 64), np.uint16), options)
+
+
+@functools.lru_cache(maxsize=8)
+def _header_bytes_of(shape, dtype, option_items):
+    return _pillow_bytes(np.zeros(shape, dtype), np.ones((2, 64), np.uint16), dict(option_items))
+
+
+def _code_table(bits, values):
+    """:func:`jpeg_stream.huffman_code_table` of a header's table, read-only, made once for the last few
+    tables (the header's are Pillow's standard ones: 6 tables, 0.07 ms of each encode)."""
+    return _code_table_of(tuple(bits), bytes(values))
+
+
+@functools.lru_cache(maxsize=16)
+def _code_table_of(bits, values):
+    codes = jpeg_stream.huffman_code_table(bits, values)
+    for table in codes:
+        table.flags.writeable = False
+    return codes
+
+
 class _MosaicCoder:
     """Algorithm 1: k encode/decode passes, a native per-cell mosaic, one final encode."""
 
@@ -343,8 +373,7 @@ class _DctCoder:
         self.optimize = bool(options.get("optimize"))
         self.progressive = bool(options.get("progressive") or options.get("progression"))
         header_options = {k: v for k, v in options.items() if k not in ("progressive", "progression", "optimize")}
-        tiny = _pillow_bytes(np.ascontiguousarray(rgb[:1, :1]), np.ones((2, 64), np.uint16), header_options)
-        self.header = jpeg_stream.parse_baseline(tiny).with_size(*rgb.shape[:2])
+        self.header = jpeg_stream.parse_baseline(_header_bytes(rgb[:1, :1], header_options)).with_size(*rgb.shape[:2])
         self.rgb = _smoothed(rgb, options["smooth"]) if options.get("smooth") else np.ascontiguousarray(rgb)
         self.to_ycbcr = rgb.ndim == 3 and not options.get("keep_rgb")
         self._raw = forward_dct(self.rgb, self.header, self.to_ycbcr) if reuse_transform else None
@@ -354,8 +383,8 @@ class _DctCoder:
         self.cell_levels = _cell_levels(sal, self.cell_size, n_levels)
         self.blocks = self.header.blocks()
         # per component (dc codes, dc sizes, ac codes, ac sizes); constant across rate-control trials
-        self._huffman = [jpeg_stream.huffman_code_table(*self.header.huffman[(0, c.dc_table)])
-                         + jpeg_stream.huffman_code_table(*self.header.huffman[(1, c.ac_table)]) for c in comps]
+        self._huffman = [_code_table(*self.header.huffman[(0, c.dc_table)])
+                         + _code_table(*self.header.huffman[(1, c.ac_table)]) for c in comps]
         self._huffman_args = [ffi.new(f"const {ctype} *[]", [as_pointer(t[i], t[i].dtype) for t in self._huffman])
                               for i, ctype in enumerate(("uint32_t", "uint8_t", "uint32_t", "uint8_t"))]
         self._sampling_args = (ffi.new("int[]", [c.samp_h for c in comps]),
@@ -524,6 +553,27 @@ def _huffman_fields(huffman_args) -> dict:
     return dict(zip(("dc_code", "dc_size", "ac_code", "ac_size"), huffman_args, strict=True))
 
 
+@functools.lru_cache(maxsize=2)
+def _scan_order(blocks, sampling, mcus):
+    """:meth:`_RdoCoder._scan_order` of a frame layout (per component (blocks_h, blocks_w), (samp_v, samp_h), and
+    the MCU rows and columns); the last two layouts are kept (0.1 ms of each encode of a 1024x768 image), as
+    read-only int32 indices (a 64-megapixel image: 6 MB)."""
+    out = []
+    mcus_v, mcus_h = mcus
+    for (bh, bw), (v, h) in zip(blocks, sampling):
+        if len(blocks) == 1:
+            seq = np.arange(bh * bw, dtype=np.int32)
+            dummies = 0
+        else:
+            index = np.full((mcus_v * v, mcus_h * h), -1, np.int32)
+            index[:bh, :bw] = np.arange(bh * bw, dtype=np.int32).reshape(bh, bw)
+            seq = index.reshape(mcus_v, v, mcus_h, h).transpose(0, 2, 1, 3).ravel()
+            seq, dummies = seq[seq >= 0], index.size - bh * bw
+        seq.flags.writeable = False
+        out.append((seq, dummies))
+    return tuple(out)
+
+
 class _HuffmanArgs:
     """Per-component Huffman codes (dc codes, dc sizes, ac codes, ac sizes) as the native coder's four
     pointer-array arguments (``args``); the arrays live as long as this object."""
@@ -603,7 +653,7 @@ class _RdoCoder:
         self._zero_counts: tuple = (None,)
         self._dc_counts: tuple = (None,)
         self._dc_bits: tuple = (None,)
-        self._order: list | None = None
+        self._order: tuple | None = None
         self._ratio: tuple = (None, 1.0)
         if len(comps) == 3 and not options.get("keep_rgb"):
             self.component_weights: tuple = rdo.COMPONENT_RGB_WEIGHT
@@ -697,20 +747,27 @@ class _RdoCoder:
             comps = self.header.components
             k = int(np.clip(self.blocks[0][0] * self.blocks[0][1] // SAMPLE_BLOCKS, 1, MAX_SAMPLE_STEP))
             shear = _lattice_shear(k)
-            masks = []
+            masks, layouts = [], {}
             for comp, (bh, bw) in zip(comps, self.blocks):
                 v, h = (comp.samp_v, comp.samp_h) if len(comps) > 1 else (1, 1)
-                my, mx = np.arange(bh)[:, None] // v, np.arange(bw)[None, :] // h
-                masks.append((mx + shear * my) % k == 0)
-            picked: list = [[] for _ in comps]
-            dc = [np.empty((bh, bw), np.float32) for bh, bw in self.blocks]
-            for rows, raws in self._raw_strips():
-                for i, ((r0, r1), r) in enumerate(zip(rows, raws)):
-                    picked[i].append(r[masks[i][r0:r1]])
-                    dc[i][r0:r1] = r[..., 0]
+                if (bh, bw, v, h) not in layouts:  # Cb and Cr share theirs
+                    my, mx = np.arange(bh)[:, None] // v, np.arange(bw)[None, :] // h
+                    layouts[(bh, bw, v, h)] = (mx + shear * my) % k == 0
+                masks.append(layouts[(bh, bw, v, h)])
+            if self._raw is not None:  # the kept DCT: the sampled blocks gathered in one step, no strip copies
+                picked = [[r.reshape(-1, 64)[np.flatnonzero(m)]] for r, m in zip(self._raw, masks)]
+                dc = [np.ascontiguousarray(r[..., 0]) for r in self._raw]
+            else:
+                picked = [[] for _ in comps]
+                dc = [np.empty((bh, bw), np.float32) for bh, bw in self.blocks]
+                for rows, raws in self._raw_strips():
+                    for i, ((r0, r1), r) in enumerate(zip(rows, raws)):
+                        picked[i].append(r[masks[i][r0:r1]])
+                        dc[i][r0:r1] = r[..., 0]
             out = []
             for (bh, bw), p, w, m in zip(self.blocks, picked, self.weights, masks):
-                raw = np.ascontiguousarray(np.concatenate(p).reshape(-1, 64), dtype=np.float32)
+                raw = np.ascontiguousarray((p[0] if len(p) == 1 else np.concatenate(p)).reshape(-1, 64),
+                                           dtype=np.float32)
                 out.append((raw, np.ascontiguousarray(w.reshape(bh, bw)[m]), bh * bw / max(1, raw.shape[0])))
             self._sample = (out, dc)
         return self._sample
@@ -796,17 +853,8 @@ class _RdoCoder:
         MCU's samp_v x samp_h blocks in raster order (one component: raster order); made once."""
         if self._order is None:
             comps = self.header.components
-            mcus_v, mcus_h = self.header.mcus()
-            self._order = []
-            for comp, (bh, bw) in zip(comps, self.blocks):
-                if len(comps) == 1:
-                    self._order.append((np.arange(bh * bw), 0))
-                    continue
-                v, h = comp.samp_v, comp.samp_h
-                index = np.full((mcus_v * v, mcus_h * h), -1, np.int64)
-                index[:bh, :bw] = np.arange(bh * bw).reshape(bh, bw)
-                seq = index.reshape(mcus_v, v, mcus_h, h).transpose(0, 2, 1, 3).ravel()
-                self._order.append((seq[seq >= 0], index.size - bh * bw))
+            self._order = _scan_order(tuple(map(tuple, self.blocks)), tuple((c.samp_v, c.samp_h) for c in comps),
+                                      tuple(self.header.mcus()))
         return self._order
 
     def _dc_frequencies(self, dc_values):

@@ -57,6 +57,60 @@ int semjpeg_block_levels(const float *saliency, int height, int width, int cell_
     return 0;
 }
 
+/* Mean of the height x width map over each of blocks_h x blocks_w blocks of block_h x block_w pixels (out:
+ * double, row-major), float for float as rdo.block_means sums in numpy: each block's rows added one after another
+ * in float (a part-block at the bottom adds (missing rows) x the map's last row, rounded to float, after the rows
+ * it has), then the row sums of its columns the same way (the right edge likewise), then the float sum over
+ * block_h x block_w in double. 0.45 -> 0.24 ms for the luma and chroma means of a 1024x768 4:2:0 image (best of
+ * 200, a busy 2-core machine; each pass is bound by reading the map). Returns 0, SEMJPEG_BAD_ARGUMENT or
+ * SEMJPEG_NO_MEMORY. */
+int semjpeg_block_means(const float *map, int height, int width, int blocks_h, int blocks_w, int block_h,
+                        int block_w, double *out) {
+    if (!map || !out || height <= 0 || width <= 0 || blocks_h <= 0 || blocks_w <= 0 || block_h <= 0 || block_w <= 0)
+        return SEMJPEG_BAD_ARGUMENT;
+    float *rows = malloc(sizeof(float) * (size_t)width); /* one block row's sums down each pixel column */
+    if (!rows) return SEMJPEG_NO_MEMORY;
+    const float *last_row = map + (size_t)(height - 1) * width;
+    const double area = (double)block_h * block_w;
+    for (int by = 0; by < blocks_h; by++) {
+        int y0 = by * block_h, present = height - y0 < block_h ? height - y0 : block_h;
+        if (present <= 0) {
+            for (int x = 0; x < width; x++) rows[x] = 0.0f;
+            present = 0;
+        } else {
+            memcpy(rows, map + (size_t)y0 * width, sizeof(float) * (size_t)width);
+            for (int y = y0 + 1; y < y0 + present; y++) {
+                const float *restrict row = map + (size_t)y * width;
+                for (int x = 0; x < width; x++) rows[x] += row[x];
+            }
+        }
+        if (present < block_h) {
+            const float missing = (float)(block_h - present);
+            for (int x = 0; x < width; x++) {
+                float extra = missing * last_row[x]; /* rounded on its own, as numpy does: never fused */
+                rows[x] += extra;
+            }
+        }
+        for (int bx = 0; bx < blocks_w; bx++) {
+            int x0 = bx * block_w, cols = width - x0 < block_w ? width - x0 : block_w;
+            float sum = 0.0f;
+            if (cols > 0) {
+                sum = rows[x0];
+                for (int x = x0 + 1; x < x0 + cols; x++) sum += rows[x];
+            } else {
+                cols = 0;
+            }
+            if (cols < block_w) {
+                float extra = (float)(block_w - cols) * rows[width - 1];
+                sum += extra;
+            }
+            out[(size_t)by * blocks_w + bx] = (double)sum / area;
+        }
+    }
+    free(rows);
+    return 0;
+}
+
 /* Algorithm 1, lines 2-5: each cell of the output takes its pixels from the decoded image of its level.
  * stack: n_images x height x width x channels; level_to_image maps a level to its index in the stack. */
 int semjpeg_mosaic_select(const uint8_t *stack, int n_images, int height, int width, int channels,
@@ -412,6 +466,17 @@ static inline int bit_length(int v) {
 #endif
 }
 
+/* bit_length of a magnitude below 2^31, without a branch for 0 (where __builtin_clz is undefined). */
+static inline int bit_length_of_magnitude(unsigned m) {
+#if defined(__GNUC__) || defined(__clang__)
+    return 31 - __builtin_clz(2 * m + 1);
+#else
+    int n = 0;
+    while (m) { n++; m >>= 1; }
+    return n;
+#endif
+}
+
 /* Index of the lowest set bit of a nonzero mask. */
 static inline int lowest_bit(uint64_t mask) {
 #if defined(__GNUC__) || defined(__clang__)
@@ -469,10 +534,31 @@ static inline uint64_t zigzag_nonzero(ZigzagBits t, const int16_t *blk) {
     return mask;
 }
 
+/* The bits of each AC symbol with its value, for the values -32..31 after each run 0..15, in one table:
+ * codes[run][32 + v] = (code length + n) << 27 | (code << n) | the n value bits (n = bit_length(v)); 0 when
+ * the table lacks the symbol (or v = 0). One lookup replaces the size category, the sign handling (whose
+ * unpredictable branches cost more than the rest of a symbol) and the table checks; 99.9% of the values of a
+ * photograph at quality 75-90 are in the range. */
+enum { AC_FAST_RANGE = 32 };
+typedef uint32_t AcCodes[16][2 * AC_FAST_RANGE];
+
+static void ac_codes_init(AcCodes t, const uint32_t *code, const uint8_t *size) {
+    for (int run = 0; run < 16; run++)
+        for (int i = 0; i < 2 * AC_FAST_RANGE; i++) {
+            int v = i - AC_FAST_RANGE, n = bit_length(v), symbol = (run << 4) | n, length = size[symbol];
+            uint32_t bits = (uint32_t)(v < 0 ? v - 1 : v) & ((1u << n) - 1);
+            /* codes longer than 16 bits, or with bits above their length, are left to the generic path */
+            int usable = v && length > 0 && length <= 16 && code[symbol] < (1u << length);
+            t[run][i] = usable ? (uint32_t)(length + n) << 27 | code[symbol] << n | bits : 0;
+        }
+}
+
 /* One block: the DC difference, then (run, size) symbols for the nonzero AC coefficients in zigzag order,
- * visited through a bit mask of the nonzero ones (as libjpeg-turbo's coder does). */
-static void encode_block(BitWriter *w, ZigzagBits zz, const int16_t *blk, int *last_dc, const uint32_t *dcc,
-                         const uint8_t *dcs, const uint32_t *acc, const uint8_t *acs) {
+ * visited through a bit mask of the nonzero ones (as libjpeg-turbo's coder does). This is the checked
+ * version (room for every byte, symbol and range checks); encode_block below takes it near the end of the
+ * output buffer only. */
+static void encode_block_checked(BitWriter *w, ZigzagBits zz, const int16_t *blk, int *last_dc, const uint32_t *dcc,
+                                 const uint8_t *dcs, const uint32_t *acc, const uint8_t *acs) {
     int diff = blk[0] - *last_dc;
     *last_dc = blk[0];
     int n = bit_length(diff);
@@ -488,6 +574,98 @@ static void encode_block(BitWriter *w, ZigzagBits zz, const int16_t *blk, int *l
         previous = k;
     }
     if (previous < 63) put_symbol_value(w, acc, acs, 0x00, 0, 0); /* EOB */
+}
+
+/* Output bytes one block can take: at most 27 + 63 x 26 + 3 x 16 + 16 bits (DC, every AC value with the longest
+ * code, the ZRLs of runs summing to at most 63, EOB) = 217 bytes, doubled by stuffing, plus 4 pending. */
+enum { BLOCK_ROOM = 512 };
+
+/* Big-endian store of a 32-bit word whose bytes are not 0xFF (compilers merge the four stores). */
+static inline uint8_t *store_word(uint8_t *out, uint32_t word) {
+    out[0] = (uint8_t)(word >> 24);
+    out[1] = (uint8_t)(word >> 16);
+    out[2] = (uint8_t)(word >> 8);
+    out[3] = (uint8_t)word;
+    return out + 4;
+}
+
+/* A word with a 0xFF byte, each 0xFF followed by a stuffed 0x00 (about one word in 64). */
+static uint8_t *store_word_stuffed(uint8_t *out, uint32_t word) {
+    for (int shift = 24; shift >= 0; shift -= 8) {
+        uint8_t b = (uint8_t)(word >> shift);
+        *out++ = b;
+        if (b == 0xFF) *out++ = 0x00;
+    }
+    return out;
+}
+
+/* Append `size` bits (`bits` holds them and nothing above) to the block coder's registers acc/nbits/out,
+ * writing the oldest 32 pending bits when there are 32. */
+#define PUT_BITS(bits, size)                                                                      \
+    do {                                                                                          \
+        acc = (acc << (size)) | (bits);                                                           \
+        nbits += (size);                                                                          \
+        if (nbits >= 32) {                                                                        \
+            nbits -= 32;                                                                          \
+            uint32_t word_ = (uint32_t)(acc >> nbits), inv_ = ~word_;                             \
+            if (((inv_ - 0x01010101u) & ~inv_ & 0x80808080u) == 0) out = store_word(out, word_);  \
+            else out = store_word_stuffed(out, word_);                                            \
+        }                                                                                         \
+    } while (0)
+
+/* encode_block_checked's bits, taken when the block fits in the output buffer whatever it holds (BLOCK_ROOM):
+ * no byte needs a room check, the bit accumulator, its count and the output position stay in registers, and
+ * the AC symbols of small values come from the AcCodes table (`fast`). A missing symbol is skipped and an
+ * out-of-range value ends the block, with the same error as the checked version. Coding a 1024x768 4:2:0 scan
+ * (18432 blocks, 229k symbols, 150 kB; best of 100 on a busy 2-core machine): 2.26 ms with the checked
+ * version, 2.28 ms with the registers alone (the stores were not the cost), 1.21 ms with the AcCodes lookup
+ * (the sign branches were). */
+static void encode_block(BitWriter *w, ZigzagBits zz, const uint32_t *fast, const int16_t *blk, int *last_dc,
+                         const uint32_t *dcc, const uint8_t *dcs, const uint32_t *acc_code, const uint8_t *acs) {
+    if (w->len + BLOCK_ROOM > w->capacity) {
+        encode_block_checked(w, zz, blk, last_dc, dcc, dcs, acc_code, acs);
+        return;
+    }
+    uint64_t acc = w->acc;
+    int nbits = w->nbits, error = 0;
+    uint8_t *out = w->out + w->len;
+    int diff = blk[0] - *last_dc, sign = -(diff < 0); /* without branches on the sign (unpredictable) */
+    *last_dc = blk[0];
+    int n = bit_length_of_magnitude((unsigned)((diff ^ sign) - sign));
+    if (n > 11) { error = 3; goto done; }
+    if (!dcs[n]) error = 2;
+    else PUT_BITS((dcc[n] << n) | ((uint32_t)(diff + sign) & ((1u << n) - 1)), dcs[n] + n);
+    int previous = 0; /* zigzag position of the last coefficient coded */
+    for (uint64_t nonzero = zigzag_nonzero(zz, blk) & ~(uint64_t)1; nonzero; nonzero &= nonzero - 1) {
+        int k = lowest_bit(nonzero), run = k - previous - 1, v = blk[ZIGZAG[k]];
+        if (run > 15) {
+            if (!acs[0xF0]) error = 2;
+            else
+                for (; run > 15; run -= 16) PUT_BITS(acc_code[0xF0], acs[0xF0]);
+            run &= 15;
+        }
+        previous = k;
+        unsigned index = (unsigned)(v + AC_FAST_RANGE);
+        uint32_t code = index < 2 * AC_FAST_RANGE ? fast[(run << 6) | index] : 0;
+        if (code) {
+            PUT_BITS(code & 0x07FFFFFFu, (int)(code >> 27));
+            continue;
+        }
+        n = bit_length(v); /* a larger value, or a symbol the table lacks */
+        if (n > 10) { error = 3; goto done; }
+        int symbol = (run << 4) | n;
+        if (!acs[symbol]) error = 2;
+        else PUT_BITS((acc_code[symbol] << n) | ((uint32_t)(v < 0 ? v - 1 : v) & ((1u << n) - 1)), acs[symbol] + n);
+    }
+    if (previous < 63) { /* EOB */
+        if (!acs[0x00]) error = 2;
+        else PUT_BITS(acc_code[0x00], acs[0x00]);
+    }
+done:
+    w->acc = acc;
+    w->nbits = nbits;
+    w->len = out - w->out;
+    if (error) w->error = error;
 }
 
 /* The symbols encode_block would write, counted (libjpeg's encode_mcu_gather): DC size categories into
@@ -519,7 +697,8 @@ typedef struct {
     const int *blocks_h, *blocks_w, *samp_h, *samp_v;
     const uint32_t **dc_code, **ac_code;
     const uint8_t **dc_size, **ac_size;
-    uint64_t (*zigzag)[256]; /* ZigzagBits */
+    uint64_t (*zigzag)[256]; /* ZigzagBits, followed in the same allocation by the AcCodes of each component */
+    const uint32_t *ac_fast[4];       /* component c's AcCodes, flat (NULL: counting) */
     int64_t *dc_freq[4], *ac_freq[4]; /* when set: count symbols (257 per table) instead of writing bits */
 } Scan;
 
@@ -527,11 +706,21 @@ typedef struct {
 static int scan_init(Scan *s, int n_components, const int *blocks_h, const int *blocks_w, const int *samp_h,
                      const int *samp_v, const uint32_t **dc_code, const uint8_t **dc_size, const uint32_t **ac_code,
                      const uint8_t **ac_size, int mcus_h, uint8_t *out, int64_t capacity) {
+    int coding = ac_code && ac_size;
     Scan init = {{out, 0, capacity, 0, 0, 0}, n_components, mcus_h, {0, 0, 0, 0}, blocks_h, blocks_w, samp_h,
-                 samp_v, dc_code, ac_code, dc_size, ac_size, malloc(sizeof(ZigzagBits)), {0}, {0}};
+                 samp_v, dc_code, ac_code, dc_size, ac_size,
+                 malloc(sizeof(ZigzagBits) + (coding ? (size_t)n_components * sizeof(AcCodes) : 0)), {0}, {0}, {0}};
     *s = init;
     if (!s->zigzag) return SEMJPEG_NO_MEMORY;
     zigzag_bits_init(s->zigzag);
+    AcCodes *tables = (AcCodes *)(s->zigzag + 8);
+    for (int c = 0; coding && c < n_components; c++) {
+        int same = -1; /* components sharing a table share its codes (Cb and Cr) */
+        for (int j = 0; j < c && same < 0; j++)
+            if (ac_code[j] == ac_code[c] && ac_size[j] == ac_size[c]) same = j;
+        if (same < 0) ac_codes_init(tables[c], ac_code[c], ac_size[c]);
+        s->ac_fast[c] = same < 0 ? tables[c][0] : s->ac_fast[same];
+    }
     return 0;
 }
 
@@ -539,8 +728,8 @@ static inline void scan_block(Scan *s, int c, const int16_t *blk) {
     if (s->dc_freq[c])
         count_block(&s->w, s->zigzag, blk, &s->last_dc[c], s->dc_freq[c], s->ac_freq[c]);
     else
-        encode_block(&s->w, s->zigzag, blk, &s->last_dc[c], s->dc_code[c], s->dc_size[c], s->ac_code[c],
-                     s->ac_size[c]);
+        encode_block(&s->w, s->zigzag, s->ac_fast[c], blk, &s->last_dc[c], s->dc_code[c], s->dc_size[c],
+                     s->ac_code[c], s->ac_size[c]);
 }
 
 /* Code MCU row `my`. rows[c] holds component c's block rows my * samp_v[c] onwards, blocks_w[c] blocks each
@@ -552,8 +741,28 @@ static void scan_mcu_row(Scan *s, int my, int16_t *const *rows) {
         for (int bx = 0; bx < s->blocks_w[0] && !w->error; bx++) scan_block(s, 0, rows[0] + (size_t)bx * 64);
         return;
     }
+    /* MCUs whose blocks all lie inside every component (all but the last MCU row and column, usually): the
+     * blocks of one MCU as (component, offset in its rows at mx = 0, step per MCU), without edge tests
+     * (a 1024x768 4:2:0 scan: 1.23 -> 1.14 ms, best of 100) */
+    enum { MAX_SLOTS = 64 };
+    int slot_c[MAX_SLOTS], n_slots = 0, inside = s->mcus_h;
+    size_t slot_offset[MAX_SLOTS], slot_step[MAX_SLOTS];
+    for (int c = 0; c < s->n_components; c++) {
+        if (s->samp_h[c] < 1 || s->samp_v[c] < 1 || (my + 1) * s->samp_v[c] > s->blocks_h[c]) inside = 0;
+        else if (s->blocks_w[c] / s->samp_h[c] < inside) inside = s->blocks_w[c] / s->samp_h[c];
+        for (int v = 0; v < s->samp_v[c]; v++)
+            for (int h = 0; h < s->samp_h[c]; h++) {
+                if (n_slots == MAX_SLOTS) { inside = 0; continue; }
+                slot_c[n_slots] = c;
+                slot_offset[n_slots] = ((size_t)v * s->blocks_w[c] + h) * 64;
+                slot_step[n_slots++] = (size_t)s->samp_h[c] * 64;
+            }
+    }
+    int mx = 0;
+    for (; mx < inside && !w->error; mx++)
+        for (int i = 0; i < n_slots; i++) scan_block(s, slot_c[i], rows[slot_c[i]] + slot_offset[i] + mx * slot_step[i]);
     int16_t dummy[64];
-    for (int mx = 0; mx < s->mcus_h && !w->error; mx++)
+    for (; mx < s->mcus_h && !w->error; mx++)
         for (int c = 0; c < s->n_components; c++)
             for (int v = 0; v < s->samp_v[c]; v++)
                 for (int h = 0; h < s->samp_h[c]; h++) {

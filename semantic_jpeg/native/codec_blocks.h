@@ -1,6 +1,7 @@
 enum semjpeg_error { SEMJPEG_BAD_ARGUMENT = -1, SEMJPEG_NO_MEMORY = -2, SEMJPEG_NO_ROOM = -3, SEMJPEG_NO_SYMBOL = -4, SEMJPEG_OUT_OF_RANGE = -5 };
 int semjpeg_forward_dct(const uint8_t *image, int height, int width, int channels, int to_ycbcr, const int *samp_h, const int *samp_v, const int *blocks_h, const int *blocks_w, float **coefs);
 int semjpeg_block_levels(const float *saliency, int height, int width, int cell_h, int cell_w, int levels, uint8_t *out);
+int semjpeg_block_means(const float *map, int height, int width, int blocks_h, int blocks_w, int block_h, int block_w, double *out);
 int semjpeg_mosaic_select(const uint8_t *stack, int n_images, int height, int width, int channels, const uint8_t *cell_level, const uint8_t *level_to_image, int cell_h, int cell_w, uint8_t *out);
 typedef struct { const float *raw; int blocks_h; int blocks_w; const uint8_t *cell_level; int cells_h; int cells_w; int blocks_per_cell_v; int blocks_per_cell_h; int levels; const uint16_t *level_tables; const uint16_t *frame_table; float deadzone; int16_t *out; } semjpeg_requantize_args;
 int semjpeg_requantize(const semjpeg_requantize_args *args);
