@@ -163,17 +163,18 @@ def ray_pipeline(config: str, src: str, dst: str, jobs: int):
     if config == "batched maps":  # the GPU layout: one actor maps batches (on the GPU when there is one)
         from semantic_jpeg.ray import SaliencyMapper
         gpu = _gpu_for_ray()
-        ds = ds.map_batches(SaliencyMapper, concurrency=1, batch_size=16,
+        ds = ds.map_batches(SaliencyMapper, compute=ray.data.ActorPoolStrategy(size=1), batch_size=16,
                             fn_constructor_kwargs={"intra_op_num_threads": None if gpu else 1},
                             **({"num_gpus": 1} if gpu else {"num_cpus": 0.5}))
         return ds.map_batches(SemanticJpegEncoder, fn_constructor_kwargs={"root": src, "out": dst,
                                                                           "saliency_column": "saliency"},
-                              concurrency=jobs, num_cpus=0.5, batch_size=8)
+                              compute=ray.data.ActorPoolStrategy(size=jobs), num_cpus=0.5, batch_size=8)
     if config == "write step":  # the same with a separate write_jpegs step (the bytes go through the object store)
-        ds = ds.map_batches(SemanticJpegEncoder, concurrency=jobs, num_cpus=0.5, batch_size=8)
+        ds = ds.map_batches(SemanticJpegEncoder, compute=ray.data.ActorPoolStrategy(size=jobs), num_cpus=0.5,
+                            batch_size=8)
         return ds.map_batches(write_jpegs, fn_kwargs={"root": src, "out": dst}, batch_size=None, num_cpus=0.25)
-    return ds.map_batches(SemanticJpegEncoder, fn_constructor_kwargs={"root": src, "out": dst}, concurrency=jobs,
-                          num_cpus=0.5, batch_size=8)
+    return ds.map_batches(SemanticJpegEncoder, fn_constructor_kwargs={"root": src, "out": dst},
+                          compute=ray.data.ActorPoolStrategy(size=jobs), num_cpus=0.5, batch_size=8)
 
 
 def _gpu_for_ray() -> bool:

@@ -8,7 +8,7 @@ instance per actor, so the saliency model is loaded once per worker, then each c
 
     ds = ray.data.read_images("photos/", mode="RGB", include_paths=True, override_num_blocks=8)
     ds = ds.map_batches(SemanticJpegEncoder, fn_constructor_kwargs={"quality": 80},
-                        concurrency=4, batch_size=8)
+                        compute=ray.data.ActorPoolStrategy(size=4), batch_size=8)
     for row in ds.iter_rows():          # or root=/out= to write the files: see docs/scaling.md
         ...                             # row["jpeg"] (bytes), row["jpeg_size"], row["final_quality"], row["path"]
 
@@ -148,9 +148,10 @@ class SaliencyMapper:
     same-shape images (:meth:`GazeModel.saliency_maps`). Made for a GPU: one actor with ``num_gpus=1`` makes the
     maps while CPU actors (``SemanticJpegEncoder(saliency_column="saliency")``) encode::
 
-        ds = ds.map_batches(SaliencyMapper, num_gpus=1, concurrency=1, batch_size=64)
+        ds = ds.map_batches(SaliencyMapper, num_gpus=1, batch_size=64,
+                            compute=ray.data.ActorPoolStrategy(size=1))
         ds = ds.map_batches(SemanticJpegEncoder, fn_constructor_kwargs={"saliency_column": "saliency"},
-                            concurrency=n_cpus, batch_size=8)
+                            compute=ray.data.ActorPoolStrategy(size=n_cpus), batch_size=8)
 
     providers: onnxruntime providers (default: CUDA when onnxruntime-gpu sees a GPU, else CPU; the session's
     real providers are in ``.providers``; a requested provider onnxruntime cannot enable is warned about).

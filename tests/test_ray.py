@@ -129,11 +129,11 @@ from semantic_jpeg.ray import SaliencyMapper, SemanticJpegEncoder
 src, dst = os.path.abspath("photos"), os.path.abspath("encoded")
 ray.init(num_cpus=2, num_gpus=0, include_dashboard=False)
 ds = ray.data.read_images(src, mode="RGB", include_paths=True, num_cpus=0.25, override_num_blocks=2)
-ds = ds.map_batches(SaliencyMapper, concurrency=1, num_cpus=0.5, batch_size=4,
+ds = ds.map_batches(SaliencyMapper, compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.5, batch_size=4,
                     fn_constructor_kwargs={"model_batch_size": 2, "intra_op_num_threads": 1})
 ds = ds.map_batches(SemanticJpegEncoder, fn_constructor_kwargs={"quality": 80, "root": src, "out": dst,
                                                                 "saliency_column": "saliency"},
-                    concurrency=1, num_cpus=0.5, batch_size=2)
+                    compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.5, batch_size=2)
 for row in ds.select_columns(["output"]).take_all():
     print(row["output"])
 """
