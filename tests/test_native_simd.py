@@ -69,8 +69,8 @@ def _has_avx2() -> bool:
         return False
 
 
-def _probe(python_path: Path, out: Path) -> None:
-    env = dict(os.environ, PYTHONPATH=str(python_path))
+def _probe(python_path: Path, out: Path, **env_vars) -> None:
+    env = dict(os.environ, PYTHONPATH=str(python_path), **env_vars)
     subprocess.run([sys.executable, "-c", PROBE, str(out)], check=True, env=env, cwd=out.parent)
 
 
@@ -96,3 +96,20 @@ def test_avx2_and_baseline_kernels_write_identical_bytes(tmp_path):
     # the two runs really loaded two different builds
     modules = {(tmp_path / f"{name}.module").read_text() for name in ("installed", "baseline")}
     assert len(modules) == 2 and any(str(copy) in m for m in modules)
+
+
+def test_numpy_simd_dispatch_does_not_change_the_bytes(tmp_path):
+    """numpy picks SIMD kernels by CPU (e.g. AVX-512 SVML for pow): the encoder's float steps in numpy (block
+    weights, rate control) must not make the files depend on it. Runs the probe with every numpy dispatch target
+    above its baseline switched off (NPY_DISABLE_CPU_FEATURES) and compares the bytes."""
+    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+
+    enabled = [name for name in __cpu_dispatch__ if __cpu_features__.get(name)]
+    if not enabled:
+        pytest.skip("numpy has no SIMD dispatch target above its baseline on this CPU")
+    _probe(PACKAGE.parent, tmp_path / "dispatched")
+    _probe(PACKAGE.parent, tmp_path / "baseline", NPY_DISABLE_CPU_FEATURES=" ".join(enabled))
+    for suffix in (".jpg", ".rdo", ".wavelet"):
+        dispatched = (tmp_path / f"dispatched{suffix}").read_bytes()
+        assert len(dispatched) > 100
+        assert dispatched == (tmp_path / f"baseline{suffix}").read_bytes(), f"{suffix} depends on numpy's SIMD"
