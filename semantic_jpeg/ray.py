@@ -168,7 +168,7 @@ class SaliencyMapper:
         self.model = load_gaze_model(providers=providers, intra_op_num_threads=intra_op_num_threads)
         self.providers = self.model.providers
         self.model_batch_size = model_batch_size
-        self.model.saliency_maps([np.zeros((32, 32, 3), np.uint8)], batch_size=1)  # arguments checked, warm
+        self.model.saliency_maps([np.zeros((32, 32, 3), np.uint8)], batch_size=model_batch_size)  # checked, warm
 
     def __call__(self, batch: dict) -> dict:
         if self.image_column not in batch:

@@ -49,6 +49,8 @@ def test_maps_made_upstream_give_the_bytes_of_the_default_map():
         assert jpeg == semantic_jpeg.encode(image, quality=80)
     with pytest.raises(KeyError, match="SaliencyMapper"):
         SemanticJpegEncoder(saliency_column="saliency")(batch)
+    with pytest.raises(ValueError, match="batch_size"):
+        SaliencyMapper(model_batch_size=0)
     with pytest.raises(ValueError, match="not both"):
         SemanticJpegEncoder(saliency_column="saliency", saliency=np.ones((4, 4)))
 
