@@ -542,6 +542,18 @@ def _lattice_shear(k):
     while math.gcd(s, k) != 1:
         s += 1
     return s
+
+
+def _dc_steps(tables):
+    """The DC steps of per-component ``tables``: what the DC counts depend on (their cache key)."""
+    return tuple(int(t[0]) for t in tables)
+
+
+def _nearest_dc(dc, table):
+    """The nearest DC values of float DC coefficients ``dc`` under ``table``, as the RDO kernel writes them."""
+    return np.clip(np.rint(dc / np.float32(table[0])), -2047, 2047)
+
+
 SAMPLE_BLOCKS = 2048     # native-core rate control searches on about this many sampled luma blocks ...
 MAX_SAMPLE_STEP = 64     # ... at least every 64th MCU
 RAW_CACHE_BYTES = 24 << 20   # "rdo" mode keeps the float DCT of images up to this size (about 4 megapixels)
@@ -653,7 +665,6 @@ class _RdoCoder:
         self._zero_counts: tuple = (None,)
         self._dc_counts: tuple = (None,)
         self._dc_bits: tuple = (None,)
-        self._order: tuple | None = None
         self._ratio: tuple = (None, 1.0)
         if len(comps) == 3 and not options.get("keep_rgb"):
             self.component_weights: tuple = rdo.COMPONENT_RGB_WEIGHT
@@ -716,6 +727,12 @@ class _RdoCoder:
         """The native core's headroom when starting from jpegli quality ``quality``: the one given, else
         :func:`rdo.native_headroom`."""
         return rdo.native_headroom(quality, self.uniform) if self.headroom is None else self.headroom
+
+    def typical_lambda(self, quality):
+        """Where the native core's rate control usually settles at jpegli quality ``quality``:
+        :func:`rdo.lambda_per_step` x the mean AC step of that quality's luma table."""
+        step = float(np.mean(self.native_state(quality)[0][0][rdo.ZIGZAG[1:]]))
+        return rdo.lambda_per_step(quality, self.uniform) * step
 
     def native_state(self, quality):
         """(tables per component, AC code lengths per component, frame tables) of the native core at jpegli
@@ -806,10 +823,9 @@ class _RdoCoder:
             ac[i] = counts * scale
         if self._ratio[0] is tables[0]:  # calibrated at these tables (the cached arrays of one quality)
             ac[0, 1:256] *= self._ratio[1]  # every luma symbol but the EOB (one per block either way)
-        key = tuple(int(t[0]) for t in tables)
+        key = _dc_steps(tables)
         if self._dc_counts[0] != key:
-            self._dc_counts = (key, self._dc_frequencies([np.clip(np.rint(d / np.float32(t[0])), -2047, 2047)
-                                                          for d, t in zip(dc_raw, tables)]))
+            self._dc_counts = (key, self._dc_frequencies([_nearest_dc(d, t) for d, t in zip(dc_raw, tables)]))
         fixed = self._dc_counts[1]
         return fixed[0].astype(np.float64), ac + fixed[1]
 
@@ -823,7 +839,7 @@ class _RdoCoder:
         else:
             dc, ac = self._sample_counts(tables, lam, lengths)
         comps = self.header.components
-        dc_key = tuple(int(t[0]) for t in tables)
+        dc_key = _dc_steps(tables)
         if self._dc_bits[0] != dc_key:  # the DC part depends on the DC steps only
             self._dc_bits = (dc_key, self._table_bits(0, dc))
         ac_bits, ac_symbols = self._table_bits(1, ac)
@@ -850,12 +866,9 @@ class _RdoCoder:
 
     def _scan_order(self):
         """Per component (the indices of its blocks in the scan's order, its dummy blocks): MCU by MCU, each
-        MCU's samp_v x samp_h blocks in raster order (one component: raster order); made once."""
-        if self._order is None:
-            comps = self.header.components
-            self._order = _scan_order(tuple(map(tuple, self.blocks)), tuple((c.samp_v, c.samp_h) for c in comps),
-                                      tuple(self.header.mcus()))
-        return self._order
+        MCU's samp_v x samp_h blocks in raster order (one component: raster order); cached by layout."""
+        return _scan_order(tuple(map(tuple, self.blocks)), tuple((c.samp_v, c.samp_h) for c in self.header.components),
+                           tuple(self.header.mcus()))
 
     def _dc_frequencies(self, dc_values):
         """(DC, AC) x component x 257 counts of the DC differences of ``dc_values`` (per component
@@ -892,7 +905,7 @@ class _RdoCoder:
     def _native_fixed(self, quality, dc_values):
         """The native core's DC and dummy-block counts at ``quality``: those the rate control's estimates
         made (the same nearest DC values) when it has them, else counted from ``dc_values``."""
-        key = tuple(int(t[0]) for t in self.native_state(quality)[0])
+        key = _dc_steps(self.native_state(quality)[0])
         if self._dc_counts[0] == key:
             return self._dc_counts[1].copy()
         return self._dc_frequencies(dc_values)
@@ -921,7 +934,7 @@ class _RdoCoder:
             self._strip_coefficients(quality, lam, rows, raws, ac)
             if dc_values is not None:  # the native core's DC: the nearest value, as the RDO pass writes it
                 for d, (r0, r1), r, t in zip(dc_values, rows, raws, tables):
-                    d[r0:r1] = np.clip(np.rint(r[..., 0] / np.float32(t[0])), -2047, 2047)
+                    d[r0:r1] = _nearest_dc(r[..., 0], t)
         freq = fixed.copy() if fixed is not None else self._dc_frequencies(dc_values)
         freq[1] += ac
         huffman, codes = self.dct.optimal_huffman(freq)
@@ -1227,8 +1240,7 @@ def _fixed_quality(coder, quality):
     if coder.uniform:
         guess -= float(np.interp(guess, *rdo.UNIFORM_START_OFFSET))
     q = int(np.clip(round(guess), 1, 100))
-    step = float(np.mean(coder.native_state(q)[0][0][rdo.ZIGZAG[1:]]))
-    return coder.encode(q, rdo.lambda_per_step(q, coder.uniform) * step)
+    return coder.encode(q, coder.typical_lambda(q))
 
 
 def _match_size_native(coder, target, tolerance, guess=85):
@@ -1277,8 +1289,7 @@ def _match_size_native(coder, target, tolerance, guess=85):
 
     correction = 1.0
     coder.calibrate(quality)
-    step = float(np.mean(coder.native_state(quality)[0][0][rdo.ZIGZAG[1:]]))
-    x = np.log(rdo.lambda_per_step(quality, coder.uniform) * step)  # where lambda usually ends (OSIE)
+    x = np.log(coder.typical_lambda(quality))  # where lambda usually ends (OSIE)
     for _ in range(4):
         if sizes.get(quality, np.inf) * correction <= target:  # no RDO is (estimated) under the target
             if quality >= 100:
