@@ -501,12 +501,8 @@ class _DctCoder:
         huffman, codes = {}, {}
         for cls in (0, 1):
             for ident, total in self.table_sums(freq[cls], cls).items():
-                counts = np.ascontiguousarray(total[:256])
-                bits, values = np.zeros(16, np.uint8), np.zeros(256, np.uint8)
-                count = lib.semjpeg_optimal_huffman(as_pointer(counts, np.int64), as_pointer(bits, np.uint8),
-                                                    as_pointer(values, np.uint8))
-                _check_native(count, "Huffman table builder")
-                huffman[(cls, ident)] = (bits.tolist(), values[:count].tobytes())
+                bits, values = rdo.optimal_table(total)
+                huffman[(cls, ident)] = (bits.tolist(), values.tobytes())
                 codes[(cls, ident)] = jpeg_stream.huffman_code_table(*huffman[(cls, ident)])
         return huffman, _HuffmanArgs([codes[(0, c.dc_table)] + codes[(1, c.ac_table)] for c in comps])
 

@@ -231,10 +231,9 @@ def _tiny_pillow_jpeg():
     return buf.getvalue()
 
 
-def code_lengths(counts, ac=True):
-    """Code length (bits) of each of 256 symbols in the optimal (length-limited, libjpeg-built) Huffman table
-    for ``counts``; with ``ac``, symbols that do not occur take their Annex K AC length plus one (so that a
-    trial that starts to use them pays about what an optimised table would charge), else 0."""
+def optimal_table(counts):
+    """(BITS: 16 code counts by length, HUFFVAL: the symbols in code order) of the optimal length-limited Huffman
+    table for the first 256 of ``counts``, built as libjpeg builds optimised tables (native)."""
     from ..native import as_pointer, lib
     counts = np.ascontiguousarray(counts[:256], dtype=np.int64)
     bits, values = np.zeros(16, np.uint8), np.zeros(256, np.uint8)
@@ -242,8 +241,16 @@ def code_lengths(counts, ac=True):
                                     as_pointer(values, np.uint8))
     if n < 0:
         raise RuntimeError(f"native Huffman table builder failed (code {n})")
+    return bits, values[:n]
+
+
+def code_lengths(counts, ac=True):
+    """Code length (bits) of each of 256 symbols in the optimal (length-limited, libjpeg-built) Huffman table
+    for ``counts``; with ``ac``, symbols that do not occur take their Annex K AC length plus one (so that a
+    trial that starts to use them pays about what an optimised table would charge), else 0."""
+    bits, values = optimal_table(counts)
     lengths = np.zeros(256, np.float32)
-    lengths[values[:n]] = np.repeat(np.arange(1, 17, dtype=np.float32), bits)
+    lengths[values] = np.repeat(np.arange(1, 17, dtype=np.float32), bits)
     if ac:
         lengths = np.where(lengths > 0, lengths, _annex_k_lengths()[0] + 1)
     return lengths
@@ -309,6 +316,8 @@ def _edge_block_sums(a, n, size):
 def rank_weights(means, strength):
     """Block weights 2 ** (strength (2 p - 1)) from the percentile rank p of each block mean (ties averaged)."""
     flat = means.ravel()
+    if np.ptp(flat) == 0:
+        return np.ones(means.shape)
     # any sort order will do (numpy's default, SIMD quicksort, is 1.7x faster than a stable one here): the run
     # of a value's ties in it, and so their shared rank, does not depend on how the ties are ordered
     order = np.argsort(flat)
@@ -324,8 +333,6 @@ def rank_weights(means, strength):
     ranks = np.empty(flat.size, np.float64)
     ranks[order] = (starts[run_of] + (ends[run_of] - 1)) / 2.0
     p = (ranks + 0.5) / flat.size
-    if np.ptp(flat) == 0:
-        return np.ones(means.shape)
     return (2.0 ** (strength * (2.0 * p ** RANK_GAMMA - 1.0))).reshape(means.shape)
 
 
