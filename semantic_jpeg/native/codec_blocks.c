@@ -455,17 +455,6 @@ static inline void put_bits(BitWriter *w, uint32_t code, int size) {
     if (w->nbits >= 32) flush32(w);
 }
 
-static inline int bit_length(int v) {
-    if (v < 0) v = -v;
-#if defined(__GNUC__) || defined(__clang__)
-    return v ? 32 - __builtin_clz((unsigned)v) : 0;
-#else
-    int n = 0;
-    while (v) { n++; v >>= 1; }
-    return n;
-#endif
-}
-
 /* bit_length of a magnitude below 2^31, without a branch for 0 (where __builtin_clz is undefined). */
 static inline int bit_length_of_magnitude(unsigned m) {
 #if defined(__GNUC__) || defined(__clang__)
@@ -476,6 +465,9 @@ static inline int bit_length_of_magnitude(unsigned m) {
     return n;
 #endif
 }
+
+static inline int bit_length(int v) { return bit_length_of_magnitude((unsigned)(v < 0 ? -v : v)); }
+
 
 /* Index of the lowest set bit of a nonzero mask. */
 static inline int lowest_bit(uint64_t mask) {
@@ -1310,14 +1302,19 @@ int64_t semjpeg_requantize_scan(const semjpeg_requantize_scan_args *args) {
  * 0..63 minimising the kept costs up to L + the squared error of zeroing the rest + lambda EOB (when L < 63).
  * raw: float [n][64] natural order; start: int16 [n][64]; table: 64 steps; block_weight: n; freq_weight: 64
  * (natural); ac_bits: 256 code lengths. DC is copied. Returns 0 or SEMJPEG_BAD_ARGUMENT. */
-static inline int magnitude_category(int v) { return bit_length(v < 0 ? -v : v); }
+/* One AC symbol of a nonzero value v after `run` zeros, counted as the entropy coder will write it: a ZRL per
+ * 16 zeros, then (run, size). */
+static inline void count_ac_symbol(int64_t *ac_freq, int run, int v) {
+    for (; run > 15; run -= 16) ac_freq[0xF0]++;
+    ac_freq[(run << 4) | bit_length(v)]++;
+}
 
 /* w (x - v q)^2 + lambda bits(v) for a nonzero v: Huffman length of its (run, size) symbol + size bits + ZRLs,
  * with symbol_bits[s] = ac_bits[s] + (s & 15) precomputed (one lookup). */
 static inline float rdo_cost(float xi, int v, float q, float w, float lam, const float *symbol_bits, int r16,
                              float run_bits) {
     float e = xi - (float)v * q;
-    float bits = symbol_bits[r16 | magnitude_category(v)] + run_bits;
+    float bits = symbol_bits[r16 | bit_length(v)] + run_bits;
     return w * e * e + lam * bits;
 }
 
@@ -1328,8 +1325,7 @@ static inline void count_ac_zigzag(const int *zz, int last, int64_t *ac_freq) {
     for (int i = 1; i <= last; i++) {
         int v = zz[i];
         if (!v) { run++; continue; }
-        for (; run > 15; run -= 16) ac_freq[0xF0]++;
-        ac_freq[(run << 4) | magnitude_category(v)]++;
+        count_ac_symbol(ac_freq, run, v);
         run = 0;
         last_nonzero = i;
     }
@@ -1374,6 +1370,12 @@ static inline int round_even(float v) {
 #else
     return (int)lrintf(v);
 #endif
+}
+
+/* The nearest integer of x / q (round_even), clamped to +-limit (2047 for a DC, 1023 for an AC value). */
+static inline int nearest_value(float x, float q, int limit) {
+    int v = round_even(x / q);
+    return v > limit ? limit : v < -limit ? -limit : v;
 }
 
 /* Bit n set when |x[n]| >= half_q[n], i.e. the nearest value of coefficient n is nonzero (or a tie at 0.5). */
@@ -1522,18 +1524,13 @@ __attribute__((target("avx2"))) static void rdo_nearest_avx2(const float *raw, i
             int16_t *o = out ? out + 64 * (b + l) : NULL;
             if (o) {
                 memset(o, 0, 64 * sizeof *o);
-                int dc = round_even(x[0] / qf[0]);
-                o[0] = (int16_t)(dc > 2047 ? 2047 : dc < -2047 ? -2047 : dc);
+                o[0] = (int16_t)nearest_value(x[0], qf[0], 2047);
             }
             int last_nonzero = 0;
             for (uint64_t m = kept; m; m &= m - 1) {
                 int i = lowest_bit(m), v = vals[i][l];
                 if (o) o[ZIGZAG[i]] = (int16_t)v;
-                if (ac_freq) {
-                    int run = i - last_nonzero - 1;
-                    for (; run > 15; run -= 16) ac_freq[0xF0]++;
-                    ac_freq[(run << 4) | magnitude_category(v)]++;
-                }
+                if (ac_freq) count_ac_symbol(ac_freq, i - last_nonzero - 1, v);
                 last_nonzero = i;
             }
             if (ac_freq && last_nonzero < 63) ac_freq[0x00]++;
@@ -1594,9 +1591,9 @@ SIMD_CLONES int semjpeg_rdo_decisions_counted(const float *raw, const int16_t *s
         if (!k && lam == 0.0f) { /* no rate term: every choice is the nearest value (equal-cost ties keep it) */
             for (; zigzag; zigzag &= zigzag - 1) {
                 int i = lowest_bit(zigzag), n = ZIGZAG[i];
-                int v = round_even(x[n] / qf[n]);
+                int v = nearest_value(x[n], qf[n], 1023);
                 pos[m] = i;
-                val[m++] = v > 1023 ? 1023 : v < -1023 ? -1023 : v;
+                val[m++] = v;
                 last = v ? i : last;
             }
             zigzag = 0;
@@ -1604,9 +1601,7 @@ SIMD_CLONES int semjpeg_rdo_decisions_counted(const float *raw, const int16_t *s
         for (; zigzag; zigzag &= zigzag - 1) {
             int i = lowest_bit(zigzag), n = ZIGZAG[i];
             float q = qf[n], xi = x[n], w = wb * freq_weight[n];
-            int nearest = round_even(xi / q);
-            if (nearest > 1023) nearest = 1023;
-            if (nearest < -1023) nearest = -1023;
+            int nearest = nearest_value(xi, q, 1023);
             int ki = k ? k[n] : nearest, run = i - prev - 1;
             float zc = w * xi * xi;
             float run_bits = run >= 16 ? (float)(run >> 4) * zrl : 0.0f;
@@ -1643,19 +1638,15 @@ SIMD_CLONES int semjpeg_rdo_decisions_counted(const float *raw, const int16_t *s
             if (k) {
                 o[0] = k[0];
             } else {
-                int dc = round_even(x[0] / qf[0]);
-                o[0] = (int16_t)(dc > 2047 ? 2047 : dc < -2047 ? -2047 : dc);
+                o[0] = (int16_t)nearest_value(x[0], qf[0], 2047);
             }
             for (int j = 0; j < m && pos[j] <= last; j++) o[ZIGZAG[pos[j]]] = (int16_t)val[j];
         }
         if (ac_freq) {
             int last_nonzero = 0;
             for (int j = 0; j < m && pos[j] <= last; j++) {
-                int v = val[j];
-                if (!v) continue;
-                int run = pos[j] - last_nonzero - 1;
-                for (; run > 15; run -= 16) ac_freq[0xF0]++;
-                ac_freq[(run << 4) | magnitude_category(v)]++;
+                if (!val[j]) continue;
+                count_ac_symbol(ac_freq, pos[j] - last_nonzero - 1, val[j]);
                 last_nonzero = pos[j];
             }
             if (last_nonzero < 63) ac_freq[0x00]++;
