@@ -45,6 +45,20 @@ def _rows(column):
     return list(column)
 
 
+def _column(batch: dict, name: str, hint: str):
+    """``batch[name]``, or a KeyError naming the missing column, the columns there are, and ``hint``."""
+    if name not in batch:
+        raise KeyError(f"batch has no column {name!r} (columns: {sorted(batch)}); {hint}")
+    return batch[name]
+
+
+def _object_column(values: list) -> np.ndarray:
+    """A 1-D object array of ``values`` (arrays of different shapes, bytes), as a Ray Data batch column."""
+    column = np.empty(len(values), dtype=object)
+    column[:] = values
+    return column
+
+
 class SemanticJpegEncoder:
     """``Dataset.map_batches`` callable: encodes the ``image`` column and adds ``jpeg`` (bytes) and summary
     columns ``jpeg_size`` (bytes), ``final_quality`` and ``width`` / ``height``.
@@ -94,15 +108,10 @@ class SemanticJpegEncoder:
             saliency_map(np.zeros((32, 32, 3), np.uint8))  # load the model here, once, not in the first batch
 
     def __call__(self, batch: dict) -> dict:
-        if self.image_column not in batch:
-            raise KeyError(f"batch has no column {self.image_column!r} (columns: {sorted(batch)}); pass "
-                           "image_column=")
-        images = _rows(batch[self.image_column])
+        images = _rows(_column(batch, self.image_column, "pass image_column="))
         if self.saliency_column is not None:
-            if self.saliency_column not in batch:
-                raise KeyError(f"batch has no column {self.saliency_column!r} (columns: {sorted(batch)}); map "
-                               "the images with SaliencyMapper first, or pass saliency_column=None")
-            maps = list(batch[self.saliency_column])
+            maps = list(_column(batch, self.saliency_column,
+                                "map the images with SaliencyMapper first, or pass saliency_column=None"))
         else:
             maps = [self.options.get("saliency")] * len(images)
         options = {k: v for k, v in self.options.items() if k != "saliency"}
@@ -128,9 +137,7 @@ class SemanticJpegEncoder:
             errors.append("")
         out = {k: v for k, v in batch.items()
                if (self.keep_image or k != self.image_column) and k != self.saliency_column}
-        column = np.empty(len(jpegs), dtype=object)
-        column[:] = jpegs
-        out[self.jpeg_column] = column
+        out[self.jpeg_column] = _object_column(jpegs)
         out["jpeg_size"] = np.asarray(sizes, dtype=np.int64)
         out["final_quality"] = np.asarray(qualities, dtype=np.float64)
         out["width"] = np.asarray(widths, dtype=np.int64)
@@ -171,15 +178,9 @@ class SaliencyMapper:
         self.model.saliency_maps([np.zeros((32, 32, 3), np.uint8)], batch_size=model_batch_size)  # checked, warm
 
     def __call__(self, batch: dict) -> dict:
-        if self.image_column not in batch:
-            raise KeyError(f"batch has no column {self.image_column!r} (columns: {sorted(batch)}); pass "
-                           "image_column=")
-        images = [np.asarray(image) for image in _rows(batch[self.image_column])]
-        maps = self.model.saliency_maps(images, batch_size=self.model_batch_size)
+        images = [np.asarray(image) for image in _rows(_column(batch, self.image_column, "pass image_column="))]
         out = dict(batch)
-        column = np.empty(len(maps), dtype=object)
-        column[:] = maps
-        out[self.saliency_column] = column
+        out[self.saliency_column] = _object_column(self.model.saliency_maps(images, batch_size=self.model_batch_size))
         return out
 
 
@@ -221,20 +222,15 @@ class PurifyTransform:
             pass
 
     def __call__(self, batch: dict) -> dict:
-        for column in (self.image_column, self.key_column):
-            if column not in batch:
-                raise KeyError(f"batch has no column {column!r} (columns: {sorted(batch)}); read the images with "
-                               "include_paths=True or pass key_column= / image_column=")
-        images = _rows(batch[self.image_column])
+        hint = "read the images with include_paths=True or pass key_column= / image_column="
+        images, keys = (_column(batch, c, hint) for c in (self.image_column, self.key_column))
         purified = [self.filter(np.asarray(image), rng=row_seed(self.seed, key), color_order="RGB",
-                                **self.overrides) for image, key in zip(images, batch[self.key_column])]
+                                **self.overrides) for image, key in zip(_rows(images), keys)]
         out = dict(batch)
         if len({p.shape for p in purified}) == 1 and purified:
             out[self.output_column] = np.stack(purified)
         else:
-            column = np.empty(len(purified), dtype=object)
-            column[:] = purified
-            out[self.output_column] = column
+            out[self.output_column] = _object_column(purified)
         return out
 
 
