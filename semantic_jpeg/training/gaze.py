@@ -391,9 +391,16 @@ def export(readout: GazeReadout, args, history, model_dir: Path, stem: str = MOD
         "producer": {"exporter": "torch.onnx.export(dynamo=False)", "opset": OPSET, "torch": torch.__version__,
                      "onnx": onnx.__version__, "python": platform.python_version()},
     }
-    path = model_dir / f"{stem}.json"
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    _write_manifest(model_dir / f"{stem}.json", manifest)
     return manifest
+
+
+def _write_manifest(path: Path, manifest: dict) -> None:
+    """Write a gaze-model manifest (sorted keys, a final newline: the same dict gives the same bytes) through a
+    temporary file, so a reader never sees half of it."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(path)
 
 
 def declare_dynamic_batch(manifest_path: Path) -> bool:
@@ -428,9 +435,7 @@ def declare_dynamic_batch(manifest_path: Path) -> bool:
     manifest.setdefault("producer", {})["batch_dimension"] = (
         "declared symbolic after export by semantic_jpeg.training.gaze.declare_dynamic_batch (weights and "
         "nodes unchanged)")
-    tmp_manifest = manifest_path.with_suffix(".json.tmp")
-    tmp_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp_manifest.replace(manifest_path)
+    _write_manifest(manifest_path, manifest)
     return True
 
 
