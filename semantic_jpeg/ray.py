@@ -163,7 +163,8 @@ class SaliencyMapper:
     providers: onnxruntime providers (default: CUDA when onnxruntime-gpu sees a GPU, else CPU; the session's
     real providers are in ``.providers``; a requested provider onnxruntime cannot enable is warned about).
     model_batch_size: images per onnxruntime call. intra_op_num_threads: CPU threads of the session (None:
-    onnxruntime's default). On the CPU the maps equal :func:`semantic_jpeg.saliency_map`'s bit for bit (tested);
+    onnxruntime's default). On the CPU the maps equal :func:`semantic_jpeg.saliency_map`'s to float rounding
+    (tested to 1e-6; the same bits where we ran it; with ``model_batch_size=1`` each image runs alone, as there);
     on a GPU they differ by float rounding, so the encoded bytes may differ from a CPU-only run's.
     """
 

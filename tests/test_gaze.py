@@ -104,7 +104,8 @@ def test_high_contrast_object_attracts_fixation_mass(model, where):
 
 
 def test_batched_maps_equal_single_maps_in_input_order(model):
-    """saliency_maps runs same-shape images in batches (the GPU path); on the CPU the maps are the same bits."""
+    """saliency_maps runs same-shape images in batches (the GPU path): the maps of one-at-a-time runs, to float
+    rounding (onnxruntime may pick other kernels for a batch on some CPUs; here they are the same bits)."""
     rng = np.random.default_rng(3)
     shapes = [(120, 160), (90, 200), (120, 160), (121, 161), (300, 100), (120, 160)]
     images = [rng.integers(0, 256, (*shape, 3), dtype=np.uint8) for shape in shapes]
@@ -112,11 +113,13 @@ def test_batched_maps_equal_single_maps_in_input_order(model):
     for batch_size in (1, 2, 16):
         batched = model.saliency_maps(images, batch_size=batch_size)
         assert [m.shape for m in batched] == shapes
-        assert all(np.array_equal(a, b) for a, b in zip(batched, single)), batch_size
+        for a, b in zip(batched, single):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-6, err_msg=f"batch_size {batch_size}")
     grids = model.grid_log_densities(images[:3], batch_size=2)
     for (grid, shape), image in zip(grids, images):
         expected, expected_shape = model.grid_log_density(image)
-        assert shape == expected_shape and np.array_equal(grid, expected)
+        assert shape == expected_shape
+        np.testing.assert_allclose(grid, expected, rtol=0, atol=1e-6)
     assert model.saliency_maps([]) == []
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="batch_size"):
@@ -164,7 +167,8 @@ def test_declare_dynamic_batch_frees_a_batch_1_model_without_changing_its_maps(t
     freed = GazeModel(tmp_path / "m.json")  # the manifest's sha256 was updated with the file
     assert freed.session.get_inputs()[0].shape[0] == "batch"
     image = np.random.default_rng(5).integers(0, 256, (96, 128, 3), dtype=np.uint8)
-    assert np.array_equal(freed.saliency_maps([image, image], batch_size=2)[1], model.saliency_map(image))
+    np.testing.assert_allclose(freed.saliency_maps([image, image], batch_size=2)[1], model.saliency_map(image),
+                               rtol=0, atol=1e-6)
     assert not declare_dynamic_batch(tmp_path / "m.json")
 
 
