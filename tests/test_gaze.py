@@ -149,10 +149,10 @@ def test_shipped_model_declares_a_dynamic_batch(model):
     assert isinstance(model.session.get_outputs()[0].shape[0], str)
 
 
-def test_declare_dynamic_batch_frees_a_batch_1_model_without_changing_its_maps(tmp_path, model):
+def test_update_exported_model_frees_a_batch_1_model_without_changing_its_maps(tmp_path, model):
     onnx = pytest.importorskip("onnx")
     from semantic_jpeg.onnx_models.manifest import sha256_of
-    from semantic_jpeg.training.gaze import declare_dynamic_batch
+    from semantic_jpeg.training.gaze import BATCH_REWRITE, update_exported_model
 
     manifest = json.loads(MANIFEST.read_text())
     old = onnx.load(str(PACKAGE_DIR / manifest["file"]))
@@ -163,13 +163,26 @@ def test_declare_dynamic_batch_frees_a_batch_1_model_without_changing_its_maps(t
     manifest["sha256"] = sha256_of(tmp_path / manifest["file"])
     (tmp_path / "m.json").write_text(json.dumps(manifest))
     assert GazeModel(tmp_path / "m.json").session.get_inputs()[0].shape[0] == 1
-    assert declare_dynamic_batch(tmp_path / "m.json")
+    assert update_exported_model(tmp_path / "m.json") == [BATCH_REWRITE]
     freed = GazeModel(tmp_path / "m.json")  # the manifest's sha256 was updated with the file
     assert freed.session.get_inputs()[0].shape[0] == "batch"
     image = np.random.default_rng(5).integers(0, 256, (96, 128, 3), dtype=np.uint8)
     np.testing.assert_allclose(freed.saliency_maps([image, image], batch_size=2)[1], model.saliency_map(image),
                                rtol=0, atol=1e-6)
-    assert not declare_dynamic_batch(tmp_path / "m.json")
+    assert update_exported_model(tmp_path / "m.json") == []
+
+
+def test_shipped_model_has_its_padding_folded_into_the_convolutions():
+    # the traced Pad/Slice chains of TF "SAME" padding took 40% of a map's time (semantic_jpeg.training.onnx_graph)
+    onnx = pytest.importorskip("onnx")
+    from semantic_jpeg.training.gaze import SAME_PADDING_REWRITE
+    from semantic_jpeg.training.onnx_graph import fold_same_padding
+
+    manifest = read_gaze_manifest(MANIFEST)
+    assert SAME_PADDING_REWRITE in manifest["producer"]["graph_rewrites"]
+    graph = onnx.load(str(PACKAGE_DIR / manifest["file"]))
+    assert [n.op_type for n in graph.graph.node].count("Pad") == 1  # the readout's edge padding only
+    assert fold_same_padding(graph) == 0
 
 
 @pytest.mark.skipif("CUDAExecutionProvider" not in __import__("onnxruntime").get_available_providers(),
@@ -399,7 +412,9 @@ def test_training_smoke_run_resumes_exports_and_loads(tmp_path):
     assert history[-1]["train_ll_bits"] > history[0]["train_ll_bits"]
     trained = GazeModel(tmp_path / "model" / "efficientnet_lite0_gaze.json", intra_op_num_threads=1)
     assert [i.shape[0] for i in trained.session.get_inputs()] == ["batch", "batch"]  # exported with a free batch
-    assert not gaze.declare_dynamic_batch(tmp_path / "model" / "efficientnet_lite0_gaze.json")  # nothing to do
+    exported = read_gaze_manifest(tmp_path / "model" / "efficientnet_lite0_gaze.json")
+    assert exported["producer"]["graph_rewrites"] == [gaze.SAME_PADDING_REWRITE]
+    assert gaze.update_exported_model(tmp_path / "model" / "efficientnet_lite0_gaze.json") == []  # nothing to do
     image = _with_object((90, 200), 10, 140, 40)
     saliency = trained.saliency_map(image)
     assert saliency.shape == (90, 200)
