@@ -83,10 +83,31 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def run_pool(fn, paths, jobs):
+def _reload_default_model(threads: int | None) -> None:
+    """Make this process load the default gaze model again at its next map, with ``threads`` onnxruntime
+    threads: an in-process (1-worker) run then pays the model load that every N-worker run pays in its workers."""
+    from semantic_jpeg.onnx_models import gaze_model
+
+    gaze_model.set_default_gaze_model_threads(threads)
+    gaze_model._default = None  # bench only: the module keeps one shared instance
+
+
+def run_pool(fn, paths, jobs, threads=None):
+    if jobs == 1 and fn is ours_item:
+        _reload_default_model(threads)
     start, cpu = time.perf_counter(), cpu_seconds()
     out = [value for _, _, value, ok in WorkerPool(fn, jobs=jobs).run(paths) if ok or _raise(value)]
     return time.perf_counter() - start, out, cpu_seconds() - cpu
+
+
+def pool_row(codec, how, jobs, seconds, cpu, out, in_mb) -> dict:
+    """A throughput row of a pool run; ``out`` is its [(input bytes, JPEG)] list."""
+    out_mb = sum(len(d) for _, d in out) / 1e6
+    row = {"codec": codec, "how": how, "jobs": jobs, "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
+           "images_per_s": round(len(out) / seconds, 3), "mb_in_per_s": round(in_mb / seconds, 3),
+           "mb_out_per_s": round(out_mb / seconds, 3)}
+    print(row)
+    return row
 
 
 def _raise(exc):
@@ -333,15 +354,15 @@ def main() -> int:
     for name, fn in CODECS.items():
         for jobs in sorted({1, n}, reverse=True):
             seconds, out, cpu = best(lambda fn=fn, jobs=jobs: run_pool(fn, paths, jobs), args.repeats)
-            out_mb = sum(len(d) for _, d in out) / 1e6
-            row = {"codec": name, "how": "WorkerPool", "jobs": jobs, "seconds": round(seconds, 3),
-                   "cpu_seconds": round(cpu, 3),
-                   "images_per_s": round(len(paths) / seconds, 3), "mb_in_per_s": round(in_mb / seconds, 3),
-                   "mb_out_per_s": round(out_mb / seconds, 3)}
-            results["throughput"].append(row)
-            print(row)
+            results["throughput"].append(pool_row(name, "WorkerPool", jobs, seconds, cpu, out, in_mb))
             if fn is ours_item:
                 bytes_by_jobs[jobs] = [d for _, d in out]
+    # one worker as the pool's workers run (onnxruntime pinned to 1 thread): the per-worker scaling, where the
+    # row above gives the single process the machine's threads for its maps
+    seconds, out, cpu = best(lambda: run_pool(ours_item, paths, 1, threads=1), args.repeats)
+    _reload_default_model(None)
+    results["throughput"].append(pool_row("semantic JPEG (default)", "WorkerPool, 1 onnxruntime thread", 1, seconds,
+                                          cpu, out, in_mb))
     import onnxruntime
 
     import semantic_jpeg
@@ -429,6 +450,13 @@ def write(results: dict, out: Path) -> None:
                      f"{r['mb_in_per_s']} | {r['mb_out_per_s']} | {speedup} |")
     lines += ["", f"Identical bytes at every worker count (pool): {results['identical_bytes_across_jobs']}; "
                   f"command line: {results['cli_identical_bytes_across_jobs']}."]
+    pinned = one.get(("semantic JPEG (default)", "WorkerPool, 1 onnxruntime thread"))
+    pool_n = [r for r in rows if r["codec"] == "semantic JPEG (default)" and r["how"] == "WorkerPool" and r["jobs"] > 1]
+    if pinned and pool_n:
+        lines += ["", f"Per-worker scaling: {pool_n[0]['jobs']} pool workers give "
+                      f"{pinned['seconds'] / pool_n[0]['seconds']:.2f}x one worker that runs as they do (onnxruntime "
+                      "on 1 thread). A single process (`jobs=1`, `--jobs 1`) gives its maps all of onnxruntime's "
+                      "threads, which is why N workers gain less over it."]
     if "ray" in results:
         lines += ray_lines(results["ray"])
     rss = results["peak_rss"]

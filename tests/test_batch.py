@@ -1,5 +1,7 @@
 """semantic_jpeg.encode_many: parallel batch encoding with bounded memory and job-independent bytes."""
 import io
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -104,3 +106,13 @@ def _threads_after_encode(_):
 def test_workers_run_the_default_model_with_one_onnxruntime_thread():
     out = list(WorkerPool(_threads_after_encode, jobs=2).run(range(2)))
     assert [value for _, _, value, ok in out] == [1, 1], out
+
+
+def test_a_finished_pool_leaves_no_thread_so_the_next_batch_forks_again():
+    # a live executor thread made every later batch of the process start its workers through a forkserver
+    code = ("import threading\n"
+            "from semantic_jpeg.codec.batch import WorkerPool, _context\n"
+            "for _ in range(3):\n"
+            "    assert _context().get_start_method() == 'fork', threading.enumerate()\n"
+            "    assert [v for _, _, v, _ in WorkerPool(abs, jobs=2).run([-1, -2, -3])] == [1, 2, 3]\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -154,12 +154,17 @@ class WorkerPool:
         if executor is None:
             return
         processes = list((getattr(executor, "_processes", None) or {}).values())
+        manager = getattr(executor, "_executor_manager_thread", None)  # shutdown() forgets it
         executor.shutdown(wait=False, cancel_futures=True)
         for process in processes:
             if process.is_alive():
                 process.terminate()
         for process in processes:
             process.join(timeout=5)
+        # and the executor's manager thread: while it lives, the next pool of this process cannot fork (see
+        # _context) and starts its workers through a forkserver instead (measured: 0.2 s more per batch)
+        if manager is not None:
+            manager.join(timeout=5)
 
     def run(self, items: Iterable) -> Iterator[tuple[int, Any, Any, bool]]:
         if self.jobs == 1:
