@@ -139,6 +139,8 @@ class CamModel:
         self._input = manifest["input"]
         self._mean, self._std = float(self._input["mean"]), float(self._input["std"])
         self._multiple = int(self._input.get("size_multiple", 32))
+        # a graph whose TF "SAME" padding was folded into its convolutions is exact only on such sides
+        self._required_multiple = self._multiple if self._input.get("size_multiple_required") else 1
         self._noise_inputs = manifest["noise_inputs"]
         outputs = manifest["outputs"]
         self._output_names = [outputs["logits"], outputs["class_maps"] if manifest["cam"]["type"] == "class_maps"
@@ -174,15 +176,19 @@ class CamModel:
         return np.ascontiguousarray(batch, dtype=np.float32), rgb.shape[:2]
 
     def forward(self, batch: np.ndarray, noises: list[np.ndarray] | None = None):
-        """Run the graph on a normalised (N, 3, h, w) float32 batch. ``noises``: one array per manifest noise
-        input, shapes (M, C, ceil(h/stride), ceil(w/stride)), default zeros; M = N, or any M when N = 1 (the
-        graph broadcasts the one image's activations against the M noises, so the layers before the first
-        noise point run once). Returns (logits (B, K), class evidence) with B = max(N, M): features (B, C, h',
-        w') for a 'linear' CAM model or class maps (B, K, h', w')."""
+        """Run the graph on a normalised (N, 3, h, w) float32 batch (h and w multiples of the manifest's
+        ``size_multiple`` when it sets ``size_multiple_required``, as the shipped model's does). ``noises``: one
+        array per manifest noise input, shapes (M, C, ceil(h/stride), ceil(w/stride)), default zeros; M = N, or
+        any M when N = 1 (the graph broadcasts the one image's activations against the M noises, so the layers
+        before the first noise point run once). Returns (logits (B, K), class evidence) with B = max(N, M):
+        features (B, C, h', w') for a 'linear' CAM model or class maps (B, K, h', w')."""
         if not isinstance(batch, np.ndarray) or batch.dtype != np.float32 or batch.ndim != 4 or batch.shape[1] != 3:
             raise ValueError(f"batch must be float32 (N, 3, H, W), got {getattr(batch, 'dtype', type(batch))} "
                              f"{getattr(batch, 'shape', '')}")
         n, _, h, w = batch.shape
+        if h % self._required_multiple or w % self._required_multiple:
+            raise ValueError(f"{self.name} needs input sides that are multiples of {self._required_multiple} (its "
+                             f"padding is folded into its convolutions), got {h}x{w}; preprocess() gives such sides")
         copies = len(noises[0]) if noises else n
         if n != 1 and copies != n:
             raise ValueError(f"noise batch {copies} does not match the image batch {n} (only a batch of 1 "

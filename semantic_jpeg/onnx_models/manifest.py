@@ -6,7 +6,8 @@ The contract is described in :mod:`semantic_jpeg.onnx_models`; the fields are:
 
 ``format`` (``"semantic_jpeg.cam_model/1"``), ``name``, ``version``, ``description``,
 ``file`` / ``sha256`` (the ONNX graph, relative to the manifest), ``input`` (name, layout NCHW, channel
-order, ``mean``/``std`` applied to 0..255 pixel values, ``size_multiple``), ``noise_inputs`` (list of
+order, ``mean``/``std`` applied to 0..255 pixel values, ``size_multiple``; ``size_multiple_required``: true when
+the graph is exact only on such sides, e.g. with folded padding), ``noise_inputs`` (list of
 ``{"name", "channels", "stride"}``: additive activation noise, may be empty), ``outputs`` (``logits`` and
 either ``features`` + ``feature_stride`` or ``class_maps``), ``cam`` (``{"type": "linear", "head_file",
 "head_sha256"}`` or ``{"type": "class_maps"}``), ``classes`` (``count``, ``table`` file, ``table_sha256``,

@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from semantic_jpeg.training.gaze_args import add_gaze_arguments
 from semantic_jpeg.training.gaze_data import TAPS, BackboneTaps, cache_path, extract_features, read_dataset
+from semantic_jpeg.training.onnx_graph import FOLDED_PADDING
 
 MODEL_STEM = "efficientnet_lite0_gaze"
 MODEL_VERSION = "1.0.0"
@@ -406,8 +407,7 @@ def _write_manifest(path: Path, manifest: dict) -> None:
     tmp.replace(path)
 
 
-SAME_PADDING_REWRITE = ("same padding folded into the convolutions' pads (semantic_jpeg.training.onnx_graph."
-                        "fold_same_padding; exact for inputs whose sides are multiples of 32)")
+SAME_PADDING_REWRITE = FOLDED_PADDING
 BATCH_REWRITE = "batch dimension declared symbolic"
 
 

@@ -17,7 +17,11 @@ padding) are left alone.
 """
 from __future__ import annotations
 
-__all__ = ["fold_same_padding", "prune_unused"]
+__all__ = ["fold_same_padding", "prune_unused", "FOLDED_PADDING"]
+
+# how a manifest records the rewrite (``producer.graph_rewrites``)
+FOLDED_PADDING = ("same padding folded into the convolutions' pads (semantic_jpeg.training.onnx_graph."
+                  "fold_same_padding; exact for inputs whose sides are multiples of 32)")
 
 
 def _constant(model, producer: dict, initializers: dict, name: str):
