@@ -3,6 +3,8 @@
 Entropy coding, Huffman table construction and Huffman decoding are integer-exact, so files and coefficients
 are compared exactly."""
 import io
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -203,3 +205,17 @@ def test_an_encode_leaves_no_reference_cycle_holding_its_arrays(astronaut, core)
     finally:
         gc.enable()
     assert not alive
+
+
+def test_median_equals_numpy_bit_for_bit_without_importing_numpy_ma():
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 7, 64, 1001, 4096):
+        for values in (rng.lognormal(3, 2, n), rng.integers(0, 5, n).astype(np.float64),
+                       rng.normal(size=n).astype(np.float32)):
+            assert rdo.median(values) == np.median(values)
+    with pytest.raises(ValueError, match="non-empty 1-D"):
+        rdo.median(np.zeros(0))
+    code = ("import sys, numpy as np, semantic_jpeg; "
+            "semantic_jpeg.encode(np.zeros((64, 64, 3), np.uint8), saliency=np.ones((64, 64), np.float32)); "
+            "assert 'numpy.ma' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
