@@ -210,6 +210,7 @@ def _gpu_for_ray() -> bool:
 # "batched maps": maps made in batches by one SaliencyMapper actor (on the GPU when there is one; on the CPU
 # the maps, and so the bytes, are those of the default map), encoders taking them from the saliency column
 RAY_CONFIGS = ("documented", "write step", "autoscaling pool", "batched maps")  # the first is timed end to end
+PINNED = "WorkerPool, 1 worker, 1 onnxruntime thread"
 
 
 def plain_and_ray(sets: dict, jobs: int, repeats: int, tmp: Path) -> dict:
@@ -223,14 +224,20 @@ def plain_and_ray(sets: dict, jobs: int, repeats: int, tmp: Path) -> dict:
 
     names = sorted(sets, key=lambda k: len(list(Path(sets[k]).glob("*.png"))))
     files = {k: sorted(str(p) for p in Path(sets[k]).glob("*.png")) for k in names}
-    plain = {(f"WorkerPool, {j} worker{'s' * (j > 1)}", k): [] for j in sorted({1, jobs}) for k in names}
+    # (label, workers, onnxruntime threads of a 1-worker run): the single process with onnxruntime's default
+    # threads (the "1 worker" every speed-up is relative to), N workers, and one worker running as each of the N
+    # workers and each Ray actor does (1 thread: the per-worker baseline)
+    pools = [("WorkerPool, 1 worker", 1, None), *([(f"WorkerPool, {jobs} workers", jobs, None)] if jobs > 1 else []),
+             (PINNED, 1, 1)]
+    plain = {(label, k): [] for label, _, _ in pools for k in names}
     pool_bytes = {}
     for _ in range(repeats):
-        for j in sorted({1, jobs}):
+        for label, j, threads in pools:
             for k in names:
-                seconds, out, _ = run_pool(ours_item, files[k], j)
-                plain[(f"WorkerPool, {j} worker{'s' * (j > 1)}", k)].append(seconds)
+                seconds, out, _ = run_pool(ours_item, files[k], j, threads=threads)
+                plain[(label, k)].append(seconds)
                 pool_bytes[k] = [d for _, d in out]
+    _reload_default_model(None)
     loads = [os.getloadavg()]
     start = time.perf_counter()
     ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False)
@@ -361,8 +368,7 @@ def main() -> int:
     # row above gives the single process the machine's threads for its maps
     seconds, out, cpu = best(lambda: run_pool(ours_item, paths, 1, threads=1), args.repeats)
     _reload_default_model(None)
-    results["throughput"].append(pool_row("semantic JPEG (default)", "WorkerPool, 1 onnxruntime thread", 1, seconds,
-                                          cpu, out, in_mb))
+    results["throughput"].append(pool_row("semantic JPEG (default)", PINNED, 1, seconds, cpu, out, in_mb))
     import onnxruntime
 
     import semantic_jpeg
@@ -450,7 +456,7 @@ def write(results: dict, out: Path) -> None:
                      f"{r['mb_in_per_s']} | {r['mb_out_per_s']} | {speedup} |")
     lines += ["", f"Identical bytes at every worker count (pool): {results['identical_bytes_across_jobs']}; "
                   f"command line: {results['cli_identical_bytes_across_jobs']}."]
-    pinned = one.get(("semantic JPEG (default)", "WorkerPool, 1 onnxruntime thread"))
+    pinned = one.get(("semantic JPEG (default)", PINNED))
     pool_n = [r for r in rows if r["codec"] == "semantic JPEG (default)" and r["how"] == "WorkerPool" and r["jobs"] > 1]
     if pinned and pool_n:
         lines += ["", f"Per-worker scaling: {pool_n[0]['jobs']} pool workers give "
@@ -493,6 +499,12 @@ def ray_lines(ray: dict) -> list[str]:
                            for k in sets)
         lines.append(f"| {r['how']} | {cells} | {r['steady_images_per_s']} | {r['steady_speedup_vs_1_worker']:.2f}x |")
     lines.append("")
+    pinned = next((r for r in ray["rows"] if r["how"] == PINNED), None)
+    if pinned:
+        lines += [f"Against one worker that runs as each pool worker and each Ray actor does ({PINNED}, steady "
+                  f"state {pinned['steady_images_per_s']} images/s): "
+                  + "; ".join(f"{r['how']} {r['steady_images_per_s'] / pinned['steady_images_per_s']:.2f}x"
+                              for r in ray["rows"] if r is not pinned and r is not ray["rows"][0]) + ".", ""]
     for r in ray["rows"]:
         if "identical_bytes" in r:
             lines.append(f"- {r['how']}: bytes identical to `semantic_jpeg.encode`: {r['identical_bytes']}."
