@@ -5,7 +5,7 @@
 * ``efficientnet_lite0_cam.onnx`` -- inputs ``image`` (N, 3, H, W) RGB normalised (x - 127) / 128 and the
   Aug-MSROI activation noise ``noise_s8`` (N, 40, H/8, W/8) and ``noise_s16`` (N, 112, H/16, W/16), all
   dynamic, H and W multiples of 32; outputs ``logits`` (N, 1000) and ``features`` (N, 1280, H/32, W/32). The
-  TF "SAME" padding is folded into the convolutions (:mod:`semantic_jpeg.training.onnx_graph`, 2.1-2.3x faster
+  TF "SAME" padding is folded into the convolutions (:mod:`semantic_jpeg.training.onnx_graph`, 1.7-2.3x faster
   on the CPU), which is exact only for such sides: the manifest requires them. The noise
   is added after blocks 4 and 10 scaled by each channel's own spatial standard deviation (Aug-MSROI, Prakash et
   al., DCC 2018: a_{l+1} = f_l(a_l + Delta)); zero noise gives the plain network exactly.
