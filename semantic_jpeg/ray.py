@@ -71,7 +71,7 @@ class SemanticJpegEncoder:
     ``path_column``, as ``read_images(include_paths=True)`` adds) relative to ``root``, as :func:`write_jpegs`
     writes (atomically, never replacing a file unless ``overwrite``); the ``jpeg`` column is then replaced by
     ``output`` (the path written). One step instead of a separate write step: fewer tasks, and the bytes never
-    travel through Ray's object store (on two CPUs both pipelines ran at the same speed: docs/scaling.md).
+    travel through Ray's object store (speeds of both layouts on two CPUs: docs/scaling.md).
     saliency_column: a column of maps made upstream (:class:`SaliencyMapper`, e.g. batched on a GPU); each row's
     map is passed as ``saliency=`` and the actor loads no model. The column is dropped from the output.
     encode_options: keyword arguments of :func:`semantic_jpeg.encode` (not ``fp`` / ``return_result``).
