@@ -392,9 +392,9 @@ def _synthetic_dataset(root: Path, n: int, seed: int) -> None:
     (root / "images.csv").write_text("\n".join(images) + "\n")
 
 
-def test_training_smoke_run_resumes_exports_and_loads(tmp_path):
+def test_training_smoke_run_resumes_exports_and_loads(tmp_path, monkeypatch):
     pytest.importorskip("torch")
-    pytest.importorskip("onnx")
+    onnx = pytest.importorskip("onnx")
     from semantic_jpeg.training import gaze
 
     _synthetic_dataset(tmp_path / "data" / "train_a", 8, 0)
@@ -415,6 +415,18 @@ def test_training_smoke_run_resumes_exports_and_loads(tmp_path):
     exported = read_gaze_manifest(tmp_path / "model" / "efficientnet_lite0_gaze.json")
     assert exported["producer"]["graph_rewrites"] == [gaze.SAME_PADDING_REWRITE]
     assert gaze.update_exported_model(tmp_path / "model" / "efficientnet_lite0_gaze.json") == []  # nothing to do
+    # a model exported before the exporter folded the padding: the update folds it and keeps the maps
+    from semantic_jpeg.training import onnx_graph
+    with monkeypatch.context() as patch:
+        patch.setattr(onnx_graph, "fold_same_padding", lambda model: 0)
+        assert gaze.main(argv + ["--resume", "--export", "--model-dir", str(tmp_path / "old")]) == 0
+    old_manifest = tmp_path / "old" / "efficientnet_lite0_gaze.json"
+    old_maps = GazeModel(old_manifest, intra_op_num_threads=1).saliency_map(_with_object((90, 200), 10, 140, 40))
+    assert gaze.update_exported_model(old_manifest) == [gaze.SAME_PADDING_REWRITE]
+    updated = GazeModel(old_manifest, intra_op_num_threads=1)  # the manifest's sha256 follows the new file
+    nodes = onnx.load(str(old_manifest.parent / updated.manifest["file"])).graph.node
+    assert [n.op_type for n in nodes].count("Pad") == 1  # the readout's edge pad only
+    np.testing.assert_allclose(updated.saliency_map(_with_object((90, 200), 10, 140, 40)), old_maps, atol=1e-4)
     image = _with_object((90, 200), 10, 140, 40)
     saliency = trained.saliency_map(image)
     assert saliency.shape == (90, 200)
