@@ -18,7 +18,9 @@ CAM model contract (what :func:`load_model` runs; written with :func:`manifest.w
 A model is an ONNX file plus a JSON manifest (same stem) holding the sha256 of every file it names.
 
 * Input ``input.name``: float32 (N, 3, H, W), channels ``input.channels`` (RGB), value (x - mean) / std
-  for pixel values x in 0..255; dynamic N, H, W; H and W are multiples of ``input.size_multiple``.
+  for pixel values x in 0..255; dynamic N, H, W; H and W are multiples of ``input.size_multiple`` (required,
+  and checked by ``CamModel.forward``, when ``input.size_multiple_required`` is true: a graph whose padding was
+  folded into its convolutions, as the shipped one's, is exact only on such sides).
 * Optional ``noise_inputs`` (Aug-MSROI): each float32 (M, channels, ceil(H/stride), ceil(W/stride)), added
   inside the graph to an intermediate activation (``scale: "channel_std"``: multiplied by that activation's
   per-channel spatial std first) with broadcasting, so M = N or, for one image (N = 1), any M: the outputs
