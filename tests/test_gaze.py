@@ -175,11 +175,10 @@ def test_update_exported_model_frees_a_batch_1_model_without_changing_its_maps(t
 def test_shipped_model_has_its_padding_folded_into_the_convolutions():
     # the traced Pad/Slice chains of TF "SAME" padding took 40% of a map's time (semantic_jpeg.training.onnx_graph)
     onnx = pytest.importorskip("onnx")
-    from semantic_jpeg.training.gaze import SAME_PADDING_REWRITE
-    from semantic_jpeg.training.onnx_graph import fold_same_padding
+    from semantic_jpeg.training.onnx_graph import FOLDED_PADDING, fold_same_padding
 
     manifest = read_gaze_manifest(MANIFEST)
-    assert SAME_PADDING_REWRITE in manifest["producer"]["graph_rewrites"]
+    assert FOLDED_PADDING in manifest["producer"]["graph_rewrites"]
     graph = onnx.load(str(PACKAGE_DIR / manifest["file"]))
     assert [n.op_type for n in graph.graph.node].count("Pad") == 1  # the readout's edge padding only
     assert fold_same_padding(graph) == 0
@@ -413,21 +412,21 @@ def test_training_smoke_run_resumes_exports_and_loads(tmp_path, monkeypatch):
     trained = GazeModel(tmp_path / "model" / "efficientnet_lite0_gaze.json", intra_op_num_threads=1)
     assert [i.shape[0] for i in trained.session.get_inputs()] == ["batch", "batch"]  # exported with a free batch
     exported = read_gaze_manifest(tmp_path / "model" / "efficientnet_lite0_gaze.json")
-    assert exported["producer"]["graph_rewrites"] == [gaze.SAME_PADDING_REWRITE]
+    from semantic_jpeg.training import onnx_graph
+    assert exported["producer"]["graph_rewrites"] == [onnx_graph.FOLDED_PADDING]
     assert gaze.update_exported_model(tmp_path / "model" / "efficientnet_lite0_gaze.json") == []  # nothing to do
     # a model exported before the exporter folded the padding: the update folds it and keeps the maps
-    from semantic_jpeg.training import onnx_graph
+    image = _with_object((90, 200), 10, 140, 40)
     with monkeypatch.context() as patch:
         patch.setattr(onnx_graph, "fold_same_padding", lambda model: 0)
         assert gaze.main(argv + ["--resume", "--export", "--model-dir", str(tmp_path / "old")]) == 0
     old_manifest = tmp_path / "old" / "efficientnet_lite0_gaze.json"
-    old_maps = GazeModel(old_manifest, intra_op_num_threads=1).saliency_map(_with_object((90, 200), 10, 140, 40))
-    assert gaze.update_exported_model(old_manifest) == [gaze.SAME_PADDING_REWRITE]
+    old_maps = GazeModel(old_manifest, intra_op_num_threads=1).saliency_map(image)
+    assert gaze.update_exported_model(old_manifest) == [onnx_graph.FOLDED_PADDING]
     updated = GazeModel(old_manifest, intra_op_num_threads=1)  # the manifest's sha256 follows the new file
     nodes = onnx.load(str(old_manifest.parent / updated.manifest["file"])).graph.node
     assert [n.op_type for n in nodes].count("Pad") == 1  # the readout's edge pad only
-    np.testing.assert_allclose(updated.saliency_map(_with_object((90, 200), 10, 140, 40)), old_maps, atol=1e-4)
-    image = _with_object((90, 200), 10, 140, 40)
+    np.testing.assert_allclose(updated.saliency_map(image), old_maps, atol=1e-4)
     saliency = trained.saliency_map(image)
     assert saliency.shape == (90, 200)
     # ONNX export matches the torch readout on the same input

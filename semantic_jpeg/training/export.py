@@ -38,7 +38,7 @@ from semantic_jpeg.training.efficientnet import (
     EfficientNetLite0,
     pretrained_weights_path,
 )
-from semantic_jpeg.training.onnx_graph import FOLDED_PADDING
+from semantic_jpeg.training.onnx_graph import FOLDED_PADDING, fold_same_padding
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "onnx_models"
 MODEL_STEM = "efficientnet_lite0_cam"
@@ -86,8 +86,6 @@ def export_onnx(net: EfficientNetLite0, path: Path, *, sample_hw=(224, 320)) -> 
     """Trace :class:`CamExportModule` to ONNX with dynamic batch, height and width (multiples of 32: the same
     padding is folded into the convolutions)."""
     import onnx
-
-    from semantic_jpeg.training.onnx_graph import fold_same_padding
 
     module = CamExportModule(net).eval()
     h, w = sample_hw

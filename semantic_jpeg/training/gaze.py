@@ -36,9 +36,9 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from semantic_jpeg.training import onnx_graph
 from semantic_jpeg.training.gaze_args import add_gaze_arguments
 from semantic_jpeg.training.gaze_data import TAPS, BackboneTaps, cache_path, extract_features, read_dataset
-from semantic_jpeg.training.onnx_graph import FOLDED_PADDING
 
 MODEL_STEM = "efficientnet_lite0_gaze"
 MODEL_VERSION = "1.0.0"
@@ -353,9 +353,7 @@ def export(readout: GazeReadout, args, history, model_dir: Path, stem: str = MOD
                           dynamic_axes=dynamic, opset_version=OPSET, dynamo=False, do_constant_folding=True)
     graph = onnx.load(str(tmp))
     rewrites = finish_graph(graph)
-    onnx.checker.check_model(graph)
-    onnx.save(graph, str(tmp))
-    tmp.replace(onnx_path)
+    _save_model(graph, onnx_path)
     final = history[-1] if history else {}
     with torch.no_grad():
         centre = readout.centre_log_prior[0, 0].numpy().astype(float).round(6).tolist()
@@ -407,7 +405,16 @@ def _write_manifest(path: Path, manifest: dict) -> None:
     tmp.replace(path)
 
 
-SAME_PADDING_REWRITE = FOLDED_PADDING
+def _save_model(model, path: Path) -> None:
+    """Check ``model`` and write it to ``path`` through a temporary file, so a reader never sees half of it."""
+    import onnx
+
+    onnx.checker.check_model(model)
+    tmp = path.with_suffix(".onnx.tmp")
+    onnx.save(model, str(tmp))
+    tmp.replace(path)
+
+
 BATCH_REWRITE = "batch dimension declared symbolic"
 
 
@@ -416,8 +423,6 @@ def finish_graph(model) -> list[str]:
     every input and output: a batch of same-shape images runs in one call) and TF "SAME" padding folded into the
     convolutions (:func:`semantic_jpeg.training.onnx_graph.fold_same_padding`: 1.7x faster on the CPU). Returns
     the descriptions of those that changed something (none on a graph that already has them)."""
-    from semantic_jpeg.training.onnx_graph import fold_same_padding
-
     done = []
     batch_free = True
     for value in list(model.graph.input) + list(model.graph.output):
@@ -428,8 +433,8 @@ def finish_graph(model) -> list[str]:
             batch_free = False
     if not batch_free:
         done.append(BATCH_REWRITE)
-    if fold_same_padding(model):
-        done.append(SAME_PADDING_REWRITE)
+    if onnx_graph.fold_same_padding(model):
+        done.append(onnx_graph.FOLDED_PADDING)
     return done
 
 
@@ -450,16 +455,10 @@ def update_exported_model(manifest_path: Path) -> list[str]:
     done = finish_graph(model)
     if not done:
         return []
-    onnx.checker.check_model(model)
-    tmp = onnx_path.with_suffix(".onnx.tmp")
-    onnx.save(model, str(tmp))
-    tmp.replace(onnx_path)
+    _save_model(model, onnx_path)
     manifest["sha256"] = sha256_of(onnx_path)
     producer = manifest.setdefault("producer", {})
-    previous = set(producer.get("graph_rewrites", []))
-    if producer.pop("batch_dimension", None):  # how the first version of this update recorded its rewrite
-        previous.add(BATCH_REWRITE)
-    producer["graph_rewrites"] = sorted(previous | set(done))
+    producer["graph_rewrites"] = sorted(set(producer.get("graph_rewrites", [])) | set(done))
     _write_manifest(manifest_path, manifest)
     return done
 

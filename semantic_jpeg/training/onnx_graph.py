@@ -61,7 +61,8 @@ def _attribute(node, name, default=None):
 
 def fold_same_padding(model) -> int:
     """Fold every zero ``Pad`` (and, for stride 2, the two parity ``Slice`` nodes) that feeds a ``Conv`` into the
-    convolution's ``pads`` attribute, in place, then :func:`prune_unused`. Returns how many convolutions changed.
+    convolution's ``pads`` attribute, in place, then (if any) :func:`prune_unused`. Returns how many convolutions
+    changed.
     Valid for inputs whose sides are multiples of the network's total stride (see the module docstring); the
     caller records that in the model's manifest. Raises ValueError on a chain it does not recognise (a Pad of
     non-spatial axes, a Slice of other axes, a stride other than 1 or 2)."""
@@ -105,7 +106,8 @@ def fold_same_padding(model) -> int:
             conv.attribute.append(make_attribute("pads", [top, left, bottom, right]))
         conv.input[0] = source.input[0]
         folded += 1
-    prune_unused(model)
+    if folded:
+        prune_unused(model)
     return folded
 
 
