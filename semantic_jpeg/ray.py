@@ -186,11 +186,15 @@ class SaliencyMapper:
 
 
 def row_seed(seed: int, key) -> np.random.Generator:
-    """The generator of one row: from the base ``seed`` and the row's key (an int seed, or any value whose
-    ``str`` identifies the row, e.g. its path), so a row's draw does not depend on how rows are batched."""
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        return np.random.default_rng([int(seed), int(key) & (2 ** 63 - 1)])
-    digest = hashlib.sha256(str(key).encode("utf-8")).digest()
+    """The generator of one row: from the base ``seed`` (an integer >= 0) and the row's key (an int, or any value
+    whose ``str`` identifies the row, e.g. its path), so a row's draw does not depend on how rows are batched.
+    Distinct non-negative int keys give distinct streams; a negative int key is hashed like a string."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool) and key >= 0:
+        return np.random.default_rng([int(seed), int(key)])
+    text = f"int:{int(key)}" if isinstance(key, (int, np.integer)) and not isinstance(key, bool) else str(key)
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
     return np.random.default_rng([int(seed), int.from_bytes(digest[:8], "little")])
 
 
@@ -203,19 +207,27 @@ class PurifyTransform:
     however the dataset is split into batches or blocks. ``key_column``: a column identifying rows (default
     ``"path"``, as ``read_images(include_paths=True)`` adds; an integer column works too).
     output_column: where the purified image goes (default: replaces ``image``). overrides: keyword arguments of
-    the filter.
+    the filter (a keyword it does not take is a TypeError); ``color_order="BGR"`` among them for BGR images.
     """
 
     def __init__(self, filter="pd+rcam+dwt", *, seed: int = 0, key_column: str = "path", image_column: str = "image",
                  output_column: str | None = None, intra_op_num_threads: int | None = 1, **overrides):
         from .defense_filters import preset
+        from .defense_filters.compose import accepted_keywords, check_keywords
 
         self.filter = preset(filter) if isinstance(filter, str) else filter
         if not callable(self.filter):
             raise TypeError(f"filter must be a preset name or a callable, got {type(filter).__name__}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
         self.seed, self.key_column, self.image_column = int(seed), key_column, image_column
         self.output_column = output_column or image_column
-        self.overrides = overrides
+        check_keywords(self.filter, overrides, repr(self.filter))  # a misspelt keyword must not be ignored
+        # images come as RGB (read_images); color_order="BGR" in overrides says otherwise. A filter that takes
+        # no color_order (a plain function) gets none.
+        accepted = accepted_keywords(self.filter)
+        self.overrides = ({"color_order": "RGB", **overrides} if accepted is None or "color_order" in accepted
+                          else dict(overrides))
         try:
             from .codec.batch import pin_default_models
             pin_default_models(intra_op_num_threads)
@@ -225,8 +237,12 @@ class PurifyTransform:
     def __call__(self, batch: dict) -> dict:
         hint = "read the images with include_paths=True or pass key_column= / image_column="
         images, keys = (_column(batch, c, hint) for c in (self.image_column, self.key_column))
-        purified = [self.filter(np.asarray(image), rng=row_seed(self.seed, key), color_order="RGB",
-                                **self.overrides) for image, key in zip(_rows(images), keys)]
+        images, keys = _rows(images), list(keys)
+        if len(images) != len(keys):
+            raise ValueError(f"column {self.image_column!r} has {len(images)} rows but {self.key_column!r} has "
+                             f"{len(keys)}")
+        purified = [self.filter(np.asarray(image), rng=row_seed(self.seed, key), **self.overrides)
+                    for image, key in zip(images, keys)]
         out = dict(batch)
         if len({p.shape for p in purified}) == 1 and purified:
             out[self.output_column] = np.stack(purified)

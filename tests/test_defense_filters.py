@@ -369,6 +369,38 @@ def test_median_and_non_local_means_equal_opencv(astronaut):
                                   cv2.fastNlMeansDenoisingColored(bgr, None, 7.0, 7.0, 7, 21)[..., ::-1])
 
 
+def test_non_local_means_checks_its_windows_before_opencv(astronaut):
+    """OpenCV takes any int and dies of SIGFPE on a search window <= -2: checked in Python first."""
+    pytest.importorskip("cv2")
+    small = astronaut[:32, :32]
+    for bad, match in [({"search_size": -5}, "search_size"), ({"search_size": 0}, "search_size"),
+                       ({"template_size": 4}, "odd"), ({"template_size": 2.5}, "template_size"),
+                       ({"template_size": True}, "template_size")]:
+        with pytest.raises(ValueError, match=match):
+            df.non_local_means(small, **bad)
+    assert df.non_local_means(small, template_size=3, search_size=5).shape == small.shape
+
+
+def test_deterministic_filters_still_check_rng_and_counts_refuse_bools(astronaut):
+    small = astronaut[:32, :32]
+    for filt in (df.jpeg, df.wavelet_denoise, df.fft_lowpass, df.median_smoothing):
+        with pytest.raises(TypeError, match="rng"):
+            filt(small, rng="abc")
+    with pytest.raises(ValueError, match="rng seed"):
+        df.jpeg(small, rng=-1)
+    with pytest.raises(ValueError, match="quality"):
+        df.jpeg(small, quality=True)
+    with pytest.raises(ValueError, match="deflections"):
+        df.pixel_deflection(small, deflections=True, rng=0)
+
+
+def test_random_resize_pad_fill_is_in_unit_range(astronaut):
+    out = df.random_resize_pad(np.zeros((48, 64, 3), np.uint8), 0.5, fill=0.5, rng=0)
+    assert out.max() == 128  # 0.5 of the uint8 range
+    with pytest.raises(ValueError, match="fill"):
+        df.random_resize_pad(astronaut, 0.5, fill=128, rng=0)
+
+
 def test_random_resize_pad_places_shrunk_image_on_canvas(astronaut):
     image = astronaut.astype(np.float32) / 255
     out = df.random_resize_pad(image, 0.8, fill=0.0, rng=4)

@@ -55,6 +55,30 @@ def test_art_preprocessor(rgb):
     assert pre.apply_predict and not pre.apply_fit
 
 
+def test_torch_and_art_adapters_refuse_pixels_outside_zero_one_instead_of_clipping(rgb):
+    """uint8 tensors and mean/std-normalised tensors are the usual mistakes: refused, never clipped into a
+    ruined image; float error just outside [0, 1] (an attack's clipped step) is still accepted."""
+    torch = pytest.importorskip("torch")
+    module = adapters.PurifyModule(df.Filter(df.jpeg, quality=90))
+    x8 = torch.from_numpy(rgb[None]).permute(0, 3, 1, 2)
+    with pytest.raises(TypeError, match="floating-point"):
+        module(x8)
+    normalised = (x8.float() / 255 - 0.45) / 0.225
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        module(normalised)
+    nearly = x8.float() / 255
+    nearly[0, 0, 0, 0], nearly[0, 1, 0, 0] = -1e-6, 1 + 1e-6
+    torch.testing.assert_close(module(nearly), module(nearly.clamp(0, 1)))
+    pytest.importorskip("art")
+    pre = adapters.PurifyPreprocessor(df.Filter(df.jpeg, quality=90))
+    with pytest.raises(TypeError, match="float"):
+        pre(rgb[None])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        pre(rgb[None].astype(np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        pre(np.full((1, 8, 8, 3), np.nan, np.float32))
+
+
 def test_adapters_check_and_apply_the_colour_order(rgb):
     """RGB by default like the rest of the package; color_order="BGR" for OpenCV-fed pipelines; a bad order is
     refused when the adapter is built, not at the first image."""

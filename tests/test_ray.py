@@ -101,6 +101,27 @@ def test_purify_rows_do_not_depend_on_batching():
     other = PurifyTransform("pd+rcam+dwt", seed=4)(batch)["image"]
     assert not np.array_equal(other[0], whole[0])  # the seed matters
     assert row_seed(0, "x").integers(1 << 30) == row_seed(0, "x").integers(1 << 30)
+    draws = {key: row_seed(0, key).integers(1 << 62) for key in (0, 5, -1, 2 ** 63 - 1, 2 ** 63)}
+    assert len(set(draws.values())) == len(draws)  # no two int keys share a stream
+    assert row_seed(0, np.int64(5)).integers(1 << 62) == draws[5]
+
+
+def test_purify_takes_any_filter_and_honours_bgr():
+    from semantic_jpeg.defense_filters import Filter, fft_lowpass, gaussian_noise
+
+    batch = _batch()
+    assert PurifyTransform(Filter(fft_lowpass))(batch)["image"].shape == batch["image"].shape  # no color_order
+    assert PurifyTransform(gaussian_noise)(batch)["image"].shape == batch["image"].shape
+    rgb = PurifyTransform("jpeg")(batch)["image"]
+    bgr = PurifyTransform("jpeg", color_order="BGR")({**batch, "image": batch["image"][..., ::-1].copy()})["image"]
+    np.testing.assert_array_equal(bgr[..., ::-1], rgb)
+    with pytest.raises(ValueError, match="rows"):
+        PurifyTransform("jpeg")({**batch, "path": batch["path"][:1]})
+    with pytest.raises(TypeError, match="qualty"):
+        PurifyTransform("jpeg", qualty=3)
+    for seed in (-1, 1.7, True):
+        with pytest.raises(ValueError, match="seed"):
+            PurifyTransform("jpeg", seed=seed)
 
 
 def test_documented_example_encodes_a_folder_on_local_ray(tmp_path):

@@ -38,6 +38,27 @@ def check_image(image, *, min_side: int = 2) -> np.ndarray:
     return image
 
 
+# How far outside [0, 1] an adapter's float input may stray and still be clipped into it: half a uint8 step, far
+# above the float error of an attack's clipped update, far below a real out-of-range input (0..255 pixels, a
+# mean/std-normalised tensor), which is refused.
+UNIT_RANGE_SLACK = 1.0 / 512.0
+
+
+def clip_unit_range(array: np.ndarray, what: str) -> np.ndarray:
+    """A float array of an adapter (torch, ART) as float32 in [0, 1]: values within :data:`UNIT_RANGE_SLACK` of
+    the range are clipped into it; NaN, infinities and values further out are a ValueError naming ``what``."""
+    array = np.asarray(array, dtype=np.float32)
+    if array.size == 0:
+        return array
+    low, high = float(array.min()), float(array.max())
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError(f"{what} contains NaN or infinite values")
+    if low < -UNIT_RANGE_SLACK or high > 1.0 + UNIT_RANGE_SLACK:
+        raise ValueError(f"{what} values must lie in [0, 1] (images before mean/std normalisation; divide 0..255 "
+                         f"pixels by 255), got [{low:.4g}, {high:.4g}]")
+    return np.clip(array, 0.0, 1.0) if low < 0.0 or high > 1.0 else array
+
+
 def spatial_shape(image: np.ndarray) -> tuple[int, int]:
     """(height, width) of an image or batch."""
     return image.shape[:2] if image.ndim in (2, 3) else image.shape[1:3]
@@ -57,16 +78,28 @@ def as_generator(rng) -> np.random.Generator:
     """``rng`` as a numpy Generator: None (fresh entropy), an int seed, or a Generator."""
     if isinstance(rng, np.random.Generator):
         return rng
-    if rng is None or isinstance(rng, numbers.Integral):
-        return np.random.default_rng(None if rng is None else int(rng))
+    if rng is None:
+        return np.random.default_rng()
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
+        if rng < 0:
+            raise ValueError(f"rng seed must be an integer >= 0, got {rng!r}")
+        return np.random.default_rng(int(rng))
     raise TypeError(f"rng must be None, an int seed or a numpy.random.Generator, got {type(rng).__name__}")
+
+
+def check_rng(rng) -> None:
+    """What :func:`as_generator` would refuse, refused by a filter that draws nothing (its ``rng`` exists so that
+    every filter takes the same arguments; a wrong one is still the caller's mistake)."""
+    if rng is not None and not isinstance(rng, np.random.Generator):
+        as_generator(rng)
 
 
 def check_integer(value, name: str, minimum: int, maximum: int | None = None) -> int:
     """``value`` as an int, or a ValueError naming ``name`` unless it is an integer >= ``minimum`` (and <=
-    ``maximum`` when given). (Built-in ints are tested first: an ABC isinstance check costs microseconds when its
-    code is not cached.)"""
-    number = int(value) if type(value) is int or isinstance(value, numbers.Integral) else None
+    ``maximum`` when given); a bool is refused (``True`` is an int to Python, but never a meant count). (Built-in
+    ints are tested first: an ABC isinstance check costs microseconds when its code is not cached.)"""
+    number = (int(value) if type(value) is int or (isinstance(value, numbers.Integral) and not isinstance(value, bool))
+              else None)
     if number is None or number < minimum or (maximum is not None and number > maximum):
         bound = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
         raise ValueError(f"{name} must be an integer {bound}, got {value!r}")

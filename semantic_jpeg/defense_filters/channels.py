@@ -19,6 +19,7 @@ from ._conventions import (
     check_image,
     check_integer,
     check_nonnegative,
+    check_rng,
     finish,
     per_image,
     spatial_shape,
@@ -48,6 +49,7 @@ def _check_jpeg_channels(image: np.ndarray) -> None:
 def jpeg(image, quality: int = 75, *, color_order: str = "RGB", dst=None, rng=None) -> np.ndarray:
     """Encode to a baseline JPEG at ``quality`` (Pillow, 4:2:0) and decode it back (Prakash 2019 Table 4.7)."""
     image = check_image(image)
+    check_rng(rng)
     _check_jpeg_channels(image)
     quality = check_integer(quality, "quality", 1)
     if quality > 100:
@@ -87,7 +89,8 @@ def semantic_jpeg(image, saliency="aug-msroi", *, levels: int = 5, quality_range
         return _from_rgb_uint8(decoded, single, order)
 
     if image.ndim == 4:
-        result = np.stack([one(single, m) for single, m in zip(image, maps if maps.ndim == 3 else [maps] * len(image))])
+        per_map = maps if maps is not None and maps.ndim == 3 else [maps] * len(image)  # None: the codec's map
+        result = np.stack([one(single, m) for single, m in zip(image, per_map)])
     else:
         result = one(image, maps)
     return finish(result, image, dst)
@@ -101,6 +104,7 @@ def fft_lowpass(image, compression: float = 0.5, *, dst=None, rng=None) -> np.nd
     spectrum is 1 - compression (Dziedzic 2019 sec 2.2 / 3.3, "FC" channel).
     """
     image = check_image(image)
+    check_rng(rng)
     compression = check_nonnegative(compression, "compression")
     if compression >= 1:
         raise ValueError(f"compression must be in [0, 1), got {compression}")
@@ -119,6 +123,7 @@ def fft_lowpass(image, compression: float = 0.5, *, dst=None, rng=None) -> np.nd
 def color_depth(image, bits: int = 4, *, dst=None, rng=None) -> np.ndarray:
     """Colour-depth reduction C(v, b) = round((2^b - 1) v) / (2^b - 1) (Dziedzic 2019 sec 3.2.1, rounded)."""
     image = check_image(image)
+    check_rng(rng)
     bits = check_integer(bits, "bits", 1)
     if bits > 8:
         raise ValueError(f"bits must be in 1..8, got {bits}")
@@ -129,6 +134,7 @@ def color_depth(image, bits: int = 4, *, dst=None, rng=None) -> np.ndarray:
 def svd_truncate(image, rank: int = 32, *, dst=None, rng=None) -> np.ndarray:
     """Keep the ``rank`` largest singular values of each channel (the SVD channel of Dziedzic 2019 sec 3.3)."""
     image = check_image(image)
+    check_rng(rng)
     rank = check_integer(rank, "rank", 1)
 
     def one(single):
@@ -169,6 +175,7 @@ def median_smoothing(image, size: int = 3, *, dst=None, rng=None) -> np.ndarray:
     from scipy.ndimage import median_filter
 
     image = check_image(image)
+    check_rng(rng)
     size = check_integer(size, "size", 1)
     if size % 2 == 0:
         raise ValueError(f"size must be odd, got {size}")
@@ -180,13 +187,18 @@ def non_local_means(image, strength: float = 10.0, *, template_size: int = 7, se
                     color_order: str = "RGB", dst=None, rng=None) -> np.ndarray:
     """Non-local means (OpenCV's fastNlMeansDenoising[Colored]; needs opencv-python-headless).
 
-    ``strength`` is OpenCV's h in uint8 units; colour images use the same h for the chroma."""
+    ``strength`` is OpenCV's h in uint8 units; colour images use the same h for the chroma. ``template_size`` and
+    ``search_size`` (OpenCV's window sides, in pixels) must be odd positive integers."""
     try:
         import cv2
     except ImportError as exc:
         raise ImportError("non_local_means needs OpenCV: pip install opencv-python-headless") from exc
     image = check_image(image)
+    check_rng(rng)
     strength = check_nonnegative(strength, "strength")
+    # checked here: OpenCV takes any int and dies of SIGFPE on a search window of -2 or less
+    template_size = _odd_window(template_size, "template_size")
+    search_size = _odd_window(search_size, "search_size")
     order = check_color_order(color_order)
 
     def one(single):
@@ -205,9 +217,18 @@ def non_local_means(image, strength: float = 10.0, *, template_size: int = 7, se
     return finish(per_image(one, image), image, dst)
 
 
+def _odd_window(value, name: str) -> int:
+    """A window side for OpenCV: an odd integer >= 1 (at most 255, far beyond any useful window)."""
+    side = check_integer(value, name, 1, 255)
+    if side % 2 == 0:
+        raise ValueError(f"{name} must be odd, got {value!r}")
+    return side
+
+
 def random_resize_pad(image, min_scale: float = 0.9, *, fill: float = 0.0, rng=None, dst=None) -> np.ndarray:
     """Xie et al.'s randomisation at a fixed output size: shrink by a random factor in [min_scale, 1]
-    (bilinear), then place the result at a random offset on a ``fill``-valued canvas of the input's size."""
+    (bilinear), then place the result at a random offset on a ``fill``-valued canvas of the input's size.
+    ``fill`` is in [0, 1] whatever the image's dtype (0.5 is 128 in a uint8 image)."""
     from scipy.ndimage import zoom
 
     image = check_image(image)
@@ -215,6 +236,8 @@ def random_resize_pad(image, min_scale: float = 0.9, *, fill: float = 0.0, rng=N
     if not 0 < min_scale <= 1:
         raise ValueError(f"min_scale must be in (0, 1], got {min_scale}")
     fill = check_nonnegative(fill, "fill")
+    if fill > 1:
+        raise ValueError(f"fill must be in [0, 1] (the image's range as floats; 0.5 is 128 in uint8), got {fill!r}")
     rng = as_generator(rng)
     height, width = spatial_shape(image)
 

@@ -27,7 +27,8 @@ def accepted_keywords(purifier):
     return frozenset(name for name, p in list(parameters.items())[1:] if p.kind != p.VAR_POSITIONAL) - {"rng"}
 
 
-def _check_keywords(purifier, overrides: dict, name: str) -> None:
+def check_keywords(purifier, overrides: dict, name: str) -> None:
+    """A TypeError naming the ``overrides`` that ``purifier`` does not take (``name`` names the filter)."""
     accepted = accepted_keywords(purifier)
     unknown = set(overrides) - accepted if accepted is not None else set()
     if unknown:
@@ -58,7 +59,7 @@ class Filter:
             raise TypeError(f"{func.__name__} takes no setting(s) {sorted(unknown)}")
 
     def __call__(self, image, rng=None, **overrides):
-        _check_keywords(self, overrides, repr(self))
+        check_keywords(self, overrides, repr(self))
         return self.func(image, rng=rng, **{**self.settings, **overrides})
 
     def __repr__(self):
@@ -87,7 +88,7 @@ class Compose:
         self.accepted = None if any(a is None for a in steps) else frozenset().union(*steps) | {"dst"}
 
     def __call__(self, image, rng=None, *, dst=None, **overrides):
-        _check_keywords(self, overrides, repr(self))
+        check_keywords(self, overrides, repr(self))
         rng = as_generator(rng)
         for index, step in enumerate(self.filters):
             last = index == len(self.filters) - 1

@@ -23,6 +23,7 @@ from ._conventions import (
     check_image,
     check_integer,
     check_nonnegative,
+    check_rng,
     deliver,
     finish,
     kernel_output,
@@ -105,6 +106,7 @@ def wavelet_denoise(image, sigma: float | None = 0.04, *, wavelet: str = "db1", 
     ``rng`` is accepted and unused (the filter is deterministic) so it composes like the random filters.
     """
     image = check_image(image)
+    check_rng(rng)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if mode not in MODES:

@@ -4,13 +4,15 @@ from __future__ import annotations
 import numpy as np
 from art.defences.preprocessor import Preprocessor
 
-from .._conventions import as_generator, check_color_order
+from .._conventions import as_generator, check_color_order, clip_unit_range
 from ..compose import apply_filter
 
 
 class PurifyPreprocessor(Preprocessor):
     """``purifier`` on ART's float arrays in [0, 1] (NHWC, or NCHW with ``channels_first``), RGB unless
-    ``color_order="BGR"``. Gradients pass straight through (``estimate_gradient`` is the identity: BPDA)."""
+    ``color_order="BGR"``. Gradients pass straight through (``estimate_gradient`` is the identity: BPDA).
+    Integer arrays are a TypeError and values outside [0, 1] beyond float error a ValueError (never clipped
+    silently): use a classifier with ``clip_values=(0, 1)``."""
 
     params = ["channels_first", "color_order"]
 
@@ -27,9 +29,12 @@ class PurifyPreprocessor(Preprocessor):
     def __call__(self, x: np.ndarray, y=None):
         if x.ndim != 4:
             raise ValueError(f"expected a 4-D batch, got shape {x.shape}")
+        if not np.issubdtype(x.dtype, np.floating):
+            raise TypeError(f"PurifyPreprocessor expects float arrays in [0, 1], got {x.dtype} "
+                            "(convert 0..255 pixels with x / 255)")
         images = np.moveaxis(x, 1, -1) if self.channels_first else x
-        purified = apply_filter(self.purifier, np.ascontiguousarray(np.clip(images, 0, 1), dtype=np.float32),
-                                rng=self.rng, color_order=self.color_order)
+        images = np.ascontiguousarray(clip_unit_range(images, "PurifyPreprocessor input"))
+        purified = apply_filter(self.purifier, images, rng=self.rng, color_order=self.color_order)
         purified = np.moveaxis(purified, -1, 1) if self.channels_first else purified
         return np.ascontiguousarray(purified).astype(x.dtype, copy=False), y
 
