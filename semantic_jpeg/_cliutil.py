@@ -3,9 +3,11 @@
 Standard library only, so every component's CLI can use it without an upward import."""
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
+import stat
 import sys
 
 # name of the temporary file an output is written to before it is renamed into place; a process killed in
@@ -35,26 +37,45 @@ def temp_name(path: str) -> str:
     return os.path.join(folder, f".{base}.{secrets.token_hex(8)}.tmp")
 
 
-def write_file(path: str, data: bytes, *, overwrite: bool = False) -> None:
+def write_file(path, data: bytes, *, overwrite: bool = False, hint: str = "pass --overwrite to replace it") -> None:
     """Write ``data`` to ``path`` atomically: into a temporary file beside it, then renamed into place. Without
-    ``overwrite`` an existing ``path`` is never replaced (FileExistsError naming ``--overwrite``), even when it
-    appears after the caller checked. On any error or Ctrl-C the temporary file is removed."""
-    path = os.path.realpath(path)  # what the OS will write: "sub/../a.jpg" is "a.jpg" even when sub is missing
+    ``overwrite`` an existing ``path`` is never replaced (FileExistsError, with ``hint``), even when it appears
+    after the caller checked. A symbolic link is written through (its target is replaced, as ``open(path, "wb")``
+    would), and a replaced file keeps its permission bits; a new file gets the umask's. Errors name ``path``,
+    never the temporary file. On any error or Ctrl-C the temporary file is removed."""
+    given = os.fspath(path)
+    if not given:
+        raise ValueError("the output path is empty")
+    if given.endswith(("/", os.sep)) or os.path.isdir(given):
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file name", given)
+    path = os.path.realpath(given)  # what the OS will write: "sub/../a.jpg" is "a.jpg" even when sub is missing
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(errno.ENOENT, f"folder {folder} does not exist", given)
     tmp = temp_name(path)
     try:
-        with open(tmp, "xb") as handle:  # created like any new file, so the umask applies (unlike mkstemp)
-            handle.write(data)
-        if overwrite:
-            os.replace(tmp, path)
-            return
         try:
-            os.link(tmp, path)  # atomic and fails if path exists: no check-then-write race
-        except FileExistsError:
-            raise FileExistsError(f"{path} exists; pass --overwrite to replace it") from None
-        except OSError:  # file system without hard links
-            if os.path.lexists(path):
-                raise FileExistsError(f"{path} exists; pass --overwrite to replace it") from None
-            os.replace(tmp, path)
+            with open(tmp, "xb") as handle:  # created like any new file, so the umask applies (unlike mkstemp)
+                handle.write(data)
+            if overwrite:
+                try:
+                    os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))  # a private file stays private
+                except FileNotFoundError:
+                    pass
+                os.replace(tmp, path)
+                return
+            try:
+                os.link(tmp, path)  # atomic and fails if path exists: no check-then-write race
+            except FileExistsError:
+                raise FileExistsError(f"{given} exists; {hint}") from None
+            except OSError:  # file system without hard links
+                if os.path.lexists(path):
+                    raise FileExistsError(f"{given} exists; {hint}") from None
+                os.replace(tmp, path)
+        except OSError as exc:
+            if exc.filename in (tmp, path) or exc.filename is None:
+                raise type(exc)(exc.errno, exc.strerror or str(exc), given) from None
+            raise
     finally:
         if os.path.lexists(tmp):
             os.unlink(tmp)
@@ -67,15 +88,19 @@ def image_extensions() -> set[str]:
     return {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
 
 
-def list_folder(folder: str, *, recursive: bool) -> list[str]:
-    """Image files in ``folder`` (by extension, sorted; hidden files and temporary files skipped), and in its
-    sub-folders when ``recursive`` (hidden sub-folders skipped)."""
+def list_folder(folder: str, *, recursive: bool, skip: str | None = None) -> list[str]:
+    """Image files in ``folder`` (by extension, sorted; hidden files, temporary files and anything that is not a
+    regular file, such as a named pipe, skipped), and in its sub-folders when ``recursive`` (hidden sub-folders
+    skipped, and the folder ``skip`` (a real path), e.g. the output folder)."""
     extensions = image_extensions()
     found = []
     for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
-        found += [os.path.join(root, f) for f in sorted(files)
-                  if not f.startswith(".") and os.path.splitext(f)[1].lower() in extensions]
+        dirs[:] = (sorted(d for d in dirs if not d.startswith(".")
+                          and (skip is None or os.path.realpath(os.path.join(root, d)) != skip))
+                   if recursive else [])
+        found += [path for path in (os.path.join(root, f) for f in sorted(files)
+                                    if not f.startswith(".") and os.path.splitext(f)[1].lower() in extensions)
+                  if os.path.isfile(path)]
     return found
 
 

@@ -133,6 +133,8 @@ def numpy_to_array(array: np.ndarray, color_order: str = DEFAULT_COLOR_ORDER) ->
         raise ValueError(f"image array must be HxW, HxWx1 or HxWx3, got shape {array.shape}")
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ValueError(f"image is empty (shape {array.shape})")
+    if array.dtype.kind in "uf" and not array.dtype.isnative:  # e.g. ">u2" from a big-endian file
+        array = array.astype(array.dtype.newbyteorder("="))
     if array.dtype == np.uint16:
         array = _from_16_bit(array)
     elif array.dtype in (np.float32, np.float64):

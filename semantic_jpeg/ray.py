@@ -254,27 +254,47 @@ class PurifyTransform:
 def write_jpegs(batch: dict, *, root: str, out: str, path_column: str = "path", jpeg_column: str = "jpeg",
                 overwrite: bool = False) -> dict:
     """``Dataset.map_batches`` function that writes each row's JPEG to ``out`` under the row's path relative to
-    ``root`` (sub-folders kept, extension ``.jpg``), atomically and without replacing existing files unless
-    ``overwrite``. Returns the batch without the ``jpeg`` column, plus ``output`` (the path written; "" for a row
-    without JPEG bytes, one that failed with ``errors="record"``). On a
-    cluster, ``out`` must be storage every node can write (a shared file system)."""
+    ``root`` (sub-folders kept, extension ``.jpg``; relative paths are relative to the working folder), atomically
+    and without replacing existing files unless ``overwrite``. Returns the batch without the ``jpeg`` column, plus
+    ``output`` (the path written; "" for a row without JPEG bytes, one that failed with ``errors="record"``).
+
+    An input is never replaced, even with ``overwrite``: an existing file under ``root`` is refused (ValueError;
+    it may be an input, e.g. ``a.jpg`` beside ``a.png`` when ``out`` is ``root``). Two rows of one batch that map
+    to one file (``a.png`` and ``a.jpg``) are a ValueError. Rows of different batches are written by different
+    tasks: there a second file of the same name is a FileExistsError without ``overwrite``, and replaces the
+    first with it. On a cluster, ``out`` must be storage every node can write (a
+    shared file system)."""
     import os
 
     from ._cliutil import write_file
 
-    outputs = []
+    root_dir = os.path.realpath(root)
+    targets, outputs = {}, []
     for path, data in zip(batch[path_column], batch[jpeg_column]):
         if not len(data):  # a row that failed to encode (errors="record"): nothing to write
             outputs.append("")
             continue
-        rel = os.path.relpath(os.path.join("/", str(path)) if not os.path.isabs(str(path)) else str(path),
-                              os.path.abspath(root))
-        if rel.startswith(".."):
+        source = os.path.realpath(str(path))
+        rel = os.path.relpath(source, root_dir)
+        if rel == ".." or rel.startswith(".." + os.sep) or os.path.isabs(rel):
             raise ValueError(f"{path} is not under root {root}")
         target = os.path.join(out, os.path.splitext(rel)[0] + ".jpg")
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        write_file(target, bytes(data), overwrite=overwrite)
-        outputs.append(target)
+        key = os.path.realpath(target)
+        if key == source or (os.path.exists(key) and os.path.commonpath([key, root_dir]) == root_dir):
+            raise ValueError(f"{target} exists under root {root}, so it may be an input of this dataset: "
+                             "refusing to write over it; choose an out= outside root")
+        if key in targets:
+            raise ValueError(f"{targets[key]} and {path} would both be written to {target}")
+        targets[key] = path
+        outputs.append((target, data))
+    written = []
+    for item in outputs:
+        if item:
+            target, data = item
+            os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+            write_file(target, bytes(data), overwrite=overwrite, hint="pass overwrite=True to replace it")
+            item = target
+        written.append(item)
     result = {k: v for k, v in batch.items() if k != jpeg_column}
-    result["output"] = np.asarray(outputs, dtype=object)
+    result["output"] = np.asarray(written, dtype=object)
     return result

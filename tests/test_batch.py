@@ -116,3 +116,11 @@ def test_a_finished_pool_leaves_no_thread_so_the_next_batch_forks_again():
             "    assert _context().get_start_method() == 'fork', threading.enumerate()\n"
             "    assert [v for _, _, v, _ in WorkerPool(abs, jobs=2).run([-1, -2, -3])] == [1, 2, 3]\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_encode_many_refuses_a_single_image():
+    """Iterating one array would encode each of its rows as an image: refused, like a single path."""
+    image = np.zeros((48, 64, 3), np.uint8)
+    for single in (image, Image.fromarray(image), "photo.png", b"bytes"):
+        with pytest.raises(TypeError, match="single"):
+            semantic_jpeg.encode_many(single, jobs=1)

@@ -400,3 +400,82 @@ def test_no_rate_control_writes_the_one_pass_encode(tmp_path):
     expected = semantic_jpeg.encode(rgb, quality=60, rate_control=False)
     assert (tmp_path / "p.jpg").read_bytes() == expected
     assert run("encode", tmp_path / "p.png", "-o", tmp_path / "q.jpg", "--no-rate-control", "--mode", "dct") == 2
+
+
+def test_encode_missing_input_keeps_the_output_a_folder(tmp_path, capsys):
+    """A typo among several inputs must not turn the output folder into a file named like the folder."""
+    _photo().save(tmp_path / "a.png")
+    assert run("encode", tmp_path / "a.png", tmp_path / "typo.png", "-o", tmp_path / "out", "--jobs", 1) == 1
+    assert (tmp_path / "out").is_dir() and Image.open(tmp_path / "out" / "a.jpg").format == "JPEG"
+    assert "typo.png: no such file or folder" in capsys.readouterr().err
+
+
+def test_encode_recursive_output_inside_the_input_folder_resumes(tmp_path, capsys):
+    """The output folder is never listed as input, so a resumed run in this layout works."""
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    _photo(0).save(tree / "a.png")
+    _photo(1).save(tree / "sub" / "b.png")
+    assert run("encode", tree, "-r", "-o", tree / "enc", "--jobs", 1) == 0
+    assert run("encode", tree, "-r", "-o", tree / "enc", "--skip-existing", "--jobs", 1) == 0
+    assert sorted(p.relative_to(tree / "enc").as_posix() for p in (tree / "enc").rglob("*.jpg")) == \
+        ["a.jpg", "sub/b.jpg"]
+    assert "skipping 2 input(s)" in capsys.readouterr().err
+
+
+def test_encode_folder_input_skips_named_pipes(tmp_path):
+    """A FIFO named like an image would block the read forever: folders list regular files only."""
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no named pipes here")
+    (tmp_path / "d").mkdir()
+    _photo().save(tmp_path / "d" / "a.png")
+    os.mkfifo(tmp_path / "d" / "b.png")
+    done = subprocess.run([sys.executable, "-m", "semantic_jpeg.cli", "encode", str(tmp_path / "d"), "-o",
+                           str(tmp_path / "out"), "--jobs", "1"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert sorted(os.listdir(tmp_path / "out")) == ["a.jpg"]
+
+
+def test_encode_saliency_map_keeps_16_bit_and_float_maps(tmp_path):
+    """Pillow's convert("L") clips 16-bit and float maps to 0..255 (a 0..1 float map became almost all 0): the
+    command passes them on scaled as the library takes them."""
+    photo = _photo()
+    photo.save(tmp_path / "a.png")
+    ramp = np.tile(np.linspace(0, 1, photo.width, dtype=np.float32), (photo.height, 1))
+    Image.fromarray(np.rint(ramp * 65535).astype(np.uint16)).save(tmp_path / "map16.png")
+    Image.fromarray(ramp, mode="F").save(tmp_path / "mapf.tiff")
+    assert Image.open(tmp_path / "map16.png").mode.startswith("I")
+    expected = semantic_jpeg.encode(photo, saliency=ramp)
+    for name in ("map16.png", "mapf.tiff"):
+        out = tmp_path / f"{name}.jpg"
+        assert run("encode", tmp_path / "a.png", "-o", out, "--saliency-map", tmp_path / name) == 0
+        if name == "mapf.tiff":
+            assert out.read_bytes() == expected
+        else:  # 16-bit rounding of the ramp: the same file or within a few bytes of it
+            assert abs(out.stat().st_size - len(expected)) <= 0.01 * len(expected)
+    flat = semantic_jpeg.encode(photo, saliency=np.asarray(Image.open(tmp_path / "map16.png").convert("L")))
+    assert (tmp_path / "map16.png.jpg").read_bytes() != flat
+
+
+def test_encode_turns_exif_rotated_photos_upright(tmp_path):
+    """A photo stored sideways with EXIF orientation 6 comes out upright (and with the tag reset), so --strip or
+    a viewer that ignores the tag shows it the right way up, and the map sees it upright."""
+    photo = _photo(size=(48, 64))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo.save(tmp_path / "rot.jpg", quality=95, exif=exif)
+    for extra in ((), ("--strip",)):
+        out = tmp_path / f"out{len(extra)}.jpg"
+        assert run("encode", tmp_path / "rot.jpg", "-o", out, *extra) == 0
+        with Image.open(out) as im:
+            assert im.size == (48, 64) and im.getexif().get(0x0112, 1) == 1
+
+
+def test_encode_heatmap_failure_writes_nothing_and_names_the_file(tmp_path, capsys):
+    _photo().save(tmp_path / "a.png")
+    (tmp_path / "oh" / "a.heatmap.png").mkdir(parents=True)  # a folder where the heatmap goes
+    assert run("encode", tmp_path / "a.png", "-o", f"{tmp_path / 'oh'}/", "--heatmap", "--overwrite",
+               "--jobs", 1) == 1
+    err = capsys.readouterr().err
+    assert "a.heatmap.png" in err and ".tmp" not in err and "0 written" in err
+    assert not (tmp_path / "oh" / "a.jpg").exists()

@@ -819,3 +819,46 @@ def test_rdo_greyscale(astronaut, box_map):
         assert im.mode == "L"
         assert psnr(np.asarray(im), grey) > 30
     assert abs(r.size / r.target_size - 1) <= 0.01
+
+
+def test_writing_to_a_path_keeps_links_and_permissions_and_names_the_target(tmp_path):
+    """encode(fp=path) replaces atomically, like open(path, "wb") would from the outside: a private file stays
+    private, a symbolic link stays a link (its target is written), and errors name the path, never the temporary
+    file."""
+    rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    flat = np.ones((48, 64), np.float32)
+    private = tmp_path / "private.jpg"
+    private.write_bytes(b"old")
+    os.chmod(private, 0o600)
+    encode(rgb, private, saliency=flat, quality=60)
+    assert Image.open(private).format == "JPEG" and (os.stat(private).st_mode & 0o777) == 0o600
+    (tmp_path / "real.jpg").write_bytes(b"old")
+    os.symlink("real.jpg", tmp_path / "link.jpg")
+    encode(rgb, tmp_path / "link.jpg", saliency=flat, quality=60)
+    assert os.path.islink(tmp_path / "link.jpg") and Image.open(tmp_path / "real.jpg").format == "JPEG"
+    with pytest.raises(IsADirectoryError, match="outdir"):
+        encode(rgb, f"{tmp_path / 'outdir'}/", saliency=flat, quality=60)
+    with pytest.raises(FileNotFoundError, match="missing"):
+        encode(rgb, tmp_path / "missing" / "x.jpg", saliency=flat, quality=60)
+    assert not (tmp_path / "outdir").exists()
+    assert sorted(os.listdir(tmp_path)) == ["link.jpg", "private.jpg", "real.jpg"]  # no temporary file left
+
+
+@pytest.mark.parametrize("options, error", [
+    ({"quality": True}, TypeError), ({"quality": "75"}, TypeError), ({"match_jpeg_quality": float("nan")}, ValueError),
+    ({"match_jpeg_quality": "x"}, TypeError), ({"subsampling": True}, ValueError),
+    ({"mode": "mosaic", "smooth": -1}, ValueError), ({"exif": 123}, TypeError), ({"icc_profile": "x"}, TypeError),
+    ({"comment": 123}, TypeError), ({"dpi": "x"}, ValueError)])
+def test_options_of_the_wrong_kind_are_refused_by_name(options, error):
+    rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    name = next(k for k in options if k != "mode")
+    with pytest.raises(error, match=name):
+        encode(rgb, saliency=np.ones((48, 64), np.float32), **options)
+
+
+def test_big_endian_16_bit_images_and_huge_map_values():
+    rgb16 = np.random.default_rng(0).integers(0, 65536, (48, 64, 3)).astype(">u2")
+    flat = np.ones((48, 64), np.float32)
+    assert encode(rgb16, saliency=flat) == encode(rgb16.astype("<u2"), saliency=flat)
+    with pytest.raises(ValueError, match=r"\[0, 1\].*1e\+300"):
+        encode(rgb16, saliency=np.full((48, 64), 1e300))

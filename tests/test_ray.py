@@ -14,7 +14,7 @@ pytest.importorskip("onnxruntime")
 data = pytest.importorskip("skimage.data")
 
 import semantic_jpeg  # noqa: E402
-from semantic_jpeg.ray import PurifyTransform, SaliencyMapper, SemanticJpegEncoder, row_seed  # noqa: E402
+from semantic_jpeg.ray import PurifyTransform, SaliencyMapper, SemanticJpegEncoder, row_seed, write_jpegs  # noqa: E402
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "scaling.md"
 
@@ -179,3 +179,23 @@ def test_two_stage_pipeline_with_a_map_actor_on_local_ray(tmp_path):
     for name, array in arrays.items():
         written = (tmp_path / "encoded" / name).with_suffix(".jpg")
         assert written.read_bytes() == semantic_jpeg.encode(array, quality=80)
+
+
+def test_write_jpegs_never_replaces_an_input_or_writes_two_rows_to_one_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jpg").write_bytes(b"an input")
+    batch = {"path": np.array(["in/a.png"], dtype=object), "jpeg": np.array([b"new"], dtype=object)}
+    for overwrite in (False, True):  # out == root: in/a.jpg is another row's input
+        with pytest.raises(ValueError, match="may be an input"):
+            write_jpegs(batch, root="in", out="in", overwrite=overwrite)
+    assert (tmp_path / "in" / "a.jpg").read_bytes() == b"an input"
+    two = {"path": np.array(["in/a.png", "in/a.jpg"], dtype=object), "jpeg": np.array([b"1", b"2"], dtype=object)}
+    with pytest.raises(ValueError, match="both be written"):
+        write_jpegs(two, root="in", out="out", overwrite=True)
+    assert not (tmp_path / "out").exists()  # refused before any write
+    done = write_jpegs(batch, root="in", out="out")  # a relative path is relative to the working folder
+    assert list(done["output"]) == [os.path.join("out", "a.jpg")]
+    assert (tmp_path / "out" / "a.jpg").read_bytes() == b"new"
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        write_jpegs(batch, root="in", out="out")

@@ -252,6 +252,9 @@ def encode_many(images: Iterable, *, jobs: int | None = None, ordered: bool = Tr
             raise TypeError(f"encode_many does not take {key!r}: it yields EncodeResult objects")
     if isinstance(images, (str, bytes, os.PathLike)):
         raise TypeError("images must be an iterable of images or paths, not a single path or bytes object")
+    if hasattr(images, "__array_interface__") or hasattr(images, "getbands"):  # iterating would yield its rows
+        raise TypeError(f"images must be an iterable of images (e.g. a list), not a single image "
+                        f"({type(images).__name__}); a stack of same-size images: list(array)")
     pool = WorkerPool(_encode_item, (encode_options,), jobs=jobs, ordered=ordered, max_in_flight=max_in_flight)
     return _encode_many(pool, images, ordered, return_exceptions)
 

@@ -15,6 +15,7 @@ from .._cliutil import TEMP_NAME, describe_error, error, list_folder, write_file
 from .encoder import DEFAULT_MODE, MODES
 
 SAMPLES = ("astronaut", "chelsea", "coffee", "rocket")
+ORIENTATION = 0x0112  # the EXIF orientation tag
 PROG = "semantic-jpeg encode"
 
 
@@ -22,7 +23,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "encode", help="semantic-encode images to JPEG",
         description="Encode images as standard JPEGs whose salient regions keep their detail. Metadata (EXIF, "
-                    "ICC profile) of the inputs is kept unless --strip is given. Existing files are never "
+                    "ICC profile) of the inputs is kept unless --strip is given; a photo with an EXIF orientation is "
+                    "turned upright. Existing files are never "
                     "replaced unless --overwrite is given, and an input is never replaced.")
     p.add_argument("inputs", nargs="*",
                    help="input image files or folders ('-': one image read from standard input)")
@@ -86,8 +88,9 @@ class UsageError(Exception):
 
 
 def _gather(args, failures) -> tuple[list[Job], bool]:
-    """The jobs of the command line, in order, and whether a folder was among the inputs; inputs that do not
-    exist or are not images go to ``failures``."""
+    """The jobs of the command line, in order, and whether the output must be a folder (a folder among the
+    inputs, or several inputs named, counting those that turn out to be missing: one typo must not turn the
+    output folder into a file); inputs that do not exist or are not images go to ``failures``."""
     jobs, folder_input = [], False
     if args.sample:
         jobs.append(Job(name=f"{args.sample}.png", sample=args.sample, stem=args.sample))
@@ -106,6 +109,9 @@ def _gather(args, failures) -> tuple[list[Job], bool]:
         entries += [line.rstrip("\r\n") for line in text.splitlines() if line.strip()]
     if entries.count("-") > 1:
         raise UsageError("standard input ('-') can be given once")
+    several = len(entries) + bool(args.sample) > 1
+    # the output folder is never read as input (a resumed "-r -o tree/encoded" run must not encode its outputs)
+    skip = os.path.realpath(args.output) if args.output != "-" else None
     for entry in entries:
         if entry == "-":
             data = sys.stdin.buffer.read()
@@ -115,7 +121,7 @@ def _gather(args, failures) -> tuple[list[Job], bool]:
             jobs.append(Job(name="<stdin>", data=data, stem="stdin"))
         elif os.path.isdir(entry):
             folder_input = True
-            found = list_folder(entry, recursive=args.recursive)
+            found = list_folder(entry, recursive=args.recursive, skip=skip)
             if not found:
                 hint = "" if args.recursive else " (--recursive also searches its sub-folders)"
                 failures.append((entry, f"folder holds no images{hint}"))
@@ -128,10 +134,10 @@ def _gather(args, failures) -> tuple[list[Job], bool]:
             failures.append((entry, "not a regular file"))
         else:
             jobs.append(Job(name=entry, path=entry, stem=os.path.splitext(os.path.basename(entry))[0]))
-    return jobs, folder_input
+    return jobs, folder_input or several
 
 
-def _plan(args, jobs: list[Job], folder_input: bool) -> None:
+def _plan(args, jobs: list[Job], to_folder: bool) -> None:
     """Set each job's output path; raise UsageError for collisions, inputs as outputs and existing outputs."""
     out = args.output
     if out == "-":
@@ -141,10 +147,11 @@ def _plan(args, jobs: list[Job], folder_input: bool) -> None:
             raise UsageError("--heatmap needs an output file name, not -o -")
         jobs[0].output = "-"
         return
-    to_folder = len(jobs) > 1 or folder_input or os.path.isdir(out) or out.endswith(("/", os.sep))
-    if to_folder and os.path.exists(out) and not os.path.isdir(out):
-        raise UsageError(f"output {out} is an existing file, but a folder is needed for "
-                         f"{'a folder input' if folder_input else f'{len(jobs)} inputs'}")
+    needed = to_folder or len(jobs) > 1
+    to_folder = needed or os.path.isdir(out) or out.endswith(("/", os.sep))
+    if needed and os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"output {out} is an existing file, but a folder is needed for a folder input or "
+                         "several inputs")
     for job in jobs:
         job.output = os.path.join(out, job.stem + ".jpg") if to_folder else out
         if args.heatmap:
@@ -222,6 +229,11 @@ def _encode_job(job: Job, options: dict, strip: bool, heatmap: bool) -> dict:
 
     image, in_size = _read(job)
     notes = []
+    if image.getexif().get(ORIENTATION, 1) != 1:
+        # upright pixels for the map and the file (and the tag reset), as viewers show the photo: with --strip, or
+        # in a viewer that ignores the tag, the stored pixels would otherwise be shown turned
+        from PIL import ImageOps
+        image = ImageOps.exif_transpose(image)
     metadata = {} if strip else {k: image.info[k] for k in ("exif", "icc_profile") if image.info.get(k)}
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         notes.append("has alpha, composited onto white")
@@ -237,6 +249,24 @@ def _encode_job(job: Job, options: dict, strip: bool, heatmap: bool) -> dict:
         Image.fromarray(overlay(np.asarray(image.convert("RGB")), result.saliency)).save(buffer, "PNG")
         png = buffer.getvalue()
     return {"data": result.data, "summary": result.summary(), "in_size": in_size, "notes": notes, "heatmap": png}
+
+
+def _read_map(path: str):
+    """A --saliency-map file as the encoder takes it: 8-bit images (any mode, as grey) in 0..255, 16-bit grey
+    scaled from 0..65535, float ("F") as it is, in [0, 1] (Pillow's convert("L") would clip both to 0..255)."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as m:
+        m.load()
+        if m.mode.startswith("I;16"):
+            return np.asarray(m).astype(np.float32) / 65535.0
+        if m.mode == "F":
+            return np.asarray(m, dtype=np.float32)
+        if m.mode == "I":
+            raise ValueError("32-bit integer maps are ambiguous: save the map as 8-bit or 16-bit grey, or as "
+                             "float in [0, 1]")
+        return m.convert("L")
 
 
 def _options(args, saliency) -> dict:
@@ -268,13 +298,13 @@ def run(args) -> int:
         return 2
     failures: list[tuple[str, str]] = []  # (name, message)
     try:
-        jobs, folder_input = _gather(args, failures)
+        jobs, to_folder = _gather(args, failures)
         if not jobs and not failures:
             raise UsageError("give input files or folders, --from-file, or --sample")
         if args.saliency_map and len(jobs) > 1:
             raise UsageError("--saliency-map applies to a single input")
         if jobs:
-            _plan(args, jobs, folder_input)
+            _plan(args, jobs, to_folder)
             jobs = _existing(args, jobs)
     except UsageError as exc:
         error(PROG, str(exc))
@@ -283,11 +313,8 @@ def run(args) -> int:
         print(f"{name}: {message}", file=sys.stderr)
     saliency = None
     if args.saliency_map and jobs:
-        from PIL import Image
         try:
-            with Image.open(args.saliency_map) as m:
-                saliency = m.convert("L")
-                saliency.load()
+            saliency = _read_map(args.saliency_map)
         except Exception as exc:  # noqa: BLE001 -- any unreadable map: one line
             error(PROG, f"--saliency-map {args.saliency_map}: {describe_error(exc)}")
             return 1
@@ -348,8 +375,13 @@ def _write_outputs(job: Job, value: dict, overwrite: bool, made: set) -> None:
     assert job.output is not None  # planned before any work
     folder = os.path.dirname(os.path.realpath(job.output))
     if folder not in made:
-        os.makedirs(folder, exist_ok=True)
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot create the output folder ({exc.strerror})", folder) from None
         made.add(folder)
-    write_file(job.output, value["data"], overwrite=overwrite)
+    # the heatmap first: when it cannot be written, the input failed and wrote nothing (not a JPEG reported
+    # as failed but left behind)
     if value["heatmap"] is not None and job.heatmap is not None:
         write_file(job.heatmap, value["heatmap"], overwrite=overwrite)
+    write_file(job.output, value["data"], overwrite=overwrite)

@@ -25,8 +25,8 @@ offset; when the target lies inside one step, "dct" mode raises the dead zone of
 import functools
 import io
 import math
+import numbers
 import os
-import secrets
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from .._cliutil import write_file
 from ..native import as_output_pointer, as_pointer, ffi, lib
 from . import jpeg_stream, rdo
 from .inputs import image_to_array, saliency_to_array
@@ -181,11 +182,11 @@ def encode(image, fp=None, *, saliency=None, levels=None, quality_range=None, qu
         match_jpeg_quality = 75 if quality is None else quality
     jpegli_guess = 85  # "rdo" mode: where the search for jpegli's quality at the target size starts
     if match_jpeg_quality is not None:
+        match_jpeg_quality = check_quality(match_jpeg_quality, "match_jpeg_quality")
         # jpegli's quality at the size of Pillow's Q is usually near Q + (100 - Q) / 4 (Kodak, ImageNet)
         jpegli_guess = int(round(match_jpeg_quality + (100 - match_jpeg_quality) / 4))
         buf = io.BytesIO()
-        Image.fromarray(rgb).save(buf, "JPEG", quality=int(round(check_quality(match_jpeg_quality,
-                                                                               "match_jpeg_quality"))), **options)
+        Image.fromarray(rgb).save(buf, "JPEG", quality=int(round(match_jpeg_quality)), **options)
         target_size = buf.tell()
         del buf
     if rgb.size >= TRIM_PIXELS:
@@ -248,6 +249,10 @@ def _shifted(q, shift):
     return np.clip(np.asarray(q, dtype=np.float64) + shift, 1.0, 100.0)
 
 
+_METADATA_TYPES = (("exif", (bytes, Image.Exif), "bytes or a PIL.Image.Exif"), ("icc_profile", bytes, "bytes"),
+                   ("xmp", bytes, "bytes"), ("comment", (str, bytes), "str or bytes"))
+
+
 def _check_options(jpeg_options, mode):
     unknown = set(jpeg_options) - PILLOW_OPTIONS
     if unknown & {"quality", "qtables"}:
@@ -262,8 +267,21 @@ def _check_options(jpeg_options, mode):
             raise ValueError("keep_rgb=True stores R, G and B at full resolution: it needs subsampling='4:4:4' "
                              f"(or no subsampling option), got subsampling={options['subsampling']!r}")
         options["subsampling"] = 0
+    if "smooth" in options:
+        smooth = options["smooth"]
+        if isinstance(smooth, bool) or not isinstance(smooth, (int, np.integer)) or not 0 <= smooth <= 100:
+            raise ValueError(f"smooth must be an integer in [0, 100], got {smooth!r}")
+    for key, kinds, what in _METADATA_TYPES:
+        if key in options and not isinstance(options[key], kinds):
+            raise TypeError(f"{key} must be {what}, got {type(options[key]).__name__}")
+    if "dpi" in options:
+        dpi = options["dpi"]
+        numbers_ok = isinstance(dpi, (tuple, list)) and len(dpi) == 2 and all(
+            isinstance(d, numbers.Real) and not isinstance(d, bool) and 0 < float(d) < 65536 for d in dpi)
+        if not numbers_ok:
+            raise ValueError(f"dpi must be two numbers in (0, 65536) (x, y), got {dpi!r}")
     if "subsampling" in options:
-        if options["subsampling"] not in SUBSAMPLING:
+        if isinstance(options["subsampling"], bool) or options["subsampling"] not in SUBSAMPLING:
             raise ValueError(f"subsampling must be one of {sorted(map(str, SUBSAMPLING))}, "
                              f"got {options['subsampling']!r}")
         options["subsampling"] = SUBSAMPLING[options["subsampling"]]
@@ -1359,21 +1377,12 @@ def _illinois(f, a, fa, b, fb, done, xtol):
 
 
 def _write(data, fp):
-    """Write to a path atomically (temp file + rename) or to a binary file object."""
+    """Write to a path atomically (temp file + rename; a link is written through and a replaced file keeps its
+    permissions: :func:`semantic_jpeg._cliutil.write_file`) or to a binary file object."""
     if fp is None:
         return
     if isinstance(fp, (str, os.PathLike)):
-        path = os.path.abspath(os.fspath(fp))
-        # a fresh name beside the target, created like any new file (so the umask applies, unlike mkstemp)
-        tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{secrets.token_hex(8)}.tmp")
-        try:
-            with open(tmp, "xb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_file(fp, data, overwrite=True)
     elif hasattr(fp, "write"):
         fp.write(data)
     else:

@@ -66,6 +66,9 @@ def saliency_to_array(saliency, rgb: np.ndarray) -> np.ndarray:
         saliency /= 255.0  # in place: one float copy of the map at a time (the encoder's peak memory)
     elif not np.issubdtype(saliency.dtype, np.floating):
         raise TypeError(f"saliency map must be float in [0, 1] or uint8, got {saliency.dtype}")
+    elif saliency.dtype != np.float32 and np.isfinite(saliency).all() and (saliency.min() < 0 or saliency.max() > 1):
+        # checked before the float32 cast, which would turn 1e300 into infinity
+        raise ValueError(f"saliency map values must lie in [0, 1], got values in [{saliency.min()}, {saliency.max()}]")
     saliency = np.ascontiguousarray(saliency, dtype=np.float32)
     outside = lib.filters_unit_interval_check(as_pointer(saliency, np.float32), saliency.size)  # one native pass
     if outside:

@@ -4,6 +4,8 @@
 interpolate the scale factor so that rate control can move in steps finer than one quality unit.
 Tables are 64 values in natural (row-major) order, as Pillow's ``qtables=`` takes them.
 """
+import numbers
+
 import numpy as np
 
 # ITU T.81 Annex K.1, natural order
@@ -20,10 +22,9 @@ MIN_QUALITY, MAX_QUALITY = 1.0, 100.0
 
 def check_quality(quality, name="quality") -> float:
     """Return ``quality`` as float, or raise if it is not a number in [1, 100]."""
-    try:
-        q = float(quality)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number in [1, 100], got {quality!r}") from None
+    if isinstance(quality, (bool, str, bytes)) or not isinstance(quality, numbers.Real):  # True is 1 to float()
+        raise TypeError(f"{name} must be a number in [1, 100], got {quality!r}")
+    q = float(quality)
     if not (MIN_QUALITY <= q <= MAX_QUALITY):
         raise ValueError(f"{name} must be in [1, 100], got {quality!r}")
     return q
