@@ -698,3 +698,11 @@ def test_filters_read_rgb_by_default(astronaut):
         np.testing.assert_array_equal(rgb_out, filt(astronaut, color_order="RGB"))
         np.testing.assert_array_equal(filt(bgr, color_order="BGR"), rgb_out[..., ::-1])
         np.testing.assert_array_equal(filt(bgr, color_order="bgr"), rgb_out[..., ::-1])
+
+
+def test_majority_vote_takes_any_integer_labels_and_refuses_nan_scores(astronaut):
+    small = astronaut[:32, :32]
+    assert df.majority_vote(lambda batch: np.array([-3, -3, 7])[:len(batch)], small, df.jpeg, draws=3) == -3
+    assert df.majority_vote(lambda batch: np.full(len(batch), 10 ** 12), small, df.jpeg, draws=2) == 10 ** 12
+    with pytest.raises(ValueError, match="NaN"):
+        df.majority_vote(lambda batch: np.full((len(batch), 4), np.nan), small, df.jpeg, draws=2)

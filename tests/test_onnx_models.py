@@ -1,6 +1,7 @@
 """Shipped saliency models: onnxruntime vs torch, predictions, localisation, Aug-MSROI seeding, integrity,
 bad inputs. Uses only scikit-image's bundled images."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -337,3 +338,58 @@ def test_resize_map_equals_pillow_bilinear(shape, out):
     m = np.random.default_rng(0).random(shape).astype(np.float32)
     expect = np.asarray(Image.fromarray(m).resize(out[::-1], Image.BILINEAR))
     np.testing.assert_allclose(resize_map(m, *out), expect, atol=1e-6)
+
+
+def test_manifest_values_that_would_give_wrong_or_nan_maps_are_refused_on_load(tmp_path):
+    """A CAM type the runtime does not know, a zero or NaN std, a zero size multiple: ValueError naming the field
+    when the model loads, not a NaN map or a ZeroDivisionError at the first call."""
+    from semantic_jpeg.onnx_models import cam_model
+
+    source = cam_model._manifest_path(cam_model.DEFAULT_MODEL)
+    for name in os.listdir(source.parent):
+        if name.startswith(source.stem) or name.endswith(".tsv"):
+            shutil.copy(source.parent / name, tmp_path / name)
+    manifest = json.loads(source.read_text())
+    for change, field in [(("cam", "type", "Linear"), "cam.type"), (("input", "std", 0), "input.std"),
+                          (("input", "mean", float("nan")), "input.mean"), (("input", "size_multiple", 0),
+                                                                             "input.size_multiple")]:
+        bad = json.loads(json.dumps(manifest))
+        bad[change[0]][change[1]] = change[2]
+        path = tmp_path / f"{source.stem}.json"
+        path.write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+            cam_model.load_model(path)
+
+
+def test_gaze_manifest_fields_are_checked_on_load(tmp_path):
+    from semantic_jpeg.onnx_models import gaze_model
+
+    source = gaze_model.PACKAGE_DIR / f"{gaze_model.DEFAULT_GAZE_MODEL}.json"
+    manifest = json.loads(source.read_text())
+    shutil.copy(source.parent / manifest["file"], tmp_path / manifest["file"])
+    cases = [(lambda m: m["input"].pop("mean"), "input.mean"), (lambda m: m["input"].update(std=0), "input.std"),
+             (lambda m: m["output"].pop("name"), "output.name"), (lambda m: m.update(inputs=[]), "inputs"),
+             (lambda m: m["centre_log_prior"].update(grid=[[float("nan")]]), "centre_log_prior"),
+             (lambda m: m["centre_log_prior"].update(grid=[]), "centre_log_prior")]
+    for change, field in cases:
+        bad = json.loads(json.dumps(manifest))
+        change(bad)
+        path = tmp_path / "gaze.json"
+        path.write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+            gaze_model.load_gaze_model(path)
+
+
+def test_providers_and_threads_are_read_as_onnxruntime_takes_them():
+    import warnings
+
+    from semantic_jpeg.onnx_models import cam_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no spurious "did not enable" warning
+        for providers in ("CPUExecutionProvider", [("CPUExecutionProvider", {})]):
+            assert cam_model.load_model(providers=providers, intra_op_num_threads=np.int64(1)).providers == \
+                ["CPUExecutionProvider"]
+    for threads in (True, -1, 2 ** 31, 1.5):
+        with pytest.raises(ValueError, match="intra_op_num_threads"):
+            cam_model.load_model(intra_op_num_threads=threads)

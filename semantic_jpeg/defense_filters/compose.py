@@ -146,9 +146,12 @@ def majority_vote(classifier, image, purifier, draws: int = 10, *, rng=None, ret
     batch = np.stack([purifier(image, rng=rng, **overrides) for _ in range(draws)])
     predictions = np.asarray(classifier(batch))
     if predictions.ndim == 2:
+        if np.issubdtype(predictions.dtype, np.floating) and not np.isfinite(predictions).all():
+            raise ValueError("classifier returned NaN or infinite scores")
         predictions = predictions.argmax(axis=1)
     if predictions.shape != (draws,) or not np.issubdtype(predictions.dtype, np.integer):
         raise ValueError(f"classifier must return {draws} integer labels or a ({draws}, classes) score array, "
                          f"got {predictions.dtype} {predictions.shape}")
-    label = int(np.bincount(predictions).argmax())
+    values, counts = np.unique(predictions, return_counts=True)  # any labels, negative or large
+    label = int(values[counts.argmax()])  # ties: the smallest label (values are sorted)
     return (label, predictions) if return_votes else label

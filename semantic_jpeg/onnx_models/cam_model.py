@@ -98,6 +98,9 @@ def _normalise(saliency: np.ndarray) -> np.ndarray:
     return saliency / peak if peak > 0 else saliency
 
 
+MAX_THREADS = 4096  # far above any machine's cores; onnxruntime's own limit is a 32-bit int
+
+
 def open_session(onnx_path: Path, providers=None, intra_op_num_threads=None, *, stacklevel: int = 2):
     """An onnxruntime session for a shipped or user model: no spinning worker threads, ``intra_op_num_threads``
     checked, ``providers`` (default :func:`default_providers`) requested, and a RuntimeWarning (at the caller's
@@ -109,13 +112,18 @@ def open_session(onnx_path: Path, providers=None, intra_op_num_threads=None, *, 
     # follows every run (measured: 1080p MS-ROI map 36-42 ms with spinning, 22 ms without, 2 cores).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if intra_op_num_threads is not None:
-        if not isinstance(intra_op_num_threads, int) or intra_op_num_threads < 0:
-            raise ValueError(f"intra_op_num_threads must be an int >= 0, got {intra_op_num_threads!r}")
-        options.intra_op_num_threads = intra_op_num_threads
+        if (isinstance(intra_op_num_threads, bool) or not isinstance(intra_op_num_threads, (int, np.integer))
+                or not 0 <= intra_op_num_threads <= MAX_THREADS):
+            raise ValueError(f"intra_op_num_threads must be an int in 0..{MAX_THREADS} (0: onnxruntime's "
+                             f"default), got {intra_op_num_threads!r}")
+        options.intra_op_num_threads = int(intra_op_num_threads)
+    if isinstance(providers, str):  # one name, not a list of its characters
+        providers = [providers]
     requested = list(providers) if providers is not None else default_providers()
     session = onnxruntime.InferenceSession(str(onnx_path), sess_options=options, providers=requested)
     enabled = session.get_providers()
-    missing = [p for p in requested if p not in enabled]
+    # a provider may be given as a name or as onnxruntime's (name, options) pair
+    missing = [p for p in requested if (p[0] if isinstance(p, (tuple, list)) else p) not in enabled]
     if missing:
         warnings.warn(f"onnxruntime did not enable {missing}; running on {enabled}", RuntimeWarning,
                       stacklevel=stacklevel + 1)
@@ -239,7 +247,7 @@ class CamModel:
     def _check_options(self, grouping, k, threshold):
         if grouping not in self._group_index:
             raise ValueError(f"unknown grouping {grouping!r}; available: {self.groupings}")
-        if not isinstance(k, (int, np.integer)) or k < 1:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be a probability in [0, 1], got {threshold!r}")
@@ -286,7 +294,7 @@ class CamModel:
         input_noise = self.defaults["input_noise"] if input_noise is None else input_noise
         activation_noise = self.defaults["activation_noise"] if activation_noise is None else activation_noise
         self._check_options(grouping, k, threshold)
-        if not isinstance(n, (int, np.integer)) or n < 1:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
         if not (np.isfinite(input_noise) and input_noise >= 0 and np.isfinite(activation_noise)
                 and activation_noise >= 0):

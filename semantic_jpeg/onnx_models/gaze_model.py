@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from semantic_jpeg.onnx_models.image_input import REDUCING_GAP, resize_map, to_rgb_array, working_shape
-from semantic_jpeg.onnx_models.manifest import ModelIntegrityError, sha256_of
+from semantic_jpeg.onnx_models.manifest import ModelIntegrityError, check_input_spec, sha256_of
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_GAZE_MODEL = "efficientnet_lite0_gaze"
@@ -65,6 +65,7 @@ def read_gaze_manifest(path: str | Path, *, verify: bool = True) -> dict:
         raise ValueError(f"gaze model manifest {path} lacks fields {missing}")
     if manifest["format"] != FORMAT:
         raise ValueError(f"manifest {path} has format {manifest['format']!r}, expected {FORMAT!r}")
+    _check_gaze_fields(manifest, path)
     if verify:
         file = path.parent / manifest["file"]
         if not file.is_file():
@@ -74,6 +75,37 @@ def read_gaze_manifest(path: str | Path, *, verify: bool = True) -> dict:
             raise ModelIntegrityError(f"{file} has sha256 {actual} but manifest {path} expects {manifest['sha256']};"
                                       " the file was modified or corrupted, refusing to load it")
     return manifest
+
+
+def _check_gaze_fields(manifest: dict, path: Path) -> None:
+    """The nested fields the runtime reads, checked on load (a ValueError naming the field, not a KeyError or a
+    NaN map at the first call)."""
+    def field(*keys):
+        node = manifest
+        for depth, key in enumerate(keys):
+            if not isinstance(node, dict) or key not in node:
+                raise ValueError(f"gaze model manifest {path} lacks the field {'.'.join(keys[:depth + 1])!r}")
+            node = node[key]
+        return node
+
+    for key in ("mean", "std"):
+        field("input", key)
+    check_input_spec({"size_multiple": 32, **manifest["input"]}, path)
+    field("output", "name")
+    inputs = manifest["inputs"]
+    if not isinstance(inputs, list) or not inputs:
+        raise ValueError(f"gaze model manifest {path}: 'inputs' must be a non-empty list of network inputs")
+    for spec in inputs:
+        if not isinstance(spec, dict) or "name" not in spec or "working_size" not in spec:
+            raise ValueError(f"gaze model manifest {path}: each of 'inputs' needs 'name' and 'working_size'")
+        check_input_spec({"mean": 0.0, "std": 1.0, "size_multiple": spec.get("size_multiple", 32)}, path)
+        size = spec["working_size"]
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"gaze model manifest {path}: working_size must be a positive integer, got {size!r}")
+    grid = np.asarray(field("centre_log_prior", "grid"), dtype=np.float64)
+    if grid.ndim != 2 or grid.size == 0 or not (np.abs(grid) <= 1e4).all():  # also NaN: log-probabilities
+        raise ValueError(f"gaze model manifest {path}: centre_log_prior.grid must be a non-empty 2-D grid of "
+                         "log-probabilities (finite, within +-1e4)")
 
 
 class GazeModel:
@@ -171,7 +203,8 @@ class GazeModel:
 
     def _check_blur(self, blur):
         blur = self.saliency_map_blur if blur is None else blur
-        if not (isinstance(blur, (int, float)) and np.isfinite(blur) and 0 <= blur <= 1):
+        if isinstance(blur, bool) or not (isinstance(blur, (int, float, np.integer, np.floating))
+                                          and np.isfinite(blur) and 0 <= blur <= 1):
             raise ValueError(f"blur must be a fraction of the longer side in [0, 1], got {blur!r}")
         return blur
 

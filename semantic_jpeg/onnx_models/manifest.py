@@ -35,6 +35,25 @@ SETTING_DEFAULTS: dict[str, Any] = {"working_size": 224, "grouping": "fine", "to
                                      "input_noise": 0.05, "activation_noise": 0.3, "classify_size": 224}
 
 
+CAM_TYPES = ("linear", "class_maps")
+
+
+def check_input_spec(spec: dict, path) -> None:
+    """The pixel normalisation and size rules of a manifest's ``input`` (CAM and gaze models): ``mean`` a finite
+    number, ``std`` a finite number > 0 (else every map is NaN), ``size_multiple`` a positive integer."""
+    import math
+
+    for key in ("mean", "std"):
+        value = spec.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"manifest {path}: input.{key} must be a finite number, got {value!r}")
+    if spec["std"] <= 0:
+        raise ValueError(f"manifest {path}: input.std must be > 0, got {spec['std']!r}")
+    multiple = spec.get("size_multiple", 32)
+    if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
+        raise ValueError(f"manifest {path}: input.size_multiple must be a positive integer, got {multiple!r}")
+
+
 class ModelIntegrityError(RuntimeError):
     """A model file does not match the sha256 recorded in its manifest."""
 
@@ -159,6 +178,12 @@ def _check_fields(manifest: dict, path: Path) -> None:
     outputs = manifest["outputs"]
     if "logits" not in outputs:
         raise ValueError(f"manifest {path}: outputs must name 'logits'")
+    if manifest["cam"]["type"] not in CAM_TYPES:
+        raise ValueError(f"manifest {path}: cam.type must be one of {list(CAM_TYPES)}, got {manifest['cam']['type']!r}")
+    check_input_spec(manifest["input"], path)
+    count = manifest["classes"]["count"]
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"manifest {path}: classes.count must be a positive integer, got {count!r}")
     if manifest["cam"]["type"] == "linear" and not {"features", "feature_stride"} <= outputs.keys():
         raise ValueError(f"manifest {path}: a 'linear' CAM needs outputs 'features' and 'feature_stride'")
     if manifest["cam"]["type"] == "class_maps" and "class_maps" not in outputs:
