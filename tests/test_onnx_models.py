@@ -359,6 +359,10 @@ def test_manifest_values_that_would_give_wrong_or_nan_maps_are_refused_on_load(t
         path.write_text(json.dumps(bad))
         with pytest.raises(ValueError, match=field.replace(".", r"\.")):
             cam_model.load_model(path)
+    assert manifest["noise_inputs"]  # the shipped graph has them: a manifest that leaves them out is refused
+    path.write_text(json.dumps({**manifest, "noise_inputs": []}))
+    with pytest.raises(ValueError, match="declares the inputs"):
+        cam_model.load_model(path)
 
 
 def test_gaze_manifest_fields_are_checked_on_load(tmp_path):

@@ -101,6 +101,20 @@ def _normalise(saliency: np.ndarray) -> np.ndarray:
 MAX_THREADS = 4096  # far above any machine's cores; onnxruntime's own limit is a 32-bit int
 
 
+def check_graph_names(session, inputs, outputs, manifest_path) -> None:
+    """The graph must take exactly the ``inputs`` its manifest declares and have its ``outputs`` (a ValueError on
+    load, not onnxruntime's error at the first map call)."""
+    graph_inputs = sorted(i.name for i in session.get_inputs())
+    if graph_inputs != sorted(inputs):
+        raise ValueError(f"manifest {manifest_path} declares the inputs {sorted(inputs)}, but the graph takes "
+                         f"{graph_inputs}")
+    graph_outputs = {o.name for o in session.get_outputs()}
+    missing = [name for name in outputs if name not in graph_outputs]
+    if missing:
+        raise ValueError(f"manifest {manifest_path} names the outputs {missing}, which the graph does not have "
+                         f"(it has {sorted(graph_outputs)})")
+
+
 def open_session(onnx_path: Path, providers=None, intra_op_num_threads=None, *, stacklevel: int = 2):
     """An onnxruntime session for a shipped or user model: no spinning worker threads, ``intra_op_num_threads``
     checked, ``providers`` (default :func:`default_providers`) requested, and a RuntimeWarning (at the caller's
@@ -153,6 +167,8 @@ class CamModel:
         outputs = manifest["outputs"]
         self._output_names = [outputs["logits"], outputs["class_maps"] if manifest["cam"]["type"] == "class_maps"
                               else outputs["features"]]
+        check_graph_names(self.session, [self._input["name"]] + [n["name"] for n in self._noise_inputs],
+                          self._output_names, manifest_path)
         if manifest["cam"]["type"] == "linear":
             head = np.load(folder / manifest["cam"]["head_file"])
             self._head_weight = np.ascontiguousarray(head[:, :-1], dtype=np.float32)

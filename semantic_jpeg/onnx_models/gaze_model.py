@@ -116,7 +116,7 @@ class GazeModel:
 
     def __init__(self, manifest_path: str | Path = PACKAGE_DIR / f"{DEFAULT_GAZE_MODEL}.json", providers=None,
                  intra_op_num_threads: int | None = None):
-        from semantic_jpeg.onnx_models.cam_model import open_session
+        from semantic_jpeg.onnx_models.cam_model import check_graph_names, open_session
 
         self.manifest = manifest = read_gaze_manifest(manifest_path, verify=True)
         self.session, self.providers = open_session(Path(manifest_path).parent / manifest["file"], providers,
@@ -126,6 +126,7 @@ class GazeModel:
                         for spec in manifest["inputs"]]
         self._mean, self._std = float(manifest["input"]["mean"]), float(manifest["input"]["std"])
         self._output = manifest["output"]["name"]
+        check_graph_names(self.session, [name for name, _, _ in self._inputs], [self._output], manifest_path)
         self.centre_log_prior = np.asarray(manifest["centre_log_prior"]["grid"], np.float32)
         self.saliency_map_blur = float(manifest.get("defaults", {}).get("saliency_map_blur", 0.03))
 
