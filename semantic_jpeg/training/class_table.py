@@ -35,20 +35,25 @@ def build_class_table(synsets_path: str | Path, data_noun_path: str | Path, out_
     or the class itself when none is.
     """
     parent, lemma = {}, {}
-    for line in Path(data_noun_path).read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(Path(data_noun_path).read_text(encoding="utf-8").splitlines(), start=1):
         if line.startswith("  ") or not line.strip():
             continue  # licence header
-        fields = line.split(" | ")[0].split()
-        offset, n_words = fields[0], int(fields[3], 16)
-        lemma[offset] = fields[4]
-        i = 4 + 2 * n_words
-        for j in range(int(fields[i])):
-            symbol, target, pos = fields[i + 1 + 4 * j: i + 4 + 4 * j]
-            if symbol in ("@", "@i") and pos == "n" and offset not in parent:
-                parent[offset] = target
+        try:
+            fields = line.split(" | ")[0].split()
+            offset, n_words = fields[0], int(fields[3], 16)
+            lemma[offset] = fields[4]
+            i = 4 + 2 * n_words
+            for j in range(int(fields[i])):
+                symbol, target, pos = fields[i + 1 + 4 * j: i + 4 + 4 * j]
+                if symbol in ("@", "@i") and pos == "n" and offset not in parent:
+                    parent[offset] = target
+        except (IndexError, ValueError):
+            raise ValueError(f"{data_noun_path} line {number} is not a WordNet 3.0 data.noun entry: "
+                             f"{line[:60]!r}") from None
     rows = [line.split("\t") for line in Path(synsets_path).read_text(encoding="utf-8").splitlines() if line]
-    if len(rows) != 1000:
-        raise ValueError(f"{synsets_path}: expected 1000 'wnid<TAB>name' lines, got {len(rows)}")
+    if len(rows) != 1000 or any(len(row) != 2 for row in rows):
+        raise ValueError(f"{synsets_path}: expected 1000 'wnid<TAB>name' lines, got {len(rows)} lines"
+                         + ("" if all(len(row) == 2 for row in rows) else " (not all of two tab-separated fields)"))
     paths = []
     for wnid, _ in rows:
         node, path = wnid[1:], [wnid[1:]]

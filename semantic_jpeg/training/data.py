@@ -117,10 +117,15 @@ def list_images(folder: str | Path) -> list[Path]:
 
 def load_image(path: Path, size: int) -> torch.Tensor:
     """RGB float CHW tensor in [0, 1], resized to ``size`` x ``size``."""
-    from PIL import Image
-    with Image.open(path) as img:
-        img = img.convert("RGB").resize((size, size), Image.BILINEAR)
-        return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB").resize((size, size), Image.BILINEAR)
+    except UnidentifiedImageError:
+        raise ValueError(f"{path} is not an image file that Pillow can read") from None
+    except (OSError, SyntaxError) as exc:  # truncated or corrupt data (Pillow raises both)
+        raise ValueError(f"{path}: {exc}") from None
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0
 
 
 def labelled_folder(folder: str | Path, size: int = 224):
@@ -131,8 +136,19 @@ def labelled_folder(folder: str | Path, size: int = 224):
     files = list_images(folder)
     csv_path = folder / "labels.csv"
     if csv_path.is_file():
-        with open(csv_path, newline="") as f:
-            rows = [(r["file"], [t for t in r["labels"].split(";") if t]) for r in csv.DictReader(f)]
+        try:
+            with open(csv_path, newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f)
+                if not {"file", "labels"} <= set(reader.fieldnames or ()):
+                    raise ValueError(f"{csv_path} must have the columns file,labels; its header is "
+                                     f"{','.join(reader.fieldnames or ())!r}")
+                rows = []
+                for line, r in enumerate(reader, start=2):
+                    if r["file"] is None or r["labels"] is None:
+                        raise ValueError(f"{csv_path} line {line}: needs a file and a labels field")
+                    rows.append((r["file"], [t for t in r["labels"].split(";") if t]))
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{csv_path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         if not rows:
             raise ValueError(f"{csv_path} lists no images")
         files = [folder / name for name, _ in rows]

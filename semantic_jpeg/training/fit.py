@@ -54,7 +54,8 @@ def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable = F.cross_ent
     return {"loss": total_loss / max(n, 1), "accuracy": correct / max(n, 1)}
 
 
-def _save_atomic(state: dict, path: Path) -> None:
+def save_atomic(state: dict, path: Path) -> None:
+    """torch.save through a temporary file, so a crash mid-write never leaves a truncated checkpoint."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -83,13 +84,21 @@ def fit(model: nn.Module, train_loader: Iterable, optimizer: torch.optim.Optimiz
     if resume:
         if checkpoint is None or not checkpoint.is_file():
             raise FileNotFoundError(f"cannot resume: checkpoint {checkpoint} not found")
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if repr_ is not None:
-            repr_.load_state_dict(state["repr"])
-        torch.set_rng_state(state["torch_rng"])
-        history, start = state["history"], state["epoch"]
+        try:
+            state = torch.load(checkpoint, map_location=device, weights_only=False)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            if repr_ is not None:
+                repr_.load_state_dict(state["repr"])
+            torch.set_rng_state(state["torch_rng"])
+            history, start = list(state["history"]), int(state["epoch"])
+        except Exception as exc:  # noqa: BLE001 -- truncated, foreign or another network's file: one message
+            raise ValueError(f"cannot resume from {checkpoint}: it is not a readable checkpoint of this run "
+                             f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})"
+                             "; delete it, or start a new run with --overwrite") from None
+        if start > epochs:
+            raise ValueError(f"cannot resume {checkpoint} at epoch {start} with --epochs {epochs}: it has trained "
+                             "more epochs already")
     if log_path is not None:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "w") as log:  # rewritten from the (possibly resumed) history
@@ -128,7 +137,7 @@ def fit(model: nn.Module, train_loader: Iterable, optimizer: torch.optim.Optimiz
                 log.write(json.dumps(record) + "\n")
         if checkpoint is not None:
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            _save_atomic({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            save_atomic({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                           "repr": repr_.state_dict() if repr_ is not None else None,
                           "torch_rng": torch.get_rng_state(), "history": history}, checkpoint)
         for callback in callbacks:

@@ -37,6 +37,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from semantic_jpeg.training import onnx_graph
+from semantic_jpeg.training.fit import save_atomic
 from semantic_jpeg.training.gaze_args import add_gaze_arguments
 from semantic_jpeg.training.gaze_data import TAPS, BackboneTaps, cache_path, extract_features, read_dataset
 
@@ -272,14 +273,18 @@ def train(args) -> dict:
     flipped_cells = [(c // gw) * gw + (gw - 1 - c % gw) for c in cells]
     start_epoch, history, seconds = 0, [], 0.0
     checkpoint = out / "checkpoint.pt"
-    if args.resume and checkpoint.is_file():
-        state = torch.load(checkpoint, weights_only=False)
-        readout.load_state_dict(state["readout"])
-        optimiser.load_state_dict(state["optimiser"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, history, seconds = state["epoch"], state["history"], state.get("seconds", 0.0)
-    elif checkpoint.is_file() and not args.resume:
-        raise FileExistsError(f"{checkpoint} exists: pass --resume to continue it or choose another --out")
+    if args.resume:  # run() checked that the checkpoint exists and belongs to a run with these settings
+        try:
+            state = torch.load(checkpoint, weights_only=False)
+            readout.load_state_dict(state["readout"])
+            optimiser.load_state_dict(state["optimiser"])
+            scheduler.load_state_dict(state["scheduler"])
+            start_epoch, history, seconds = int(state["epoch"]), list(state["history"]), state.get("seconds", 0.0)
+        except Exception as exc:  # noqa: BLE001 -- truncated, foreign or another readout's file: one message
+            raise ValueError(f"cannot resume from {checkpoint}: it is not a readable checkpoint of this run "
+                             f"({type(exc).__name__}); delete it, or start a new run with --overwrite") from None
+    with open(out / "metrics.jsonl", "w") as handle:  # rewritten from the (resumed) history: no stale lines
+        handle.writelines(json.dumps(record) + "\n" for record in history)
     for epoch in range(start_epoch, args.epochs):
         began = time.time()
         readout.train()
@@ -311,9 +316,9 @@ def train(args) -> dict:
         print(json.dumps(record), flush=True)
         with open(out / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps(record) + "\n")
-        torch.save({"readout": readout.state_dict(), "optimiser": optimiser.state_dict(),
-                    "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
-                    "seconds": seconds, "config": config_of(args)}, checkpoint)
+        save_atomic({"readout": readout.state_dict(), "optimiser": optimiser.state_dict(),
+                     "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
+                     "seconds": seconds, "config": config_of(args)}, checkpoint)
     torch.save({"readout": readout.state_dict(), "config": config_of(args), "history": history}, out / "readout.pt")
     result = {"history": history, "train_seconds": round(seconds, 1), "config": config_of(args)}
     if args.export:
@@ -484,8 +489,23 @@ def check_args(args) -> None:
         raise ValueError(f"--hidden widths must be >= 1, got {args.hidden}")
     if not 0 <= args.dropout < 1:
         raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}")
-    if args.lr <= 0 or args.batch_size < 1 or args.centre_grid < 2 or args.blur_sigma <= 0:
-        raise ValueError("--lr and --blur-sigma must be > 0, --batch-size >= 1 and --centre-grid >= 2")
+    if not (math.isfinite(args.lr) and args.lr > 0 and math.isfinite(args.blur_sigma) and args.blur_sigma > 0):
+        raise ValueError(f"--lr and --blur-sigma must be finite numbers > 0, got {args.lr}, {args.blur_sigma}")
+    if not (math.isfinite(args.weight_decay) and args.weight_decay >= 0):
+        raise ValueError(f"--weight-decay must be a finite number >= 0, got {args.weight_decay}")
+    if args.batch_size < 1 or args.centre_grid < 2 or args.val_every < 1:
+        raise ValueError("--batch-size and --val-every must be >= 1 and --centre-grid >= 2")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be >= 1 (images per data set), got {args.limit}")
+    if args.threads < 0:
+        raise ValueError(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
+    if args.device is not None:
+        try:
+            device = torch.device(args.device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"--device {args.device!r}: {exc}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {args.device}: torch sees no CUDA GPU (torch {torch.__version__})")
     for name in list(args.train) + ([args.val] if args.val else []):
         if not (Path(args.data_root) / name).is_dir():
             raise FileNotFoundError(f"data set folder {Path(args.data_root) / name} not found (--data-root, "
@@ -493,10 +513,17 @@ def check_args(args) -> None:
 
 
 def run(args) -> int:
+    from .run_folder import prepare, record, removed_if_unused, settings_of
+
     check_args(args)
     if not getattr(args, "recorded_command", ""):
         args.recorded_command = "semantic-jpeg " + " ".join(sys.argv[1:])
-    result = train(args)
+    settings = settings_of(args)
+    prepare(Path(args.out), settings, resume=args.resume, overwrite=getattr(args, "overwrite", False))
+    with removed_if_unused(Path(args.out)):
+        if not args.resume:
+            record(Path(args.out), settings)
+        result = train(args)
     print(json.dumps({k: v for k, v in result.items() if k != "manifest"}, indent=1)[:2000])
     return 0
 
