@@ -130,3 +130,20 @@ def test_gaze_checks_its_numbers_before_any_work(tmp_path):
     assert "--val-every" in _error(*base, "--val-every", "0")
     assert "--threads" in _error(*base, "--threads", "-2")
     assert not (tmp_path / "out").exists()
+
+
+def test_export_and_gaze_export_replace_model_files_only_when_asked(tmp_path, capsys):
+    """Checked before any work: the CAM export before loading weights, the gaze export before training."""
+    from semantic_jpeg.training import export as export_module
+    from semantic_jpeg.training.gaze import MODEL_STEM
+
+    (tmp_path / f"{export_module.MODEL_STEM}.json").write_text("a user's file")
+    with pytest.raises(SystemExit) as exc:
+        main(["export", "--out", str(tmp_path)])
+    assert exc.value.code == 2 and "--overwrite" in capsys.readouterr().err
+    assert (tmp_path / f"{export_module.MODEL_STEM}.json").read_text() == "a user's file"
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / f"{MODEL_STEM}.onnx").write_bytes(b"shipped")
+    message = _error("train", "gaze", "--data-root", tmp_path, "--out", tmp_path / "run", "--export", "--model-dir",
+                     tmp_path / "models")
+    assert "--overwrite" in message and not (tmp_path / "run").exists()

@@ -112,6 +112,7 @@ def register(subparsers) -> None:
     p.add_argument("--class-table", action="store_true", help="also rebuild the class table")
     p.add_argument("--wordnet-data-noun", help="WordNet 3.0 data.noun (for --class-table)")
     p.add_argument("--synsets", help="ImageNet-1k 'wnid<TAB>name' list in class-index order")
+    p.add_argument("--overwrite", action="store_true", help="replace model files that exist in --out")
     p.set_defaults(func=_run_export)
 
 
@@ -424,6 +425,5 @@ def _run_export(args) -> int:
     for flag in ("out", "wordnet_data_noun", "synsets"):
         if getattr(args, flag) is not None:
             argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
-    if args.class_table:
-        argv.append("--class-table")
-    return main(argv)
+    argv += [flag for flag, on in (("--class-table", args.class_table), ("--overwrite", args.overwrite)) if on]
+    return main(argv, prog="semantic-jpeg export")

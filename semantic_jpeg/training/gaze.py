@@ -483,6 +483,12 @@ def check_args(args) -> None:
     if args.export and args.model_dir is None:
         raise ValueError("--export needs --model-dir (semantic_jpeg/onnx_models in a source checkout replaces the "
                          "shipped model)")
+    if args.export and not getattr(args, "overwrite", False):  # checked now, not after hours of training
+        existing = [f"{MODEL_STEM}{suffix}" for suffix in (".onnx", ".json")
+                    if (Path(args.model_dir) / f"{MODEL_STEM}{suffix}").exists()]
+        if existing:
+            raise FileExistsError(f"{args.model_dir} already holds {', '.join(existing)}: pass --overwrite to "
+                                  "replace them (and any previous run in --out)")
     if not args.scales or any(size < 32 or size % 32 for size in args.scales):
         raise ValueError(f"--scales must be positive multiples of 32, got {args.scales}")
     if any(width < 1 for width in args.hidden):

@@ -42,10 +42,11 @@ def add_gaze_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (0: torch's default; 1 was fastest on a busy 2-core machine)")
-    runs = parser.add_mutually_exclusive_group()
-    runs.add_argument("--resume", action="store_true",
-                      help="continue the run in OUT from OUT/checkpoint.pt (same settings; --epochs may grow)")
-    runs.add_argument("--overwrite", action="store_true", help="replace a previous run in OUT")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in OUT from OUT/checkpoint.pt (same settings; --epochs may grow)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a previous run in OUT (unless --resume) and, with --export, the model files in "
+                             "--model-dir")
     parser.add_argument("--export", action="store_true", help="export ONNX + manifest to --model-dir")
     parser.add_argument("--model-dir", type=Path, default=None,
                         help="where --export writes the model (required with --export; semantic_jpeg/onnx_models "
