@@ -147,3 +147,11 @@ def test_export_and_gaze_export_replace_model_files_only_when_asked(tmp_path, ca
     message = _error("train", "gaze", "--data-root", tmp_path, "--out", tmp_path / "run", "--export", "--model-dir",
                      tmp_path / "models")
     assert "--overwrite" in message and not (tmp_path / "run").exists()
+
+
+def test_export_class_table_from_garbage_files_is_one_line(tmp_path, capsys):
+    (tmp_path / "g.txt").write_text("not wordnet\n")
+    assert main(["export", "--out", str(tmp_path / "out"), "--class-table", "--wordnet-data-noun",
+                 str(tmp_path / "g.txt"), "--synsets", str(tmp_path / "g.txt")]) == 1
+    err = capsys.readouterr().err
+    assert "semantic-jpeg export: error:" in err and "g.txt line 1" in err and "Traceback" not in err

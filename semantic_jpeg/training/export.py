@@ -119,8 +119,7 @@ def export(out_dir: str | Path) -> dict:
     from semantic_jpeg.onnx_models.manifest import write_manifest
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if not (out_dir / CLASS_TABLE).is_file():
+    if not (out_dir / CLASS_TABLE).is_file():  # before anything is created or loaded
         raise FileNotFoundError(f"{out_dir / CLASS_TABLE} is missing: build it with --class-table")
     torch.manual_seed(0)
     net = EfficientNetLite0(pretrained=True).eval()
@@ -179,6 +178,8 @@ def main(argv=None, prog: str = "python -m semantic_jpeg.training.export") -> in
     existing = [name for name in written + ([CLASS_TABLE] if args.class_table else []) if (args.out / name).exists()]
     if existing and not args.overwrite:
         parser.error(f"{args.out} already holds {', '.join(existing)}: pass --overwrite to replace them")
+    if args.class_table:
+        args.out.mkdir(parents=True, exist_ok=True)
         build_class_table(args.synsets, args.wordnet_data_noun, args.out / CLASS_TABLE)
     manifest = export(args.out)
     print(f"wrote {args.out / manifest['file']} sha256 {manifest['sha256']}")
