@@ -469,6 +469,6 @@ def test_evaluate_command_rejects_bad_options_before_any_work(args, message, tmp
 
     assert main(args + ["--data", str(tmp_path / "missing"), "--cache", "", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("evaluate: error:") and re.search(message, err), err
+    assert err.startswith("semantic-jpeg evaluate: error:") and re.search(message, err), err
     assert not (tmp_path / "out").exists()  # nothing written
 

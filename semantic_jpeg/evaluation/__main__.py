@@ -1,14 +1,12 @@
-"""``python -m semantic_jpeg.evaluation``: same as ``semantic-jpeg evaluate``."""
+"""``python -m semantic_jpeg.evaluation``: same as ``semantic-jpeg evaluate`` (same options, messages and exit
+status)."""
 import sys
-
-from ..cli import Parser
-from .cli import add_arguments, run
 
 
 def main(argv=None) -> int:
-    parser = Parser(prog="python -m semantic_jpeg.evaluation", description=__doc__)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    from ..cli import main as command
+
+    return command(["evaluate", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -3,13 +3,17 @@ parameters, the exact input image bytes, model and library versions)."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
+
+from semantic_jpeg._cliutil import describe_error, write_file
 
 
 def user_cache_dir() -> str:
@@ -48,19 +52,28 @@ class ArrayCache:
         return self.root / namespace / f"{key}.npy"
 
     def load(self, namespace: str, key: str) -> np.ndarray | None:
+        """The cached array, or None when there is none. An entry that cannot be read (truncated or corrupted
+        on disk) counts as missing, with a warning naming its file: it is computed and stored again."""
         if self.root is None:
             return None
         p = self.path(namespace, key)
-        return np.load(p) if p.is_file() else None
+        if not p.is_file():
+            return None
+        try:
+            return np.load(p)
+        except (OSError, ValueError, EOFError) as exc:
+            print(f"warning: cache entry {p} is unreadable ({describe_error(exc, p)}); computing it again",
+                  file=sys.stderr)
+            return None
 
     def save(self, namespace: str, key: str, value: np.ndarray) -> None:
         if self.root is None:
             return
         p = self.path(namespace, key)
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_suffix(f".tmp{os.getpid()}.npy")
-        np.save(tmp, value)
-        os.replace(tmp, p)  # atomic: a killed run never leaves a truncated entry
+        buffer = io.BytesIO()
+        np.save(buffer, value)
+        write_file(p, buffer.getvalue(), overwrite=True)  # atomic: a killed run never leaves a truncated entry
 
     def map(self, namespace: str, keys: list[str], compute: Callable[[list[int]], np.ndarray], chunk: int | None = None,
             desc: str | None = None) -> np.ndarray:

@@ -3,10 +3,15 @@ ART only when the command runs)."""
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import shlex
 import sys
 from fractions import Fraction
+
+from semantic_jpeg._cliutil import describe_error, error, temp_name
+
+PROG = "semantic-jpeg evaluate"
 
 
 def user_cache_dir() -> str:
@@ -60,6 +65,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "work also uses can be many times slower than one; use more only on otherwise idle cores")
     p.add_argument("--out", required=True, help="folder for the JSON, Markdown and plot (required)")
     p.add_argument("--name", default="evaluation", help="file name stem of the outputs")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the result files of an earlier run with the same --out and --name")
 
 
 def _available_cpus() -> int:
@@ -91,17 +98,57 @@ def ablation_titles(numbers: list[str]) -> tuple[str, ...]:
     return tuple(t for t in ABLATIONS if number[t] in numbers)
 
 
+def check_outputs(out: str, name: str, overwrite: bool) -> None:
+    """Before any work: ``name`` is a plain file name, no result file exists unless ``overwrite``, and ``out``
+    can be created and written (ValueError or OSError naming the problem, never after hours of attacks)."""
+    from .runner import output_paths, refuse_existing
+
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out} is an existing file, not a folder")
+    try:
+        paths = output_paths(out, name)
+    except ValueError as exc:
+        raise ValueError(f"--name: {exc}") from None
+    refuse_existing(list(paths.values()), overwrite)
+    longest = max((p.name for p in paths.values()), key=len)
+    try:
+        _probe_folder(out, longest)
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise ValueError(f"--name is too long: {longest} is longer than the file system allows") from None
+        raise ValueError(f"--out {out} cannot be written: {describe_error(exc)}") from None
+
+
+def _probe_folder(folder: str, file_name: str) -> None:
+    """Create ``folder`` (and its missing parents) and, in it, the temporary file that writing ``file_name``
+    goes through; then remove what was made, so a failed run leaves nothing behind."""
+    made = []
+    parent = os.path.abspath(folder)
+    while not os.path.isdir(parent) and os.path.dirname(parent) != parent:
+        made.append(parent)
+        parent = os.path.dirname(parent)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = temp_name(os.path.join(folder, file_name))
+        with open(probe, "xb"):
+            pass
+        os.unlink(probe)
+    finally:
+        for path in made:  # deepest first
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+
+
 def run(args: argparse.Namespace) -> int:
     from .runner import EvalConfig, evaluate, write_outputs
 
     if args.threads < 0:
-        print(f"evaluate: error: --threads must be >= 0, got {args.threads}", file=sys.stderr)
+        error(PROG, f"--threads must be >= 0, got {args.threads}")
         return 2
     threads = args.threads or _available_cpus()
     cache = user_cache_dir() if args.cache is None else (args.cache or None)
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        print(f"evaluate: error: --out {args.out} is an existing file, not a folder", file=sys.stderr)
-        return 2
     cfg = EvalConfig(data=args.data, subset=args.subset or None, seed=args.seed, draws=args.draws,
                      sweep_images=args.sweep_images, ablation_images=args.ablation_images,
                      adaptive_images=args.adaptive_images, adaptive_steps=args.adaptive_steps,
@@ -117,16 +164,17 @@ def run(args: argparse.Namespace) -> int:
             setattr(cfg, option, tuple(getattr(args, option)))
     if args.adaptive_defenses:
         cfg.adaptive_defenses = tuple(args.adaptive_defenses)
-    try:  # bad names, budgets, data folder or device: a message, not a traceback an hour in
+    try:  # bad names, budgets, data, device or outputs: a message, not a traceback an hour in
         if args.ablations:
             cfg.ablations = ablation_titles(args.ablations)
         cfg.check()
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"evaluate: error: {exc}", file=sys.stderr)
+        check_outputs(args.out, args.name, args.overwrite)
+    except (ValueError, OSError) as exc:
+        error(PROG, describe_error(exc))
         return 2
     results = evaluate(cfg)
-    paths = write_outputs(results, args.out, args.name)
-    print(paths["md"].read_text())
+    paths = write_outputs(results, args.out, args.name, overwrite=args.overwrite)
+    print(paths["md"].read_text(encoding="utf-8"))
     print("wrote", ", ".join(str(p) for p in paths.values()))
     return 0
 

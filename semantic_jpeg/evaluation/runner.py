@@ -2,7 +2,10 @@
 adaptive attacks -> JSON + Markdown + plots."""
 from __future__ import annotations
 
+import errno
+import io
 import json
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -11,11 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from semantic_jpeg._cliutil import write_file
+from semantic_jpeg.training.efficientnet import NUM_CLASSES
+
 from . import report
 from .adaptive import bpda_eot_pgd
 from .attacks import ATTACKS, DEFAULT_ATTACKS, generate_adversarial
 from .cache import ArrayCache, digest, key_seed, user_cache_dir
-from .data import labels_table, load_imagenet_samples
+from .data import load_imagenet_samples, read_labels
 from .defenses import ABLATIONS, DEFAULT_DEFENSES, DEFENSES, LOSSY_CHANNELS
 from .metrics import destruction_rate, linf, rmse, top1_accuracy
 from .model import art_classifier, load_classifier, model_id, predict, to_nchw, to_nhwc
@@ -87,7 +93,7 @@ class EvalConfig:
             raise ValueError(f"bad device {self.device!r}: {exc}") from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {self.device!r} asked for, but torch sees no CUDA GPU")
-        labels_table(self.data, self.subset)
+        read_labels(self.data, self.subset, self.seed, NUM_CLASSES)
 
 
 def _keys(images: np.ndarray) -> list[str]:
@@ -106,12 +112,13 @@ def evaluate(cfg: EvalConfig) -> dict:
     model = load_classifier(cfg.device)
     mid = model_id()
 
-    ds = load_imagenet_samples(cfg.data, subset=cfg.subset, seed=cfg.seed)
+    ds = load_imagenet_samples(cfg.data, subset=cfg.subset, seed=cfg.seed, num_classes=NUM_CLASSES)
     x_all = to_nchw(ds.images)
     pred_all = predict(model, x_all)
     keep = np.flatnonzero(pred_all == ds.labels)
     if keep.size == 0:
-        raise RuntimeError("the clean model classifies none of the loaded images correctly")
+        raise ValueError(f"the clean model classifies none of the {len(ds)} loaded images correctly, so there is "
+                         "nothing to attack; check that labels.csv gives each image's ImageNet-1k class index")
     ds, x = ds.take(keep), x_all[keep]
     labels, clean_pred = ds.labels, pred_all[keep]
     clean = to_nhwc(x)
@@ -276,22 +283,54 @@ def _adaptive(cfg, model, cache, x, clean, labels, defenses, sets, keys) -> dict
             "step_size": 2.5 * cfg.adaptive_eps / cfg.adaptive_steps, "n_images": n, "defenses": out}
 
 
-def write_outputs(results: dict, out_dir: str | Path, name: str = "evaluation") -> dict[str, Path]:
+# the files of a run: NAME + suffix in the output folder (the last two only for runs with those parts)
+OUTPUT_SUFFIXES = {"json": ".json", "md": ".md", "png": "_accuracy_vs_distortion.png",
+                   "codecs_png": "_codecs_accuracy_vs_psnr.png", "sweep_png": "_budget_sweep.png"}
+
+
+def output_paths(out_dir: str | Path, name: str) -> dict[str, Path]:
+    """Every file a run named ``name`` may write under ``out_dir``, by the keys of ``OUTPUT_SUFFIXES``;
+    ValueError for a ``name`` that is not a plain file name (empty, ``.`` or ``..``, a path separator)."""
+    if name in ("", ".", "..") or any(c in name for c in ("/", "\\", os.sep, "\0")):
+        raise ValueError(f"the output name {name!r} must be a plain file name stem, without a folder")
+    return {key: Path(out_dir) / f"{name}{suffix}" for key, suffix in OUTPUT_SUFFIXES.items()}
+
+
+def refuse_existing(paths: list[Path], overwrite: bool) -> None:
+    """FileExistsError naming those of ``paths`` that exist, unless ``overwrite``; IsADirectoryError for a
+    folder in the place of a file, even with ``overwrite``."""
+    for path in paths:
+        if os.path.isdir(path):
+            raise IsADirectoryError(errno.EISDIR, "is a folder, not a result file", str(path))
+    existing = [str(p) for p in paths if os.path.lexists(p)]
+    if existing and not overwrite:
+        raise FileExistsError(f"result file(s) exist: {', '.join(existing)}; pass --overwrite to replace them")
+
+
+def _figure(plot, *args) -> bytes:
+    """The PNG bytes of ``plot(*args, file)``."""
+    buffer = io.BytesIO()
+    plot(*args, buffer)
+    return buffer.getvalue()
+
+
+def write_outputs(results: dict, out_dir: str | Path, name: str = "evaluation",
+                  overwrite: bool = False) -> dict[str, Path]:
     """Write ``name``.json, ``name``.md and ``name``_accuracy_vs_distortion.png under ``out_dir`` (and
     ``name``_codecs_accuracy_vs_psnr.png when the run has the Table 3.1 sweeps, ``name``_budget_sweep.png when
-    it has a budget sweep)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out_dir / f"{name}.json", "md": out_dir / f"{name}.md",
-             "png": out_dir / f"{name}_accuracy_vs_distortion.png"}
-    paths["json"].write_text(json.dumps(results, indent=1, default=float))
-    paths["md"].write_text(report.markdown(results))
-    report.plot_accuracy_vs_distortion(results, paths["png"])
+    it has a budget sweep). Every file is made in memory first and written atomically; existing files are
+    replaced only with ``overwrite`` (FileExistsError before any file is written)."""
+    paths = output_paths(out_dir, name)
+    contents = {"json": json.dumps(results, indent=1, default=float).encode(),
+                "md": report.markdown(results).encode(),
+                "png": _figure(report.plot_accuracy_vs_distortion, results)}
     choice = report.table_31_choice(results)
     if choice:
-        paths["codecs_png"] = out_dir / f"{name}_codecs_accuracy_vs_psnr.png"
-        report.plot_codecs_accuracy_vs_psnr(choice, results, paths["codecs_png"])
+        contents["codecs_png"] = _figure(report.plot_codecs_accuracy_vs_psnr, choice, results)
     if results.get("budget_sweep"):
-        paths["sweep_png"] = out_dir / f"{name}_budget_sweep.png"
-        report.plot_budget_sweep(results, paths["sweep_png"])
-    return paths
+        contents["sweep_png"] = _figure(report.plot_budget_sweep, results)
+    refuse_existing([paths[key] for key in contents], overwrite)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    for key, data in contents.items():
+        write_file(paths[key], data, overwrite=overwrite)
+    return {key: paths[key] for key in contents}

@@ -7,6 +7,7 @@ first: it never replaces an input, refuses two inputs that give the same PNG nam
 only with ``--overwrite``."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ from pathlib import Path
 from semantic_jpeg._cliutil import describe_error, error, write_file
 
 METHODS = ("msroi", "aug_msroi", "rcam")
+MAX_WORKING_SIZE = 4096  # maps of far larger inputs exhaust the memory (a 64000 one was killed)
+DEFAULT_TOP_K = 5
 
 
 def register(subparsers) -> None:
@@ -25,14 +28,16 @@ def register(subparsers) -> None:
                       help="which map (all: one PNG each)")
     maps.add_argument("--overlay", action="store_true", help="also write the map blended over the image")
     maps.add_argument("--working-size", type=int, default=None,
-                      help="network input's longer side, a multiple of 32 (default: the model's own)")
+                      help=f"network input's longer side, a multiple of 32 up to {MAX_WORKING_SIZE} "
+                           "(default: the model's own)")
     maps.add_argument("--seed", type=int, default=0, help="Aug-MSROI seed")
     _add_model_arguments(maps)
     maps.set_defaults(func=_run_maps)
 
     predict = subparsers.add_parser("predict", help="top-k ImageNet classes of images")
     predict.add_argument("images", nargs="+", type=Path, help="input image files")
-    predict.add_argument("-k", type=int, default=5, help="classes listed per image")
+    predict.add_argument("-k", type=int, default=None,
+                         help="classes listed per image (default: 5, or all classes of a model with fewer)")
     _add_model_arguments(predict)
     predict.set_defaults(func=_run_predict)
 
@@ -46,7 +51,27 @@ def _add_model_arguments(parser) -> None:
 def _load(args):
     from semantic_jpeg.onnx_models import load_model
 
-    return load_model(args.model, intra_op_num_threads=args.threads)
+    try:
+        return load_model(args.model, intra_op_num_threads=args.threads)
+    except ValueError:
+        if _is_gaze_manifest(args.model):
+            raise ValueError(f"--model {args.model} is a fixation (gaze) model, not a CAM classifier: maps and "
+                             "predict need a CAM model (the default efficientnet_lite0_cam); gaze maps come from "
+                             "semantic_jpeg.saliency_map(image) in Python, whose default method is gaze") from None
+        raise
+
+
+def _is_gaze_manifest(model: str) -> bool:
+    """Whether ``--model`` (a shipped name, a manifest or its ``.onnx``) names a gaze model's manifest."""
+    from semantic_jpeg.onnx_models.gaze_model import FORMAT, PACKAGE_DIR
+
+    path = Path(model)
+    path = path.with_suffix(".json") if path.suffix in (".json", ".onnx") else PACKAGE_DIR / f"{model}.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == FORMAT
 
 
 def overlay(rgb, saliency, alpha: float = 0.5):
@@ -113,6 +138,12 @@ def _run_maps(args) -> int:
         error(prog, f"output file(s) exist: {', '.join(existing[:3])}{more}; pass --overwrite to replace them")
         return 2
     model = _load(args)
+    multiple = model.manifest["input"]["size_multiple"]
+    if args.working_size is not None and not (
+            multiple <= args.working_size <= MAX_WORKING_SIZE and args.working_size % multiple == 0):
+        error(prog, f"--working-size must be a multiple of {multiple} from {multiple} to {MAX_WORKING_SIZE}, "
+                    f"got {args.working_size}")
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     failures = 0
     try:
@@ -145,11 +176,17 @@ def _run_maps(args) -> int:
 
 
 def _run_predict(args) -> int:
+    prog = "semantic-jpeg predict"
     model = _load(args)
+    classes = len(model.class_names)
+    k = min(DEFAULT_TOP_K, classes) if args.k is None else args.k
+    if not 1 <= k <= classes:
+        error(prog, f"-k must be from 1 to the model's {classes} classes, got {k}")
+        return 2
     failures = 0
     for path in args.images:
         try:
-            top = model.predict_topk(_read_rgb(path), args.k)
+            top = model.predict_topk(_read_rgb(path), k)
         except Exception as exc:  # noqa: BLE001
             if not isinstance(exc, (OSError, ValueError, MemoryError)) and \
                     type(exc).__name__ != "DecompressionBombError":
@@ -160,4 +197,4 @@ def _run_predict(args) -> int:
         print(path)
         for index, name, prob in top:
             print(f"  {index:4d} {name:30s} {prob:.4f}")
-    return _summary("semantic-jpeg predict", failures, len(args.images))
+    return _summary(prog, failures, len(args.images))
