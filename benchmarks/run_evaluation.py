@@ -4,8 +4,8 @@ attacks with ART on EfficientNet-Lite0, our defenses vs ART's peers, ablations, 
 Prints the Markdown tables and writes OUT/<name>.{json,md} and <name>_accuracy_vs_distortion.png with the exact
 command. Same options as ``python -m semantic_jpeg.evaluation --help``, except that --data defaults to
 ../shared/data/imagenet_samples beside the checkout. --out is required (pass --out benchmarks/results --overwrite
-to update the committed results on purpose: existing results are replaced only with --overwrite); the cache defaults to the user cache folder
-($XDG_CACHE_HOME/semantic_jpeg/evaluation), never the repository. Examples:
+to update the committed results on purpose: existing results are replaced only with --overwrite); the cache
+defaults to the user cache folder ($XDG_CACHE_HOME/semantic_jpeg/evaluation), never the repository. Examples:
 
     python benchmarks/run_evaluation.py --out benchmarks/results --subset 100 --attacks fgsm bim igsm pgd \
         --draws 10 --defenses pd pd+rcam pd+rcam+dwt jpeg msroi-jpeg aug-msroi-jpeg fft-lowpass color-depth svd \
