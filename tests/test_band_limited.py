@@ -293,3 +293,32 @@ def test_cuda_kernel_matches_torch_path(rate):
     results = assert_backends_agree(conv, x, rate)
     if rate == 0.0:
         torch.testing.assert_close(results["native"][0], conv(x), atol=1e-4, rtol=1e-4)
+
+
+def test_swap_conv2d_changes_nothing_on_failure_keeps_sharing_and_refuses_own_forwards():
+    from semantic_jpeg.training.efficientnet import TFSameConv2d
+
+    model = nn.Sequential(nn.Conv2d(4, 4, 3), nn.Conv2d(4, 4, 3, groups=2))
+    with pytest.raises(ValueError, match="groups"):
+        swap_conv2d(model)
+    assert type(model[0]) is nn.Conv2d  # the failed strict swap left the first layer alone too
+    shared = nn.Conv2d(3, 3, 3, padding=1)
+    tied = nn.Sequential(shared, nn.ReLU(), shared)
+    assert swap_conv2d(tied, compress_rate=0.0) == ["0", "2"] and tied[0] is tied[2]
+    same = nn.Sequential(TFSameConv2d(3, 4, 3, stride=1))
+    with pytest.raises(ValueError, match="own forward"):
+        swap_conv2d(same)
+    assert swap_conv2d(same, strict=False) == [] and same(torch.rand(1, 3, 8, 8)).shape == (1, 4, 8, 8)
+    with pytest.raises(ValueError, match="backend"):
+        swap_conv2d(nn.Sequential(BandLimitedConv2d(3, 4, 3)), backend="bogus")
+
+
+def test_bias_is_checked_and_double_backward_raises_instead_of_being_wrong():
+    x = torch.randn(1, 2, 6, 6, dtype=torch.double, requires_grad=True)
+    w = torch.randn(3, 2, 3, 3, dtype=torch.double, requires_grad=True)
+    for bias in (torch.zeros(1, dtype=torch.double), torch.zeros(3, 1, dtype=torch.double), torch.zeros(3)):
+        with pytest.raises(ValueError, match="bias"):
+            band_limited_conv2d(x, w, bias, compress_rate=0.0)
+    (gx,) = torch.autograd.grad(band_limited_conv2d(x, w, compress_rate=0.0).pow(2).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):  # a gradient penalty's backward
+        gx.pow(2).sum().backward()

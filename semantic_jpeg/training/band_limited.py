@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 BACKENDS = ("auto", "torch", "native")
 
@@ -365,7 +366,8 @@ class BandLimitedConv2dFunction(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx, grad_y):
+    @once_differentiable  # the backward reuses forward's spectra, which autograd does not track: a double
+    def backward(ctx, grad_y):  # backward (gradient penalties) would be silently wrong, so it raises instead
         x_spec, w_spec = ctx.saved_tensors
         plan = ctx.plan
         _, grad_input_product, grad_weight_product = _PRODUCTS[ctx.backend]
@@ -403,6 +405,9 @@ def band_limited_conv2d(x, weight, bias=None, stride=1, padding=0, compress_rate
         raise TypeError(f"input and weight must share a floating dtype, got {x.dtype} and {weight.dtype}")
     if x.numel() == 0:
         raise ValueError(f"empty input of shape {tuple(x.shape)}")
+    if bias is not None and (bias.shape != (weight.shape[0],) or bias.dtype != weight.dtype):
+        raise ValueError(f"bias must be 1-D with {weight.shape[0]} elements of dtype {weight.dtype}, got shape "
+                         f"{tuple(bias.shape)} {bias.dtype}")
     _check_rate(compress_rate)
     stride = _pair(stride, "stride")
     if isinstance(padding, str):
@@ -484,27 +489,50 @@ class BandLimitedConv2d(nn.Conv2d):
 def swap_conv2d(model: nn.Module, compress_rate=0.5, backend="auto", strict=True) -> list[str]:
     """Replace, in place, every ``nn.Conv2d`` of ``model`` by a :class:`BandLimitedConv2d` with its weights.
 
-    Returns the qualified names of the swapped layers. A Conv2d the band-limited layer cannot represent
-    (groups, dilation, non-zero padding mode) raises with ``strict=True`` and is left as it is otherwise.
-    Layers that are already band-limited get the new ``compress_rate`` and ``backend``.
+    Returns the qualified names of the swapped layers. A Conv2d the band-limited layer cannot represent (groups,
+    dilation, non-zero padding mode, or a subclass with its own ``forward``, such as TF-"SAME" padding) raises
+    with ``strict=True`` and is left as it is otherwise; with ``strict=True`` nothing is swapped unless every
+    layer can be. A layer used at several places of the model is replaced everywhere by one band-limited layer
+    (the sharing is kept). Layers that are already band-limited get the new ``compress_rate`` and ``backend``.
     """
     _check_rate(compress_rate)
-    swapped = []
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    # plan every replacement first, so that a layer that cannot be swapped leaves the model as it was
+    replacements: dict[int, nn.Module | None] = {}  # id(conv) -> its band-limited layer (None: left as it is)
+    places = []
     for parent_name, parent in list(model.named_modules()):
-        for child_name, child in list(parent.named_children()):
+        for child_name, child in list(parent._modules.items()):  # named_children() skips a repeated module
             name = f"{parent_name}.{child_name}" if parent_name else child_name
             if isinstance(child, BandLimitedConv2d):
-                child.compress_rate, child.backend = float(compress_rate), backend
-                swapped.append(name)
+                places.append((parent, child_name, name, child))
             elif isinstance(child, nn.Conv2d):
-                try:
-                    setattr(parent, child_name, BandLimitedConv2d.from_conv2d(child, compress_rate, backend))
-                except ValueError as exc:
-                    if strict:
-                        raise ValueError(f"cannot band-limit layer {name!r}: {exc}") from exc
-                    continue
-                swapped.append(name)
+                if id(child) not in replacements:
+                    replacements[id(child)] = _band_limited_copy(child, name, compress_rate, backend, strict)
+                places.append((parent, child_name, name, child))
+    swapped = []
+    for parent, child_name, name, child in places:
+        if isinstance(child, BandLimitedConv2d):
+            child.compress_rate, child.backend = float(compress_rate), backend
+        elif replacements[id(child)] is not None:
+            setattr(parent, child_name, replacements[id(child)])
+        else:
+            continue
+        swapped.append(name)
     return swapped
+
+
+def _band_limited_copy(conv: nn.Conv2d, name: str, compress_rate, backend, strict: bool):
+    """The band-limited layer for ``conv``; None (or ValueError when ``strict``) for one it cannot represent."""
+    try:
+        if type(conv).forward is not nn.Conv2d.forward:
+            raise ValueError(f"{type(conv).__name__} computes its own forward (e.g. its own padding), which a "
+                             "band-limited layer would not reproduce")
+        return BandLimitedConv2d.from_conv2d(conv, compress_rate, backend)
+    except ValueError as exc:
+        if strict:
+            raise ValueError(f"cannot band-limit layer {name!r}: {exc}") from exc
+        return None
 
 
 __all__ = ["BandLimitedConv2d", "BandLimitedConv2dFunction", "band_limited_conv2d", "band_indices", "swap_conv2d",
