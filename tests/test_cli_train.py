@@ -96,7 +96,7 @@ def test_repr_refuses_unreadable_data_and_bad_numbers(npz, tmp_path):
     repr_run = [a for a in _repr(npz, tmp_path / "o") if a != "--standard"]  # a data-driven metric needs batches
     assert "--metric-batches" in _error(*repr_run, "--metric", "activation", "--metric-batches", "0")
     if not torch.cuda.is_available():
-        assert "no CUDA GPU" in _error(*_repr(npz, tmp_path / "o", "--device", "cuda"))
+        assert "no usable CUDA GPU" in _error(*_repr(npz, tmp_path / "o", "--device", "cuda"))
     assert "--device" in _error(*_repr(npz, tmp_path / "o", "--device", "foo"))
     (tmp_path / "file").write_text("x")
     assert "must be a folder" in _error(*_repr(npz, tmp_path / "file"))

@@ -243,3 +243,46 @@ def test_repr_on_cuda():
     assert all(torch.all(c.weight[m.cuda()] == 0) for c, m in zip(repr_.convs, repr_.dropped))
     repr_.step()
     assert all(torch.isfinite(c.weight).all() for c in repr_.convs)
+
+
+def test_training_api_refuses_what_would_silently_go_wrong(tmp_path):
+    """No data for a data-driven ranking, a one-shot iterator, a frozen conv, bad masks, an empty loader, a CUDA
+    device torch cannot use: each a clear error before anything is changed, not all-zero scores, a half-done drop
+    or an AssertionError."""
+    torch.manual_seed(0)
+    model = vanilla_convnet(2, 4, 3, 8)
+    x, y = torch.rand(8, 3, 8, 8), torch.randint(0, 3, (8,))
+    convs = conv_layers(model)
+    with pytest.raises(ValueError, match="no batches"):
+        rank_filters(model, convs, "activation", data=[], loss_fn=nn.functional.cross_entropy)
+    with pytest.raises(ValueError, match="no batches"):
+        rank_filters(model, convs, "oracle", data=[(x, y)], loss_fn=nn.functional.cross_entropy, max_batches=0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(TypeError, match="re-iterable"):
+        RePr(model, optimizer, s1=1, s2=1, n_rounds=1, metric="activation", metric_data=((x, y) for _ in range(2)))
+    repr_ = RePr(model, optimizer, s1=1, s2=1, n_rounds=1, scope="layer")
+    with pytest.raises(ValueError, match="one 1-D mask per convolution"):
+        repr_.drop([torch.zeros(4, dtype=torch.bool)])
+    with pytest.raises(ValueError, match="every filter"):
+        repr_.drop([torch.ones(4, dtype=torch.bool), torch.zeros(4, dtype=torch.bool)])
+    assert not repr_.pruning
+    model[0].weight.requires_grad_(False)
+    with pytest.raises(ValueError, match="frozen"):
+        RePr(model, optimizer, s1=1, s2=1, n_rounds=1)
+    with pytest.raises(ValueError, match="no batches"):
+        fit(model, [], optimizer, 1, progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no usable CUDA"):
+            fit(model, [(x, y)], optimizer, 1, device="cuda", progress=False)
+    from semantic_jpeg.training.msroi_net import MSROINet, aug_msroi_class_maps, export_msroi
+    from semantic_jpeg.training.selective_dropout import selective_dropout_finetune
+
+    with pytest.raises(ValueError, match="lr"):
+        selective_dropout_finetune(model, model[2], x, x, y, lr=float("nan"))
+    net = MSROINet(2, (4,), 1)
+    with pytest.raises(ValueError, match="n "):
+        aug_msroi_class_maps(net, torch.rand(1, 3, 32, 32), n=0)
+    with pytest.raises(ValueError, match="plain file name"):
+        export_msroi(net, tmp_path, class_names=["a", "b"], name="../evil")
+    with pytest.raises(ValueError, match="integer widths"):
+        MSROINet(2, (4.7,), 1)

@@ -130,20 +130,18 @@ def _check_common(args) -> None:
     """Options every kind has, and the device (a CUDA device that torch cannot use fails here, not mid-run)."""
     import math
 
-    import torch
-
     if args.epochs <= 0:
         raise _fail(args, f"--epochs must be positive, got {args.epochs}")
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise _fail(args, f"--lr must be a finite number > 0, got {args.lr}")
     if args.batch_size <= 0:
         raise _fail(args, f"--batch-size must be positive, got {args.batch_size}")
+    from .fit import check_device
+
     try:
-        device = torch.device(args.device)
-    except (RuntimeError, TypeError) as exc:
-        raise _fail(args, f"--device {args.device!r}: {exc}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise _fail(args, f"--device {args.device}: torch sees no CUDA GPU (torch {torch.__version__})")
+        device = check_device(args.device)
+    except ValueError as exc:
+        raise _fail(args, f"--{exc}") from None
     if device.type not in ("cpu", "cuda"):
         raise _fail(args, f"--device must be cpu or cuda, got {args.device!r}")
 

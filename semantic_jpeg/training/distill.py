@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .data import ArrayLoader, list_images, load_image
-from .fit import fit
+from .fit import check_device, fit
 from .msroi_net import MSROINet, msroi_loss
 
 CLASS_TABLE = Path(__file__).resolve().parents[1] / "onnx_models" / "imagenet1k_classes.tsv"
@@ -70,9 +70,12 @@ def distill_msroi(image_folder: str | Path, *, num_classes: int = 8, grouping: s
     Returns (model, class names, per-epoch history)."""
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    check_device(device)
+    group_of, group_names = coarse_groups(grouping)
+    if num_classes > len(group_names):
+        raise ValueError(f"num_classes {num_classes} exceeds the {len(group_names)} groups of grouping {grouping!r}")
     files = list_images(image_folder)
     images = torch.stack([load_image(p, size) for p in files])
-    group_of, group_names = coarse_groups(grouping)
     fine = teacher_probabilities(images, teacher)
     coarse = torch.zeros(len(images), len(group_names), dtype=fine.dtype)
     coarse.index_add_(1, torch.from_numpy(group_of), fine)

@@ -18,8 +18,11 @@ from .repr import RePr
 def vanilla_convnet(n_layers: int = 3, width: int = 32, num_classes: int = 10, image_size: int = 32,
                     in_channels: int = 3) -> nn.Sequential:
     """C^n(X) of sec 5.4: Img -> [CONV(X) 3x3 -> RELU]^n -> FC (softmax in the loss)."""
-    if n_layers <= 0 or width <= 0:
-        raise ValueError(f"n_layers and width must be positive, got {n_layers}, {width}")
+    sizes = {"n_layers": n_layers, "width": width, "num_classes": num_classes, "image_size": image_size,
+             "in_channels": in_channels}
+    bad = {k: v for k, v in sizes.items() if isinstance(v, bool) or not isinstance(v, int) or v <= 0}
+    if bad:
+        raise ValueError(f"{', '.join(bad)} must be positive integers, got {bad}")
     layers: list[nn.Module] = []
     channels = in_channels
     for _ in range(n_layers):
@@ -27,6 +30,19 @@ def vanilla_convnet(n_layers: int = 3, width: int = 32, num_classes: int = 10, i
         channels = width
     layers += [nn.Flatten(), nn.Linear(width * image_size * image_size, num_classes)]
     return nn.Sequential(*layers)
+
+
+def check_device(device) -> torch.device:
+    """``device`` as a torch.device; ValueError for one that torch cannot use here (a CUDA device without a usable
+    CUDA build or GPU), before any work or checkpoint is touched."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device {device!r}: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} asked for, but torch sees no usable CUDA GPU (torch "
+                         f"{torch.__version__})")
+    return device
 
 
 def correct_count(outputs: torch.Tensor, targets: torch.Tensor) -> float:
@@ -78,6 +94,7 @@ def fit(model: nn.Module, train_loader: Iterable, optimizer: torch.optim.Optimiz
     if repr_ is not None and repr_.n_rounds * (repr_.s1 + repr_.s2) > epochs:
         raise ValueError(f"RePr schedule N*(S1+S2) = {repr_.n_rounds * (repr_.s1 + repr_.s2)} epochs exceeds "
                          f"the training budget of {epochs} epochs")
+    check_device(device)
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     history: list[dict] = []
     start = 0
@@ -95,7 +112,7 @@ def fit(model: nn.Module, train_loader: Iterable, optimizer: torch.optim.Optimiz
         except Exception as exc:  # noqa: BLE001 -- truncated, foreign or another network's file: one message
             raise ValueError(f"cannot resume from {checkpoint}: it is not a readable checkpoint of this run "
                              f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})"
-                             "; delete it, or start a new run with --overwrite") from None
+                             "; delete it, or start a new run") from None
         if start > epochs:
             raise ValueError(f"cannot resume {checkpoint} at epoch {start} with --epochs {epochs}: it has trained "
                              "more epochs already")
@@ -122,6 +139,8 @@ def fit(model: nn.Module, train_loader: Iterable, optimizer: torch.optim.Optimiz
             total_loss += float(loss.detach()) * len(x)
             correct += correct_count(out.detach(), y)
             n += len(x)
+        if not n:
+            raise ValueError("train_loader yielded no batches")
         record = {"epoch": epoch + 1, "phase": phase, "train_loss": total_loss / n, "train_accuracy": correct / n}
         if eval_loader is not None:
             test = evaluate(model, eval_loader, loss_fn, device)

@@ -37,7 +37,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from semantic_jpeg.training import onnx_graph
-from semantic_jpeg.training.fit import save_atomic
+from semantic_jpeg.training.fit import check_device, save_atomic
 from semantic_jpeg.training.gaze_args import add_gaze_arguments
 from semantic_jpeg.training.gaze_data import TAPS, BackboneTaps, cache_path, extract_features, read_dataset
 
@@ -56,6 +56,9 @@ class GazeReadout(nn.Module):
     def __init__(self, n_scales: int = 1, hidden: tuple[int, ...] = (16, 16), centre_grid: int = 16,
                  blur_sigma: float = 2.0, tap_names: tuple[str, ...] | None = None, dropout: float = 0.0):
         super().__init__()
+        if not 0 <= dropout < 1 or not (math.isfinite(blur_sigma) and blur_sigma > 0):
+            raise ValueError(f"dropout must be in [0, 1) and blur_sigma a finite number > 0, got {dropout!r}, "
+                             f"{blur_sigma!r}")
         self.dropout = dropout
         names = tap_names or tuple(t[0] for t in TAPS)
         channels = {t[0]: t[2] for t in TAPS}
@@ -507,11 +510,9 @@ def check_args(args) -> None:
         raise ValueError(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
     if args.device is not None:
         try:
-            device = torch.device(args.device)
-        except (RuntimeError, TypeError) as exc:
-            raise ValueError(f"--device {args.device!r}: {exc}") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"--device {args.device}: torch sees no CUDA GPU (torch {torch.__version__})")
+            check_device(args.device)
+        except ValueError as exc:
+            raise ValueError(f"--{exc}") from None
     for name in list(args.train) + ([args.val] if args.val else []):
         if not (Path(args.data_root) / name).is_dir():
             raise FileNotFoundError(f"data set folder {Path(args.data_root) / name} not found (--data-root, "

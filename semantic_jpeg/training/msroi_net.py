@@ -19,6 +19,7 @@ R-CAM maps exactly as for the shipped model.
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,8 +47,11 @@ class MSROINet(nn.Module):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        if not 1 <= len(shared_widths) <= 4 or class_width < 1:
-            raise ValueError("need 1-4 shared blocks (5 blocks in all) and class_width >= 1")
+        widths = [*shared_widths, class_width]
+        if not 1 <= len(shared_widths) <= 4 or any(isinstance(w, bool) or not isinstance(w, int) or w < 1
+                                                    for w in widths):
+            raise ValueError(f"need 1-4 shared blocks (5 blocks in all) of integer widths >= 1 and an integer "
+                             f"class_width >= 1, got {tuple(shared_widths)}, {class_width!r}")
         self.num_classes, self.class_width = num_classes, class_width
         self.shared_widths = tuple(int(w) for w in shared_widths)
         widths = (3,) + self.shared_widths
@@ -110,6 +114,11 @@ def aug_msroi_class_maps(model: MSROINet, image: torch.Tensor, *, n: int = 5, in
     (the first block runs once). Returns the mean class maps (K, h, w)."""
     if image.dim() != 4 or image.shape[0] != 1:
         raise ValueError(f"expected one image of shape (1, 3, H, W), got {tuple(image.shape)}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n (the perturbed copies) must be a positive int, got {n!r}")
+    if not all(math.isfinite(v) and v >= 0 for v in (input_noise, activation_noise)):
+        raise ValueError(f"input_noise and activation_noise must be finite and >= 0, got {input_noise!r}, "
+                         f"{activation_noise!r}")
     _, _, h, w = image.shape
     image = image + torch.randn(image.shape, generator=generator).to(image) * input_noise
     noises = [torch.randn(n, c, -(-h // s), -(-w // s), generator=generator).to(image) * activation_noise
@@ -137,6 +146,8 @@ def export_msroi(model: MSROINet, out_dir: str | Path, *, class_names: Sequence[
 
     from semantic_jpeg.onnx_models.manifest import write_manifest
 
+    if not name or name != Path(name).name or name.startswith("."):
+        raise ValueError(f"name must be a plain file name stem (no folder, not hidden), got {name!r}")
     if len(class_names) != model.num_classes:
         raise ValueError(f"{len(class_names)} class names for a model with {model.num_classes} classes")
     if any("\t" in c or "\n" in c or not c for c in class_names):

@@ -44,10 +44,17 @@ def ortho_overlap(weight_rows: torch.Tensor) -> torch.Tensor:
 
 
 def _batches_on(data: Iterable, device: torch.device, max_batches: int | None):
+    """The batches of ``data`` on ``device`` (at most ``max_batches``); ValueError when there is none: scores
+    of no data are all zero, and ranking by them would drop arbitrary filters."""
+    seen = 0
     for i, (x, y) in enumerate(data):
         if max_batches is not None and i >= max_batches:
-            return
+            break
+        seen += 1
         yield x.to(device), y.to(device)
+    if not seen:
+        raise ValueError("the ranking data yielded no batches (empty, an iterator already used up, or "
+                         "max_batches < 1): a data-driven metric needs at least one (inputs, targets) batch")
 
 
 def _require_data(metric: str, data, loss_fn):

@@ -104,6 +104,13 @@ class RePr:
         self.convs = list(convs) if convs is not None else conv_layers(model)
         if not self.convs:
             raise ValueError("RePr needs a model with at least one nn.Conv2d layer; none found")
+        frozen = [i for i, conv in enumerate(self.convs) if not conv.weight.requires_grad]
+        if frozen:  # its gradient mask cannot be installed: refused now, not halfway through the first drop
+            raise ValueError(f"convolutions {frozen} (of the {len(self.convs)} RePr acts on) are frozen "
+                             "(requires_grad=False); pass the trainable ones as convs=")
+        if metric_data is not None and iter(metric_data) is metric_data:
+            raise TypeError("metric_data must be re-iterable (a list or a DataLoader): a one-shot iterator or "
+                            "generator would be used up by the first ranking")
         self.model, self.optimizer = model, optimizer
         self.s1, self.s2, self.n_rounds, self.prune_ratio = s1, s2, n_rounds, float(prune_ratio)
         self.metric, self.scope = metric, scope
@@ -176,6 +183,14 @@ class RePr:
         """Starts an S2 phase: removes the selected filters (``masks`` or :meth:`select`)."""
         if self.pruning:
             raise RuntimeError("filters are already dropped; call reinit() first")
+        if masks is not None:
+            shapes = [(c.out_channels,) for c in self.convs]
+            if len(masks) != len(self.convs) or [tuple(m.shape) for m in masks] != shapes:
+                raise ValueError(f"masks must be one 1-D mask per convolution, of shapes {shapes}, got "
+                                 f"{[tuple(m.shape) for m in masks]}")
+            if any(bool(torch.as_tensor(m).to(torch.bool).all()) for m in masks):
+                raise ValueError("a mask drops every filter of its layer; keep at least one (its kept filters "
+                                 "are the basis of the re-initialisation)")
         self.dropped = [m.to(torch.bool).cpu() for m in (masks if masks is not None else self.select())]
         self._zero_dropped()
         self._reset_optimizer_state()

@@ -65,8 +65,11 @@ def selective_dropout_finetune(model: nn.Module, layer: nn.Module, clean: torch.
     if len(clean) == 0 or not (len(clean) == len(adversarial) == len(labels)):
         raise ValueError(f"need equally many (>0) clean images, adversarial images and labels, got "
                          f"{len(clean)}, {len(adversarial)}, {len(labels)}")
-    if epochs <= 0 or batch_size <= 0 or lr <= 0:
-        raise ValueError("epochs, batch_size and lr must be positive")
+    if any(isinstance(v, bool) for v in (keep, epochs, batch_size)) or epochs <= 0 or batch_size <= 0:
+        raise ValueError(f"epochs and batch_size must be positive integers (keep a fraction), got {epochs!r}, "
+                         f"{batch_size!r}, {keep!r}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
     for name, t in (("clean", clean), ("adversarial", adversarial)):
         if not torch.isfinite(t).all():
             raise ValueError(f"{name} images contain NaN or infinity")
