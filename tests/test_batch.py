@@ -124,3 +124,85 @@ def test_encode_many_refuses_a_single_image():
     for single in (image, Image.fromarray(image), "photo.png", b"bytes"):
         with pytest.raises(TypeError, match="single"):
             semantic_jpeg.encode_many(single, jobs=1)
+
+
+_OWNER_SCRIPT = """
+import sys, numpy as np, semantic_jpeg
+if sys.argv[1] == "forkserver":
+    semantic_jpeg.saliency_map(np.zeros((32, 32, 3), np.uint8))  # onnxruntime running: workers via a forkserver
+images = [np.random.default_rng(i).integers(0, 256, (96, 128, 3), np.uint8) for i in range(400)]
+for _ in semantic_jpeg.encode_many(images, jobs=2):
+    print("encoded", flush=True)
+"""
+
+
+def _descendants(pid):
+    """Processes below ``pid`` (from /proc: parent links)."""
+    import os
+
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+@pytest.mark.parametrize("start", ["fork", "forkserver"])
+def test_workers_exit_when_the_process_that_started_them_is_killed(start):
+    """SIGKILL (or SIGTERM from a scheduler) of the owner must not leave workers waiting on their pipes forever."""
+    import os
+    import signal
+    import time
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc")
+    owner = subprocess.Popen([sys.executable, "-c", _OWNER_SCRIPT, start], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout.readline().strip() == "encoded"  # the workers are running
+        workers = _descendants(owner.pid)
+        assert len(workers) >= 2
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in workers):
+            time.sleep(0.2)
+        left = [pid for pid in workers if os.path.exists(f"/proc/{pid}")]
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        assert not left, f"{len(left)} of the {len(workers)} worker processes outlived their owner"
+    finally:
+        owner.kill()
+
+
+def test_workers_take_the_owners_decompression_bomb_limit_and_return_their_warnings(tmp_path):
+    """With a forkserver (onnxruntime already running here), workers would have Pillow's default limit, and a
+    worker's warnings would only reach its stderr."""
+    code = f"""
+import warnings, numpy as np, semantic_jpeg
+from PIL import Image
+from semantic_jpeg.codec import RateControlWarning
+semantic_jpeg.saliency_map(np.zeros((32, 32, 3), np.uint8))
+if __name__ == "__main__":
+    path = {str(tmp_path / "a.png")!r}
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(path)
+    Image.MAX_IMAGE_PIXELS = 1000  # 3072 pixels is over twice the limit: refused
+    result = list(semantic_jpeg.encode_many([path], jobs=2, return_exceptions=True))[0]
+    assert type(result.cause).__name__ == "DecompressionBombError", result
+    Image.MAX_IMAGE_PIXELS = None
+    assert list(semantic_jpeg.encode_many([path], jobs=2))[0].width == 64  # and no limit: accepted
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        list(semantic_jpeg.encode_many([np.zeros((48, 64, 3), np.uint8)] * 2, jobs=2))  # target out of reach
+    assert sum(issubclass(w.category, RateControlWarning) for w in caught) == 2, caught
+"""
+    script = tmp_path / "check.py"
+    script.write_text(code)
+    subprocess.run([sys.executable, str(script)], check=True, timeout=300)

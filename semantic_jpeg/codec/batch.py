@@ -31,6 +31,8 @@ import os
 import signal
 import sys
 import threading
+import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -58,12 +60,53 @@ def default_jobs() -> int:
 
 
 # ----- worker side
-def _init_worker(pin_threads: bool) -> None:
-    """Runs once in each worker: ignore Ctrl-C (the parent handles it) and load the default model once, with
-    one onnxruntime intra-op thread when several workers share the CPU."""
+def _init_worker(pin_threads: bool, owner: int, max_image_pixels) -> None:
+    """Runs once in each worker: ignore Ctrl-C (the parent handles it), exit when the process that owns the pool
+    dies, take the owner's decompression-bomb limit, and give the default models one onnxruntime intra-op thread
+    when several workers share the CPU."""
+    from PIL import Image
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with(owner)
+    Image.MAX_IMAGE_PIXELS = max_image_pixels  # a forkserver or spawned worker would have Pillow's default
     if pin_threads:
         pin_default_models(1)
+
+
+def _exit_with(owner: int) -> None:
+    """End this worker when ``owner`` (the process that started the pool) dies, however it dies (SIGKILL,
+    SIGTERM, a crash): otherwise the workers would wait on their pipes forever, holding their memory. On Linux the
+    kernel signals a forked worker when its parent exits; a thread also polls the owner, which covers workers
+    started by a forkserver (whose parent is the server) and other systems."""
+    if sys.platform.startswith("linux") and os.getppid() == owner:
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover -- a libc without prctl: the thread below remains
+            pass
+
+    def watch():
+        while True:
+            try:
+                os.kill(owner, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # pragma: no cover -- alive, owned by another user
+                pass
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, name="semantic_jpeg-owner-watch", daemon=True).start()
+
+
+def _recording_warnings(fn, item, *args):
+    """``fn(item, *args)`` in a worker, with the warnings it raised (category, message text), which the parent
+    raises again: a worker's warnings would otherwise only reach its stderr, where the caller cannot catch or
+    filter them."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = fn(item, *args)
+    return value, [(w.category, str(w.message)) for w in caught]
 
 
 def pin_default_models(intra_op_num_threads: int | None) -> None:
@@ -117,8 +160,10 @@ def _context():
 class WorkerPool:
     """Runs ``fn(item, *args)`` over ``items`` in ``jobs`` worker processes (in-process when ``jobs == 1``),
     at most ``max_in_flight`` items at a time, yielding ``(index, item, result_or_exception, ok)``; in input
-    order when ``ordered`` else as completed. Per-item exceptions are yielded, not raised. A worker that dies
-    (killed, out of memory) fails the items it may have been running and the pool is restarted for the rest."""
+    order when ``ordered`` else as completed. Per-item exceptions are yielded, not raised; warnings raised in a
+    worker are raised again in this process. A worker that dies (killed, out of memory) fails the items in flight
+    at that moment (at most ``max_in_flight``) and the pool is restarted for the rest. Workers exit when this
+    process dies."""
 
     def __init__(self, fn: Callable, args: tuple = (), *, jobs: int | None = None, ordered: bool = True,
                  max_in_flight: int | None = None, pin_threads: bool | None = None):
@@ -135,8 +180,10 @@ class WorkerPool:
 
     def _start(self) -> cf.ProcessPoolExecutor:
         context = _context()
+        from PIL import Image
+
         executor = cf.ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_init_worker,
-                                          initargs=(self.pin_threads,))
+                                          initargs=(self.pin_threads, os.getpid(), Image.MAX_IMAGE_PIXELS))
         self._executor = executor
         if context.get_start_method() == "fork":  # fork all workers now, while this process has one thread
             for _ in executor.map(abs, range(self.jobs)):
@@ -196,7 +243,7 @@ class WorkerPool:
                 except StopIteration:
                     exhausted = True
                     break
-                pending[index] = (item, executor.submit(self.fn, item, *self.args))
+                pending[index] = (item, executor.submit(_recording_warnings, self.fn, item, *self.args))
             if not pending:
                 return
             if self.ordered:
@@ -210,7 +257,10 @@ class WorkerPool:
             for index in ready:
                 item, future = pending.pop(index)
                 try:
-                    yield index, item, future.result(), True
+                    value, caught = future.result()
+                    for category, message in caught:  # raised again here, where the caller's filters apply
+                        warnings.warn(message, category, stacklevel=2)
+                    yield index, item, value, True
                 except cf.process.BrokenProcessPool as exc:
                     broken = True
                     yield index, item, RuntimeError(f"a worker process died while encoding it ({exc})"), False
