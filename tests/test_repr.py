@@ -286,3 +286,24 @@ def test_training_api_refuses_what_would_silently_go_wrong(tmp_path):
         export_msroi(net, tmp_path, class_names=["a", "b"], name="../evil")
     with pytest.raises(ValueError, match="integer widths"):
         MSROINet(2, (4.7,), 1)
+
+
+def test_data_readers_name_bad_rows_and_labels(tmp_path):
+    import numpy as np
+
+    from semantic_jpeg.training.data import cifar_split
+    from semantic_jpeg.training.gaze_data import read_dataset
+
+    np.savez(tmp_path / "d.npz", images=np.zeros((5, 8, 8, 3), np.uint8), labels=np.array([0.5, 1, 2, -1, 3]))
+    with pytest.raises(ValueError, match="integer class index"):
+        cifar_split(tmp_path / "d.npz", n_train=3)
+    root = tmp_path / "set"
+    (root / "stimuli").mkdir(parents=True)
+    (root / "images.csv").write_text("image,width,height\na.png,64,48\n")
+    (root / "fixations.csv").write_text("image,subject,x,y\na.png,1,nan,3\n")
+    with pytest.raises(ValueError, match="line 2"):
+        read_dataset(root)
+    (root / "fixations.csv").write_text("image,subject,x,y\na.png,1,2,3\n")
+    (root / "images.csv").write_text("image,width,height\na.png,0,48\n")
+    with pytest.raises(ValueError, match="width and height"):
+        read_dataset(root)

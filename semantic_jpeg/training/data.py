@@ -95,7 +95,12 @@ def cifar_split(path: str | Path, n_train: int = 8000, seed: int = 0):
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
     with np.load(path) as data:
+        if "images" not in data or "labels" not in data:
+            raise ValueError(f"{path} must hold arrays 'images' and 'labels' (it has {data.files})")
         images, labels = data["images"], data["labels"]
+    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer) or (labels < 0).any():
+        raise ValueError(f"{path}: 'labels' must be one integer class index >= 0 per image, got {labels.dtype} "
+                         f"{labels.shape} for {len(images)} images")
     if not 0 < n_train < len(images):
         raise ValueError(f"n_train must lie in (0, {len(images)}), got {n_train}")
     order = np.random.default_rng(seed).permutation(len(images))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,15 +62,28 @@ def read_dataset(root: str | Path, limit: int | None = None) -> list[FixationIma
         missing = {"image", "subject", "x", "y"} - set(reader.fieldnames or [])
         if missing:
             raise ValueError(f"{root / 'fixations.csv'} lacks columns {sorted(missing)}")
-        for row in reader:
-            points[row["image"]].append((float(row["x"]), float(row["y"]), int(float(row["subject"]))))
+        for line, row in enumerate(reader, start=2):
+            try:
+                x, y, subject = float(row["x"]), float(row["y"]), int(float(row["subject"]))
+            except (TypeError, ValueError):
+                x = y = math.nan
+            if not (math.isfinite(x) and math.isfinite(y)):
+                raise ValueError(f"{root / 'fixations.csv'} line {line}: x, y and subject must be finite numbers, "
+                                 f"got {row.get('x')!r}, {row.get('y')!r}, {row.get('subject')!r}")
+            points[row["image"]].append((x, y, subject))
     images = []
     with open(root / "images.csv", newline="") as handle:
-        for row in csv.DictReader(handle):
+        for line, row in enumerate(csv.DictReader(handle), start=2):
             if row["image"] not in points:
                 continue
             array = np.asarray(points[row["image"]], np.float64)
-            height, width = int(row["height"]), int(row["width"])
+            try:
+                height, width = int(row["height"]), int(row["width"])
+            except (TypeError, ValueError, KeyError):
+                height = width = 0
+            if height < 1 or width < 1:
+                raise ValueError(f"{root / 'images.csv'} line {line}: width and height must be positive integers, "
+                                 f"got {row.get('width')!r}, {row.get('height')!r}")
             xy = np.stack([np.clip(array[:, 0], 0, width - 1e-3), np.clip(array[:, 1], 0, height - 1e-3)], 1)
             images.append(FixationImage(row["image"], root / "stimuli" / row["image"], height, width, xy,
                                         array[:, 2].astype(np.int64), dataset=root.name))
