@@ -272,7 +272,7 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="smaller than the kernel"):
         layer(torch.randn(1, 4, 2, 8))
     with pytest.raises(ValueError, match="empty"):
-        layer(torch.randn(0, 4, 8, 8))
+        layer(torch.randn(1, 4, 8, 0))  # an empty batch is fine (test_an_empty_batch_...), an empty image is not
     with pytest.raises(TypeError, match="dtype"):
         layer(torch.randn(1, 4, 8, 8, dtype=torch.float64))
     with pytest.raises(TypeError, match="native"):
@@ -322,3 +322,11 @@ def test_bias_is_checked_and_double_backward_raises_instead_of_being_wrong():
     (gx,) = torch.autograd.grad(band_limited_conv2d(x, w, compress_rate=0.0).pow(2).sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match="differentiate twice"):  # a gradient penalty's backward
         gx.pow(2).sum().backward()
+
+
+def test_an_empty_batch_gives_the_empty_output_of_nn_conv2d():
+    layer = BandLimitedConv2d(3, 4, 3, padding=1, stride=2)
+    x = torch.rand(0, 3, 9, 8)
+    assert layer(x).shape == nn.Conv2d(3, 4, 3, padding=1, stride=2)(x).shape == (0, 4, 5, 4)
+    with pytest.raises(ValueError, match="empty"):
+        layer(torch.rand(1, 3, 0, 8))

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
+from torch.nn import functional as F
 
 BACKENDS = ("auto", "torch", "native")
 
@@ -403,7 +404,7 @@ def band_limited_conv2d(x, weight, bias=None, stride=1, padding=0, compress_rate
         raise ValueError(f"input has {x.shape[1]} channels, the weight expects {weight.shape[1]}")
     if not x.is_floating_point() or x.dtype != weight.dtype:
         raise TypeError(f"input and weight must share a floating dtype, got {x.dtype} and {weight.dtype}")
-    if x.numel() == 0:
+    if x.numel() == 0 and (x.shape[0] != 0 or 0 in x.shape[1:]):
         raise ValueError(f"empty input of shape {tuple(x.shape)}")
     if bias is not None and (bias.shape != (weight.shape[0],) or bias.dtype != weight.dtype):
         raise ValueError(f"bias must be 1-D with {weight.shape[0]} elements of dtype {weight.dtype}, got shape "
@@ -417,6 +418,8 @@ def band_limited_conv2d(x, weight, bias=None, stride=1, padding=0, compress_rate
             raise ValueError("padding='same' is not supported for strided convolutions (as in nn.Conv2d)")
     else:
         padding = _pair(padding, "padding", allow_zero=True)
+    if x.shape[0] == 0:  # an empty batch (a drop-in for nn.Conv2d): the empty output, shaped as F.conv2d shapes it
+        return F.conv2d(x, weight, bias, stride, padding)
     plan = _make_plan(tuple(x.shape[-2:]), tuple(weight.shape[-2:]), stride, padding, float(compress_rate), x.device)
     return BandLimitedConv2dFunction.apply(x, weight, bias, plan, _resolve_backend(backend, x))
 
