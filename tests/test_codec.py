@@ -862,3 +862,9 @@ def test_big_endian_16_bit_images_and_huge_map_values():
     assert encode(rgb16, saliency=flat) == encode(rgb16.astype("<u2"), saliency=flat)
     with pytest.raises(ValueError, match=r"\[0, 1\].*1e\+300"):
         encode(rgb16, saliency=np.full((48, 64), 1e300))
+
+
+def test_a_thin_image_pillow_cannot_write_progressively_is_a_clear_error():
+    thin = np.random.default_rng(0).integers(0, 256, (65500, 1, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match="baseline JPEG"):
+        encode(thin, saliency=np.ones((65500, 1), np.float32), progressive=True)

@@ -186,7 +186,7 @@ def encode(image, fp=None, *, saliency=None, levels=None, quality_range=None, qu
         # jpegli's quality at the size of Pillow's Q is usually near Q + (100 - Q) / 4 (Kodak, ImageNet)
         jpegli_guess = int(round(match_jpeg_quality + (100 - match_jpeg_quality) / 4))
         buf = io.BytesIO()
-        Image.fromarray(rgb).save(buf, "JPEG", quality=int(round(match_jpeg_quality)), **options)
+        _save_jpeg(Image.fromarray(rgb), buf, quality=int(round(match_jpeg_quality)), **options)
         target_size = buf.tell()
         del buf
     if rgb.size >= TRIM_PIXELS:
@@ -309,8 +309,22 @@ def _pillow_bytes(array, tables, options):
     """Pillow JPEG of ``array`` with the given quantisation tables (luma, chroma) and options."""
     buf = io.BytesIO()
     qtables = [list(map(int, t)) for t in (tables[:1] if array.ndim == 2 else tables)]
-    Image.fromarray(array).save(buf, "JPEG", qtables=qtables, **options)
+    _save_jpeg(Image.fromarray(array), buf, qtables=qtables, **options)
     return buf.getvalue()
+
+
+def _save_jpeg(image, buf, **options):
+    """Pillow's JPEG save, with a clear error for the images its progressive/optimised writer cannot take: it
+    sizes libjpeg's output buffer by the pixel count, too small for very thin images (e.g. 65500x1); plain
+    Pillow fails on them the same way."""
+    try:
+        image.save(buf, "JPEG", **options)
+    except OSError as exc:
+        if "broken data stream" not in str(exc):
+            raise
+        kind = "a progressive" if options.get("progressive") or options.get("progression") else "an optimised"
+        raise ValueError(f"Pillow cannot write this {image.width}x{image.height} image as {kind} JPEG (its "
+                         "output buffer is too small for so thin an image); write it as a baseline JPEG") from exc
 
 
 def _header_bytes(corner, options):
