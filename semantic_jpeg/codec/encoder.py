@@ -115,7 +115,7 @@ def encode(image, fp=None, *, saliency=None, levels=None, quality_range=None, qu
     default 75; the jpegli quality whose file is typically the size of Pillow's at Q; lower with a uniform map)
     and the lambda where the rate control typically settles for them; the size is not measured or adjusted (on
     photographs it lands near Pillow Q's size, see docs/codec.md), the same visual trade-off on every image,
-    and about 1.5x faster than a size-matched encode.
+    and about 1.9x faster than a ``quality=Q`` encode (docs/codec.md).
 
     image: PIL image, or numpy HxW / HxWx3 uint8 (or float in [0, 1]); ``color_order`` "RGB" (default) or
         "BGR" says how 3-channel arrays are ordered. Mode rules: see :mod:`semantic_jpeg.codec.inputs`.

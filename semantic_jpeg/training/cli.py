@@ -46,11 +46,12 @@ def _add_repr(p: argparse.ArgumentParser, *, enabled_by_default: bool) -> None:
 
 
 def register(subparsers) -> None:
-    train = subparsers.add_parser("train", help="train models: RePr ConvNets, the MS-ROI network, distillation, "
-                                                "selective dropout",
+    train = subparsers.add_parser("train", help="train models: fixation prediction, RePr ConvNets, the MS-ROI "
+                                                "network, distillation, selective dropout",
                                   description="Train models into --out: metrics.jsonl and the model, and for every "
-                                              "kind but selective-dropout a checkpoint (--resume) and curves.png. "
-                                              "A previous run in --out is replaced only with --overwrite.")
+                                              "kind but selective-dropout a checkpoint (--resume); repr, msroi and "
+                                              "distill also plot curves.png. A previous run in --out is replaced "
+                                              "only with --overwrite.")
     kinds = train.add_subparsers(dest="train_kind", required=True, metavar="KIND")
 
     p = kinds.add_parser("repr", help="C^n(X) ConvNet (Prakash et al., CVPR 2019) with RePr on an images/labels .npz")
@@ -199,7 +200,8 @@ def _check_out(args, *, inputs=()) -> None:
     from .run_folder import prepare, settings_of
 
     try:
-        prepare(args.out, settings_of(args), resume=args.resume, overwrite=args.overwrite, inputs=inputs)
+        prepare(args.out, settings_of(args), resume=args.resume, overwrite=args.overwrite, inputs=inputs,
+                resumable=args.train_kind != "selective-dropout")
     except (OSError, ValueError) as exc:
         raise _fail(args, exc) from None
 

@@ -39,8 +39,9 @@ def settings_of(args) -> dict:
     return settings
 
 
-def prepare(out: Path, settings: dict, *, resume: bool, overwrite: bool, inputs=()) -> None:
-    """Check ``out`` before any work; ValueError / FileExistsError / FileNotFoundError naming the problem."""
+def prepare(out: Path, settings: dict, *, resume: bool, overwrite: bool, inputs=(), resumable: bool = True) -> None:
+    """Check ``out`` before any work; ValueError / FileExistsError / FileNotFoundError naming the problem.
+    ``resumable``: whether the command has --resume (the message offers it only then)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; it must be a folder (created when missing)")
@@ -62,8 +63,9 @@ def prepare(out: Path, settings: dict, *, resume: bool, overwrite: bool, inputs=
         return
     found = [name for name in RUN_OUTPUTS if (out / name).exists()]
     if found and not overwrite:
-        raise FileExistsError(f"{out} holds a previous run ({', '.join(found)}): pass --resume to continue it, "
-                              "--overwrite to replace it, or choose another --out")
+        resume_hint = "--resume to continue it, " if resumable else ""
+        raise FileExistsError(f"{out} holds a previous run ({', '.join(found)}): pass {resume_hint}--overwrite to "
+                              "replace it, or choose another --out")
 
 
 def record(out: Path, settings: dict) -> None:
