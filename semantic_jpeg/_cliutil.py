@@ -73,7 +73,7 @@ def write_file(path, data: bytes, *, overwrite: bool = False, hint: str = "pass 
                     raise FileExistsError(f"{given} exists; {hint}") from None
                 os.replace(tmp, path)
         except OSError as exc:
-            if exc.filename in (tmp, path) or exc.filename is None:
+            if exc.filename in (tmp, path):  # name the target, not the temporary file
                 raise type(exc)(exc.errno, exc.strerror or str(exc), given) from None
             raise
     finally:

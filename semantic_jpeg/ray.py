@@ -36,17 +36,34 @@ __all__ = ["SemanticJpegEncoder", "SaliencyMapper", "PurifyTransform", "row_seed
 
 
 def _rows(column):
-    """The images of a batch column: a 4-D array (same-size images) or a 1-D object array of HxWxC arrays."""
+    """The images of a batch column: a 4-D array (same-size images), N x H x W (greyscale), or a 1-D object array
+    of HxW / HxWxC arrays. A greyscale row stored as 1 x H x W (Ray does this when a block mixes greyscale and
+    colour images) is read as H x W."""
     if isinstance(column, np.ndarray) and column.dtype != object:
+        if column.ndim == 3 and column.shape[-1] in (3, 4):
+            raise ValueError(f"image column of shape {column.shape} looks like ONE HxWx{column.shape[-1]} image; a "
+                             "batch column holds N images (N x H x W x 3, or N x H x W greyscale)")
         if column.ndim == 3:  # one greyscale batch N x H x W
             return list(column)
         if column.ndim != 4:
             raise ValueError(f"image column must hold HxWx3 images, got an array of shape {column.shape}")
-    return list(column)
+        return list(column)
+    rows = [np.asarray(row) for row in column]
+    return [row[0] if row.ndim == 3 and row.shape[0] == 1 and row.shape[-1] not in (1, 3, 4) else row for row in rows]
+
+
+def _same_length(batch: dict, names) -> None:
+    """Columns of one batch must have one value per row (zip would silently drop rows)."""
+    lengths = {name: len(batch[name]) for name in names if name in batch}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"columns of one batch differ in length: {lengths}")
 
 
 def _column(batch: dict, name: str, hint: str):
     """``batch[name]``, or a KeyError naming the missing column, the columns there are, and ``hint``."""
+    if type(batch).__module__.split(".")[0] == "pyarrow":
+        raise TypeError("pyarrow batches are not supported: use map_batches(..., batch_format='numpy') (the default) "
+                        "or 'pandas'")
     if name not in batch:
         raise KeyError(f"batch has no column {name!r} (columns: {sorted(batch)}); {hint}")
     return batch[name]
@@ -66,11 +83,13 @@ class SemanticJpegEncoder:
     image_column, jpeg_column: column names. keep_image: also return the decoded image column (default: dropped,
     it is the largest column). intra_op_num_threads: onnxruntime threads of the saliency model per actor (1 by
     default: give an actor more CPUs only together with more threads). errors: "raise" (default: the task fails,
-    Ray retries it) or "record" (a failed row gets an empty ``jpeg`` and its message in ``error``).
+    Ray retries it only when asked to, with ``max_retries`` and ``retry_exceptions``) or "record" (a failed row,
+    its encode or its write, gets an empty ``jpeg`` / ``output`` and its message in ``error``).
     out, root: write each JPEG in the actor instead of returning it: under ``out``, at the row's path (column
     ``path_column``, as ``read_images(include_paths=True)`` adds) relative to ``root``, as :func:`write_jpegs`
-    writes (atomically, never replacing a file unless ``overwrite``); the ``jpeg`` column is then replaced by
-    ``output`` (the path written). One step instead of a separate write step: fewer tasks, and the bytes never
+    writes (atomically, never replacing a file unless ``overwrite``; ``skip_existing`` resumes a run, leaving the
+    rows whose file exists alone, without encoding them); the ``jpeg`` column is then replaced by ``output`` (the
+    path written). One step instead of a separate write step: fewer tasks, and the bytes never
     travel through Ray's object store (speeds of both layouts on two CPUs: docs/scaling.md).
     saliency_column: a column of maps made upstream (:class:`SaliencyMapper`, e.g. batched on a GPU); each row's
     map is passed as ``saliency=`` and the actor loads no model. The column is dropped from the output.
@@ -80,7 +99,7 @@ class SemanticJpegEncoder:
     def __init__(self, *, image_column: str = "image", jpeg_column: str = "jpeg", keep_image: bool = False,
                  intra_op_num_threads: int | None = 1, errors: str = "raise", out: str | None = None,
                  root: str | None = None, path_column: str = "path", overwrite: bool = False,
-                 saliency_column: str | None = None, **encode_options):
+                 skip_existing: bool = False, saliency_column: str | None = None, **encode_options):
         from .codec.encoder import encode
 
         for key in ("fp", "return_result"):
@@ -94,8 +113,11 @@ class SemanticJpegEncoder:
         if (out is None) != (root is None):
             raise ValueError("give both out= (the output folder) and root= (the folder the input paths are "
                              "relative to), or neither")
+        if overwrite and skip_existing:
+            raise ValueError("give overwrite=True or skip_existing=True, not both")
         self.write_to = None if out is None else dict(root=root, out=out, path_column=path_column,
-                                                      jpeg_column=jpeg_column, overwrite=overwrite)
+                                                      jpeg_column=jpeg_column, overwrite=overwrite,
+                                                      skip_existing=skip_existing, errors=errors)
         self.image_column, self.jpeg_column = image_column, jpeg_column
         self.keep_image, self.errors = keep_image, errors
         self.options = encode_options
@@ -114,27 +136,34 @@ class SemanticJpegEncoder:
                                 "map the images with SaliencyMapper first, or pass saliency_column=None"))
         else:
             maps = [self.options.get("saliency")] * len(images)
+        if len(maps) != len(images):
+            raise ValueError(f"column {self.saliency_column!r} has {len(maps)} rows but {self.image_column!r} has "
+                             f"{len(images)}")
+        keep = [True] * len(images)
+        if self.write_to is not None:
+            import os
+            paths = _column(batch, self.write_to["path_column"], "read the images with include_paths=True")
+            if len(paths) != len(images):
+                raise ValueError(f"column {self.write_to['path_column']!r} has {len(paths)} rows but "
+                                 f"{self.image_column!r} has {len(images)}")
+            if self.write_to["skip_existing"]:  # resuming: no encode for a row whose file exists
+                keep = [not os.path.lexists(target) for _, target in _targets(paths, self.write_to["root"],
+                                                                                self.write_to["out"])]
         options = {k: v for k, v in self.options.items() if k != "saliency"}
-        jpegs, sizes, qualities, widths, heights, errors = [], [], [], [], [], []
-        for image, saliency in zip(images, maps):
+        rows = []  # (jpeg, size, final quality, width, height, error) per row
+        for image, saliency, wanted in zip(images, maps, keep):
+            if not wanted:  # its file exists and skip_existing keeps it
+                rows.append((b"", 0, np.nan, 0, 0, ""))
+                continue
             try:
                 result = self._encode(np.asarray(image), saliency=saliency, return_result=True, **options)
             except Exception as exc:  # noqa: BLE001
                 if self.errors == "raise":
                     raise
-                jpegs.append(b"")
-                sizes.append(0)
-                qualities.append(np.nan)
-                widths.append(0)
-                heights.append(0)
-                errors.append(f"{type(exc).__name__}: {exc}")
+                rows.append((b"", 0, np.nan, 0, 0, f"{type(exc).__name__}: {exc}"))
                 continue
-            jpegs.append(result.data)
-            sizes.append(result.size)
-            qualities.append(result.final_quality)
-            widths.append(result.width)
-            heights.append(result.height)
-            errors.append("")
+            rows.append((result.data, result.size, result.final_quality, result.width, result.height, ""))
+        jpegs, sizes, qualities, widths, heights, errors = (list(c) for c in zip(*rows)) if rows else ([],) * 6
         out = {k: v for k, v in batch.items()
                if (self.keep_image or k != self.image_column) and k != self.saliency_column}
         out[self.jpeg_column] = _object_column(jpegs)
@@ -251,29 +280,15 @@ class PurifyTransform:
         return out
 
 
-def write_jpegs(batch: dict, *, root: str, out: str, path_column: str = "path", jpeg_column: str = "jpeg",
-                overwrite: bool = False) -> dict:
-    """``Dataset.map_batches`` function that writes each row's JPEG to ``out`` under the row's path relative to
-    ``root`` (sub-folders kept, extension ``.jpg``; relative paths are relative to the working folder), atomically
-    and without replacing existing files unless ``overwrite``. Returns the batch without the ``jpeg`` column, plus
-    ``output`` (the path written; "" for a row without JPEG bytes, one that failed with ``errors="record"``).
-
-    An input is never replaced, even with ``overwrite``: an existing file under ``root`` is refused (ValueError;
-    it may be an input, e.g. ``a.jpg`` beside ``a.png`` when ``out`` is ``root``). Two rows of one batch that map
-    to one file (``a.png`` and ``a.jpg``) are a ValueError. Rows of different batches are written by different
-    tasks: there a second file of the same name is a FileExistsError without ``overwrite``, and replaces the
-    first with it. On a cluster, ``out`` must be storage every node can write (a
-    shared file system)."""
+def _targets(paths, root: str, out: str) -> list[tuple[str, str]]:
+    """(input's real path, output path) of each row: the path relative to ``root`` under ``out``, as ``.jpg``.
+    ValueError for a path outside ``root``, two rows of the batch with one output, and an existing output under
+    ``root`` (it may be an input)."""
     import os
 
-    from ._cliutil import write_file
-
     root_dir = os.path.realpath(root)
-    targets, outputs = {}, []
-    for path, data in zip(batch[path_column], batch[jpeg_column]):
-        if not len(data):  # a row that failed to encode (errors="record"): nothing to write
-            outputs.append("")
-            continue
+    targets, seen = [], {}
+    for path in paths:
         source = os.path.realpath(str(path))
         rel = os.path.relpath(source, root_dir)
         if rel == ".." or rel.startswith(".." + os.sep) or os.path.isabs(rel):
@@ -283,18 +298,66 @@ def write_jpegs(batch: dict, *, root: str, out: str, path_column: str = "path", 
         if key == source or (os.path.exists(key) and os.path.commonpath([key, root_dir]) == root_dir):
             raise ValueError(f"{target} exists under root {root}, so it may be an input of this dataset: "
                              "refusing to write over it; choose an out= outside root")
-        if key in targets:
-            raise ValueError(f"{targets[key]} and {path} would both be written to {target}")
-        targets[key] = path
-        outputs.append((target, data))
-    written = []
-    for item in outputs:
-        if item:
-            target, data = item
-            os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-            write_file(target, bytes(data), overwrite=overwrite, hint="pass overwrite=True to replace it")
-            item = target
-        written.append(item)
+        if key in seen:
+            raise ValueError(f"{seen[key]} and {path} would both be written to {target}")
+        seen[key] = path
+        targets.append((source, target))
+    return targets
+
+
+def write_jpegs(batch: dict, *, root: str, out: str, path_column: str = "path", jpeg_column: str = "jpeg",
+                overwrite: bool = False, skip_existing: bool = False, errors: str = "raise") -> dict:
+    """``Dataset.map_batches`` function that writes each row's JPEG to ``out`` under the row's path relative to
+    ``root`` (sub-folders kept, extension ``.jpg``; relative paths are relative to the working folder), atomically.
+    Returns the batch without the ``jpeg`` column, plus ``output`` (the path written; "" for a row without JPEG
+    bytes, one that failed with ``errors="record"``).
+
+    An existing output is replaced only with ``overwrite``, and kept with ``skip_existing`` (to resume a run: its
+    ``output`` is still given); otherwise a batch with one is refused before any of its files is written. An input
+    is never replaced, even with ``overwrite``: an existing file under ``root`` is refused (ValueError; it may be
+    an input, e.g. ``a.jpg`` beside ``a.png`` when ``out`` is ``root``). Two rows of one batch that map to one file
+    (``a.png`` and ``a.jpg``) are a ValueError. Rows of different batches are written by different tasks: there a
+    second file of the same name is a FileExistsError without ``overwrite``, and replaces the first with it.
+    ``errors="record"``: a row whose write fails gets ``output`` "" and its message in ``error`` (the batch goes on).
+    On a cluster, ``out`` must be storage every node can write (a shared file system)."""
+    import os
+
+    from ._cliutil import describe_error, write_file
+
+    if overwrite and skip_existing:
+        raise ValueError("give overwrite=True or skip_existing=True, not both")
+    if errors not in ("raise", "record"):
+        raise ValueError(f"errors must be 'raise' or 'record', got {errors!r}")
+    _same_length(batch, (path_column, jpeg_column))
+    targets = _targets(batch[path_column], root, out)
+    data = list(batch[jpeg_column])
+    if not (overwrite or skip_existing) and errors == "raise":
+        existing = [target for (_, target), jpeg in zip(targets, data) if len(jpeg) and os.path.lexists(target)]
+        if existing:
+            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+            raise FileExistsError(f"{existing[0]}{more} exists; pass overwrite=True to replace or skip_existing=True "
+                                  "to keep what exists")
+    outputs, messages = [], []
+    for (_, target), jpeg in zip(targets, data):
+        message = ""
+        if skip_existing and os.path.lexists(target):
+            outputs.append(target)  # kept from an earlier run (the encoder skipped its encode: no bytes here)
+        elif not len(jpeg):  # a row that failed to encode (errors="record"): nothing to write
+            outputs.append("")
+        else:
+            try:
+                os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+                write_file(target, bytes(jpeg), overwrite=overwrite, hint="pass overwrite=True to replace it")
+                outputs.append(target)
+            except (OSError, ValueError) as exc:
+                if errors == "raise":
+                    raise
+                outputs.append("")
+                message = describe_error(exc)
+        messages.append(message)
     result = {k: v for k, v in batch.items() if k != jpeg_column}
-    result["output"] = np.asarray(written, dtype=object)
+    result["output"] = np.asarray(outputs, dtype=object)
+    if errors == "record":
+        before = list(batch["error"]) if "error" in batch else [""] * len(outputs)
+        result["error"] = np.asarray([b or m for b, m in zip(before, messages)], dtype=object)
     return result

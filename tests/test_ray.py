@@ -199,3 +199,39 @@ def test_write_jpegs_never_replaces_an_input_or_writes_two_rows_to_one_file(tmp_
     assert (tmp_path / "out" / "a.jpg").read_bytes() == b"new"
     with pytest.raises(FileExistsError, match="overwrite=True"):
         write_jpegs(batch, root="in", out="out")
+
+
+def test_encoder_reads_mixed_greyscale_rows_and_refuses_malformed_batches():
+    rgb, grey = data.astronaut()[:48, :64], data.camera()[:48, :64]
+    # Ray stores a greyscale row of a block that also holds colour images as 1 x H x W
+    out = SemanticJpegEncoder(quality=80)({"image": np.array([rgb, grey[None]], dtype=object)})
+    assert list(out["jpeg"]) == [semantic_jpeg.encode(rgb, quality=80), semantic_jpeg.encode(grey, quality=80)]
+    with pytest.raises(ValueError, match="ONE"):  # a single image is not a batch of 48 greyscale rows
+        SemanticJpegEncoder(quality=80)({"image": rgb})
+    maps = np.array([np.ones((48, 64), np.float32)], dtype=object)
+    with pytest.raises(ValueError, match="rows"):
+        SemanticJpegEncoder(saliency_column="saliency")({"image": np.stack([rgb, rgb]), "saliency": maps})
+    pa = pytest.importorskip("pyarrow")
+    with pytest.raises(TypeError, match="batch_format"):
+        SemanticJpegEncoder(quality=80)(pa.table({"image": [1]}))
+
+
+def test_written_batches_refuse_before_writing_record_per_row_and_resume(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "sub").mkdir(parents=True)
+    (dst / "sub").mkdir(parents=True)
+    (dst / "sub" / "b.jpg").write_bytes(b"OLD")
+    image = data.astronaut()[:48, :64]
+    batch = {"image": np.stack([image] * 3),
+             "path": np.array([str(src / "a.png"), str(src / "sub" / "b.png"), str(src / "c.png")], dtype=object)}
+    with pytest.raises(FileExistsError, match="skip_existing"):
+        SemanticJpegEncoder(quality=80, root=str(src), out=str(dst))(batch)
+    assert not (dst / "a.jpg").exists()  # refused before any file of the batch was written
+    out = SemanticJpegEncoder(quality=80, root=str(src), out=str(dst), errors="record")(batch)
+    assert list(out["output"]) == [str(dst / "a.jpg"), "", str(dst / "c.jpg")]
+    assert "exists" in out["error"][1] and out["error"][0] == "" and (dst / "sub" / "b.jpg").read_bytes() == b"OLD"
+    (dst / "c.jpg").unlink()
+    out = SemanticJpegEncoder(quality=80, root=str(src), out=str(dst), skip_existing=True)(batch)
+    assert list(out["output"]) == [str(dst / "a.jpg"), str(dst / "sub" / "b.jpg"), str(dst / "c.jpg")]
+    assert list(out["jpeg_size"]) == [0, 0, (dst / "c.jpg").stat().st_size]  # only c was encoded again
+    assert (dst / "sub" / "b.jpg").read_bytes() == b"OLD"
