@@ -2,8 +2,8 @@
 and an optional RePr callback (Algorithm 3, one schedule unit = one epoch)."""
 from __future__ import annotations
 
+import io
 import json
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._cliutil import write_file
 from .repr import RePr
 
 
@@ -71,10 +72,11 @@ def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable = F.cross_ent
 
 
 def save_atomic(state: dict, path: Path) -> None:
-    """torch.save through a temporary file, so a crash mid-write never leaves a truncated checkpoint."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """torch.save through :func:`semantic_jpeg._cliutil.write_file`, so a crash mid-write never leaves a
+    truncated checkpoint."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_file(path, buffer.getvalue(), overwrite=True)
 
 
 def fit(model: nn.Module, train_loader: Iterable, optimizer: torch.optim.Optimizer, epochs: int, *,

@@ -36,6 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from semantic_jpeg._cliutil import write_file
 from semantic_jpeg.training import onnx_graph
 from semantic_jpeg.training.fit import check_device, save_atomic
 from semantic_jpeg.training.gaze_args import add_gaze_arguments
@@ -406,21 +407,17 @@ def export(readout: GazeReadout, args, history, model_dir: Path, stem: str = MOD
 
 
 def _write_manifest(path: Path, manifest: dict) -> None:
-    """Write a gaze-model manifest (sorted keys, a final newline: the same dict gives the same bytes) through a
-    temporary file, so a reader never sees half of it."""
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    """Write a gaze-model manifest (sorted keys, a final newline: the same dict gives the same bytes) atomically,
+    so a reader never sees half of it."""
+    write_file(path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode(), overwrite=True)
 
 
 def _save_model(model, path: Path) -> None:
-    """Check ``model`` and write it to ``path`` through a temporary file, so a reader never sees half of it."""
+    """Check ``model`` and write it to ``path`` atomically, so a reader never sees half of it."""
     import onnx
 
     onnx.checker.check_model(model)
-    tmp = path.with_suffix(".onnx.tmp")
-    onnx.save(model, str(tmp))
-    tmp.replace(path)
+    write_file(path, model.SerializeToString(), overwrite=True)
 
 
 BATCH_REWRITE = "batch dimension declared symbolic"

@@ -14,6 +14,8 @@ import json
 import os
 from pathlib import Path
 
+from .._cliutil import write_file
+
 RUN_FILE = "run.json"
 CHECKPOINT = "checkpoint.pt"
 # files that mean "a run was here" (a run.json alone is left by a run that failed before its first epoch)
@@ -72,9 +74,7 @@ def record(out: Path, settings: dict) -> None:
     """Write ``out/run.json`` (atomically) with the settings of the run."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{RUN_FILE}.tmp"
-    tmp.write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, out / RUN_FILE)
+    write_file(out / RUN_FILE, (json.dumps(settings, indent=1, sort_keys=True) + "\n").encode(), overwrite=True)
 
 
 def _recorded(out: Path) -> dict | None:
