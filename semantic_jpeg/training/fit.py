@@ -6,6 +6,7 @@ import io
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -79,6 +80,17 @@ def save_atomic(state: dict, path: Path) -> None:
     write_file(path, buffer.getvalue(), overwrite=True)
 
 
+def load_checkpoint(checkpoint: Path, restore: Callable[[dict], Any], map_location=None):
+    """``restore(state)`` of the checkpoint file ``checkpoint``, or a ValueError naming the file when it cannot be
+    read or restored (truncated, foreign, another network's): one message, not torch's traceback."""
+    try:
+        return restore(torch.load(checkpoint, map_location=map_location, weights_only=False))
+    except Exception as exc:  # noqa: BLE001 -- any of those: the same message
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ValueError(f"cannot resume from {checkpoint}: it is not a readable checkpoint of this run "
+                         f"({type(exc).__name__}: {first}); delete it, or start a new run") from None
+
+
 def fit(model: nn.Module, train_loader: Iterable, optimizer: torch.optim.Optimizer, epochs: int, *,
         loss_fn: Callable = F.cross_entropy, repr_: RePr | None = None, eval_loader: Iterable | None = None,
         checkpoint: str | Path | None = None, resume: bool = False, log_path: str | Path | None = None,
@@ -103,18 +115,16 @@ def fit(model: nn.Module, train_loader: Iterable, optimizer: torch.optim.Optimiz
     if resume:
         if checkpoint is None or not checkpoint.is_file():
             raise FileNotFoundError(f"cannot resume: checkpoint {checkpoint} not found")
-        try:
-            state = torch.load(checkpoint, map_location=device, weights_only=False)
+
+        def restore(state):
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             if repr_ is not None:
                 repr_.load_state_dict(state["repr"])
             torch.set_rng_state(state["torch_rng"])
-            history, start = list(state["history"]), int(state["epoch"])
-        except Exception as exc:  # noqa: BLE001 -- truncated, foreign or another network's file: one message
-            raise ValueError(f"cannot resume from {checkpoint}: it is not a readable checkpoint of this run "
-                             f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})"
-                             "; delete it, or start a new run") from None
+            return list(state["history"]), int(state["epoch"])
+
+        history, start = load_checkpoint(checkpoint, restore, map_location=device)
         if start > epochs:
             raise ValueError(f"cannot resume {checkpoint} at epoch {start} with --epochs {epochs}: it has trained "
                              "more epochs already")

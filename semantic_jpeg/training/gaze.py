@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from semantic_jpeg._cliutil import write_file
 from semantic_jpeg.training import onnx_graph
-from semantic_jpeg.training.fit import check_device, save_atomic
+from semantic_jpeg.training.fit import check_device, load_checkpoint, save_atomic
 from semantic_jpeg.training.gaze_args import add_gaze_arguments
 from semantic_jpeg.training.gaze_data import TAPS, BackboneTaps, cache_path, extract_features, read_dataset
 
@@ -278,15 +278,13 @@ def train(args) -> dict:
     start_epoch, history, seconds = 0, [], 0.0
     checkpoint = out / "checkpoint.pt"
     if args.resume:  # run() checked that the checkpoint exists and belongs to a run with these settings
-        try:
-            state = torch.load(checkpoint, weights_only=False)
+        def restore(state):
             readout.load_state_dict(state["readout"])
             optimiser.load_state_dict(state["optimiser"])
             scheduler.load_state_dict(state["scheduler"])
-            start_epoch, history, seconds = int(state["epoch"]), list(state["history"]), state.get("seconds", 0.0)
-        except Exception as exc:  # noqa: BLE001 -- truncated, foreign or another readout's file: one message
-            raise ValueError(f"cannot resume from {checkpoint}: it is not a readable checkpoint of this run "
-                             f"({type(exc).__name__}); delete it, or start a new run with --overwrite") from None
+            return int(state["epoch"]), list(state["history"]), state.get("seconds", 0.0)
+
+        start_epoch, history, seconds = load_checkpoint(checkpoint, restore)
     with open(out / "metrics.jsonl", "w") as handle:  # rewritten from the (resumed) history: no stale lines
         handle.writelines(json.dumps(record) + "\n" for record in history)
     for epoch in range(start_epoch, args.epochs):
