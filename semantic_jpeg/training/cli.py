@@ -210,11 +210,9 @@ def _check_out(args, *, inputs=()) -> None:
 def _run_folder(args):
     """Record the run's settings in --out (``run.json``, what --resume checks), and remove --out again when it was
     created here and the body fails before writing into it."""
-    from .run_folder import record, removed_if_unused, settings_of
+    from . import run_folder
 
-    with removed_if_unused(args.out):
-        if not args.resume:
-            record(args.out, settings_of(args))
+    with run_folder.run(args.out, run_folder.settings_of(args), resume=args.resume):
         yield
 
 

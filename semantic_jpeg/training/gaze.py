@@ -515,16 +515,14 @@ def check_args(args) -> None:
 
 
 def run(args) -> int:
-    from .run_folder import prepare, record, removed_if_unused, settings_of
+    from . import run_folder
 
     check_args(args)
     if not getattr(args, "recorded_command", ""):
         args.recorded_command = "semantic-jpeg " + " ".join(sys.argv[1:])
-    settings = settings_of(args)
-    prepare(Path(args.out), settings, resume=args.resume, overwrite=getattr(args, "overwrite", False))
-    with removed_if_unused(Path(args.out)):
-        if not args.resume:
-            record(Path(args.out), settings)
+    settings = run_folder.settings_of(args)
+    run_folder.prepare(Path(args.out), settings, resume=args.resume, overwrite=getattr(args, "overwrite", False))
+    with run_folder.run(Path(args.out), settings, resume=args.resume):
         result = train(args)
     print(json.dumps({k: v for k, v in result.items() if k != "manifest"}, indent=1)[:2000])
     return 0

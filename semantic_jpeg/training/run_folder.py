@@ -70,9 +70,8 @@ def prepare(out: Path, settings: dict, *, resume: bool, overwrite: bool, inputs=
                               "replace it, or choose another --out")
 
 
-def record(out: Path, settings: dict) -> None:
+def _record(out: Path, settings: dict) -> None:
     """Write ``out/run.json`` (atomically) with the settings of the run."""
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_file(out / RUN_FILE, (json.dumps(settings, indent=1, sort_keys=True) + "\n").encode(), overwrite=True)
 
@@ -89,12 +88,15 @@ def _recorded(out: Path) -> dict | None:
 
 
 @contextlib.contextmanager
-def removed_if_unused(out: Path):
-    """Remove ``out`` again when the body fails and ``out`` was created by it and left empty (or holding only
-    ``run.json``): a failed command leaves no empty output folder behind."""
+def run(out: Path, settings: dict, *, resume: bool):
+    """The body of a run in ``out`` (after :func:`prepare`): a new run records its ``settings`` in ``run.json``
+    (what a later --resume checks); when the body fails and ``out`` was created by it and left empty (or holding
+    only ``run.json``), ``out`` is removed again, so a failed command leaves no empty output folder behind."""
     out = Path(out)
     existed = out.exists()
     try:
+        if not resume:
+            _record(out, settings)
         yield
     except BaseException:
         if not existed and out.is_dir():
