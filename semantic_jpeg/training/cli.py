@@ -119,7 +119,6 @@ def register(subparsers) -> None:
 
 # ----- checks shared by the handlers
 MAX_SIZE = 2048  # training image side: beyond it one image of the MS-ROI network no longer fits in memory
-MAX_CLASSES = 100_000
 
 
 def _fail(args, message) -> SystemExit:
@@ -148,50 +147,34 @@ def _check_common(args) -> None:
 
 
 def _check_name_and_size(args) -> None:
-    name = args.name
-    if not name or name != Path(name).name or name.startswith(".") or name in ("..",):
-        raise _fail(args, f"--name must be a plain file name (no folder, not hidden), got {name!r}")
+    from .msroi_net import check_model_name
+
+    try:
+        check_model_name(args.name)
+    except ValueError as exc:
+        raise _fail(args, f"--{exc}") from None
     if args.size <= 0 or args.size % 32 or args.size > MAX_SIZE:
         raise _fail(args, f"--size must be a positive multiple of 32 up to {MAX_SIZE}, got {args.size}")
 
 
 def _load_npz(args, path: Path, keys: tuple[str, ...]) -> dict:
-    """The arrays ``keys`` of an .npz file, or a one-line error naming the file."""
-    import zipfile
+    """:func:`data.load_npz`, its errors as one line."""
+    from .data import load_npz
 
-    import numpy as np
-
-    if not path.is_file():
-        raise _fail(args, f"data file not found: {path}")
     try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise _fail(args, f"{path} is not a readable .npz archive ({exc})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise _fail(args, f"{path} is a single array; an .npz archive with arrays {list(keys)} is needed")
-    with archive:
-        missing = [key for key in keys if key not in archive]
-        if missing:
-            raise _fail(args, f"{path} must hold arrays {list(keys)}; it lacks {missing} (it has {archive.files})")
-        try:
-            return {key: archive[key] for key in keys}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            raise _fail(args, f"{path}: {exc}") from None
+        return load_npz(path, keys)
+    except (OSError, ValueError) as exc:
+        raise _fail(args, exc) from None
 
 
 def _class_labels(args, path: Path, labels, count: int):
-    """``labels`` as an int64 tensor of class indices 0..C-1, one per image, or a one-line error."""
-    import numpy as np
-    import torch
+    """:func:`data.class_labels`, its errors as one line."""
+    from .data import class_labels
 
-    if labels.ndim != 1 or len(labels) != count:
-        raise _fail(args, f"{path}: 'labels' must be one class index per image ({count}), got shape {labels.shape}")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise _fail(args, f"{path}: 'labels' must be integer class indices, got {labels.dtype}")
-    if len(labels) and (labels.min() < 0 or labels.max() >= MAX_CLASSES):
-        raise _fail(args, f"{path}: 'labels' must be class indices in 0..{MAX_CLASSES - 1}, got "
-                          f"{labels.min()}..{labels.max()}")
-    return torch.from_numpy(labels.astype(np.int64))
+    try:
+        return class_labels(labels, count, path)
+    except ValueError as exc:
+        raise _fail(args, exc) from None
 
 
 def _check_out(args, *, inputs=()) -> None:

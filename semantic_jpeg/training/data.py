@@ -92,21 +92,56 @@ def cifar_split(path: str | Path, n_train: int = 8000, seed: int = 0):
     ../shared/data/cifar10): a permutation drawn with ``seed``, first ``n_train`` for training, the rest for
     test. Returns ``(x_train, y_train, x_test, y_test)`` as float NCHW tensors in [0,1] and int64 labels."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
-    with np.load(path) as data:
-        if "images" not in data or "labels" not in data:
-            raise ValueError(f"{path} must hold arrays 'images' and 'labels' (it has {data.files})")
-        images, labels = data["images"], data["labels"]
-    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer) or (labels < 0).any():
-        raise ValueError(f"{path}: 'labels' must be one integer class index >= 0 per image, got {labels.dtype} "
-                         f"{labels.shape} for {len(images)} images")
+    arrays = load_npz(path, ("images", "labels"))
+    images = arrays["images"]
+    labels = class_labels(arrays["labels"], len(images), path)
     if not 0 < n_train < len(images):
         raise ValueError(f"n_train must lie in (0, {len(images)}), got {n_train}")
     order = np.random.default_rng(seed).permutation(len(images))
     x = images_to_tensor(images[order])
-    y = torch.from_numpy(labels[order].astype(np.int64))
+    y = labels[torch.from_numpy(order)]
     return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+
+
+MAX_CLASSES = 100_000  # a label beyond it is a mistake (it would size a classifier of that many outputs)
+
+
+def load_npz(path: Path, keys: tuple[str, ...]) -> dict:
+    """The arrays ``keys`` of the .npz file ``path``; FileNotFoundError or ValueError naming the file when it is
+    missing, unreadable, a single array (.npy) or lacks one of them."""
+    import zipfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path} is not a readable .npz archive ({exc})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} is a single array; an .npz archive with arrays {list(keys)} is needed")
+    with archive:
+        missing = [key for key in keys if key not in archive]
+        if missing:
+            raise ValueError(f"{path} must hold arrays {list(keys)}; it lacks {missing} (it has {archive.files})")
+        try:
+            return {key: archive[key] for key in keys}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{path}: {exc}") from None
+
+
+def class_labels(labels: np.ndarray, count: int, path) -> torch.Tensor:
+    """``labels`` (of the file ``path``) as an int64 tensor of class indices 0..C-1, one per image of ``count``;
+    ValueError naming the file otherwise (float, negative, 2-D or absurdly large labels)."""
+    if labels.ndim != 1 or len(labels) != count:
+        raise ValueError(f"{path}: 'labels' must be one class index per image ({count}), got shape {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{path}: 'labels' must be integer class indices (one integer class index per image), "
+                         f"got {labels.dtype}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= MAX_CLASSES):
+        raise ValueError(f"{path}: 'labels' must be class indices in 0..{MAX_CLASSES - 1}, got "
+                         f"{labels.min()}..{labels.max()}")
+    return torch.from_numpy(labels.astype(np.int64))
 
 
 def list_images(folder: str | Path) -> list[Path]:

@@ -136,6 +136,12 @@ class _ExportModule(nn.Module):
         return self.model.class_maps(image, *noises)
 
 
+def check_model_name(name: str) -> None:
+    """A model's name is the stem of its files: a plain file name (no folder, not hidden), else ValueError."""
+    if not name or name != Path(name).name or name.startswith("."):
+        raise ValueError(f"name must be a plain file name stem (no folder, not hidden), got {name!r}")
+
+
 def export_msroi(model: MSROINet, out_dir: str | Path, *, class_names: Sequence[str], name: str = "msroi_net",
                  version: str = "1.0.0", description: str = "", source: dict | None = None,
                  defaults: dict | None = None, sample_hw: tuple[int, int] = (64, 96)) -> dict:
@@ -146,8 +152,7 @@ def export_msroi(model: MSROINet, out_dir: str | Path, *, class_names: Sequence[
 
     from semantic_jpeg.onnx_models.manifest import write_manifest
 
-    if not name or name != Path(name).name or name.startswith("."):
-        raise ValueError(f"name must be a plain file name stem (no folder, not hidden), got {name!r}")
+    check_model_name(name)
     if len(class_names) != model.num_classes:
         raise ValueError(f"{len(class_names)} class names for a model with {model.num_classes} classes")
     if any("\t" in c or "\n" in c or not c for c in class_names):
