@@ -22,7 +22,12 @@ import numpy as np
 from PIL import Image
 
 from semantic_jpeg.onnx_models.image_input import REDUCING_GAP, resize_map, to_rgb_array, working_shape
-from semantic_jpeg.onnx_models.manifest import ModelIntegrityError, check_input_spec, sha256_of
+from semantic_jpeg.onnx_models.manifest import (
+    ModelIntegrityError,
+    check_input_spec,
+    check_size_multiple,
+    sha256_of,
+)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_GAZE_MODEL = "efficientnet_lite0_gaze"
@@ -98,7 +103,7 @@ def _check_gaze_fields(manifest: dict, path: Path) -> None:
     for spec in inputs:
         if not isinstance(spec, dict) or "name" not in spec or "working_size" not in spec:
             raise ValueError(f"gaze model manifest {path}: each of 'inputs' needs 'name' and 'working_size'")
-        check_input_spec({"mean": 0.0, "std": 1.0, "size_multiple": spec.get("size_multiple", 32)}, path)
+        check_size_multiple(spec.get("size_multiple", 32), path, "inputs.size_multiple")
         size = spec["working_size"]
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"gaze model manifest {path}: working_size must be a positive integer, got {size!r}")

@@ -49,9 +49,13 @@ def check_input_spec(spec: dict, path) -> None:
             raise ValueError(f"manifest {path}: input.{key} must be a finite number, got {value!r}")
     if spec["std"] <= 0:
         raise ValueError(f"manifest {path}: input.std must be > 0, got {spec['std']!r}")
-    multiple = spec.get("size_multiple", 32)
+    check_size_multiple(spec.get("size_multiple", 32), path, "input.size_multiple")
+
+
+def check_size_multiple(multiple, path, field: str) -> None:
+    """A manifest's size multiple (the network's input sides are multiples of it) must be a positive integer."""
     if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
-        raise ValueError(f"manifest {path}: input.size_multiple must be a positive integer, got {multiple!r}")
+        raise ValueError(f"manifest {path}: {field} must be a positive integer, got {multiple!r}")
 
 
 class ModelIntegrityError(RuntimeError):
