@@ -56,7 +56,7 @@ def _same_length(batch: dict, names) -> None:
     """Columns of one batch must have one value per row (zip would silently drop rows)."""
     lengths = {name: len(batch[name]) for name in names if name in batch}
     if len(set(lengths.values())) > 1:
-        raise ValueError(f"columns of one batch differ in length: {lengths}")
+        raise ValueError(f"the columns of one batch must have the same number of rows, got {lengths}")
 
 
 def _column(batch: dict, name: str, hint: str):
@@ -136,16 +136,14 @@ class SemanticJpegEncoder:
                                 "map the images with SaliencyMapper first, or pass saliency_column=None"))
         else:
             maps = [self.options.get("saliency")] * len(images)
-        if len(maps) != len(images):
-            raise ValueError(f"column {self.saliency_column!r} has {len(maps)} rows but {self.image_column!r} has "
-                             f"{len(images)}")
+        columns = [self.image_column, self.saliency_column]  # None (no saliency column) is not in the batch
+        if self.write_to is not None:
+            paths = _column(batch, self.write_to["path_column"], "read the images with include_paths=True")
+            columns.append(self.write_to["path_column"])
+        _same_length(batch, columns)
         keep = [True] * len(images)
         if self.write_to is not None:
             import os
-            paths = _column(batch, self.write_to["path_column"], "read the images with include_paths=True")
-            if len(paths) != len(images):
-                raise ValueError(f"column {self.write_to['path_column']!r} has {len(paths)} rows but "
-                                 f"{self.image_column!r} has {len(images)}")
             if self.write_to["skip_existing"]:  # resuming: no encode for a row whose file exists
                 keep = [not os.path.lexists(target) for _, target in _targets(paths, self.write_to["root"],
                                                                                 self.write_to["out"])]
@@ -266,10 +264,8 @@ class PurifyTransform:
     def __call__(self, batch: dict) -> dict:
         hint = "read the images with include_paths=True or pass key_column= / image_column="
         images, keys = (_column(batch, c, hint) for c in (self.image_column, self.key_column))
+        _same_length(batch, (self.image_column, self.key_column))
         images, keys = _rows(images), list(keys)
-        if len(images) != len(keys):
-            raise ValueError(f"column {self.image_column!r} has {len(images)} rows but {self.key_column!r} has "
-                             f"{len(keys)}")
         purified = [self.filter(np.asarray(image), rng=row_seed(self.seed, key), **self.overrides)
                     for image, key in zip(images, keys)]
         out = dict(batch)
