@@ -212,15 +212,24 @@ class SaliencyMapper:
         return out
 
 
+def _is_int(value) -> bool:
+    """A Python or numpy integer, not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _check_seed(seed) -> None:
+    if not _is_int(seed) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+
+
 def row_seed(seed: int, key) -> np.random.Generator:
     """The generator of one row: from the base ``seed`` (an integer >= 0) and the row's key (an int, or any value
     whose ``str`` identifies the row, e.g. its path), so a row's draw does not depend on how rows are batched.
     Distinct non-negative int keys give distinct streams; a negative int key is hashed like a string."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool) and key >= 0:
+    _check_seed(seed)
+    if _is_int(key) and key >= 0:
         return np.random.default_rng([int(seed), int(key)])
-    text = f"int:{int(key)}" if isinstance(key, (int, np.integer)) and not isinstance(key, bool) else str(key)
+    text = f"int:{int(key)}" if _is_int(key) else str(key)
     digest = hashlib.sha256(text.encode("utf-8")).digest()
     return np.random.default_rng([int(seed), int.from_bytes(digest[:8], "little")])
 
@@ -245,8 +254,7 @@ class PurifyTransform:
         self.filter = preset(filter) if isinstance(filter, str) else filter
         if not callable(self.filter):
             raise TypeError(f"filter must be a preset name or a callable, got {type(filter).__name__}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        _check_seed(seed)  # now, not at the first batch
         self.seed, self.key_column, self.image_column = int(seed), key_column, image_column
         self.output_column = output_column or image_column
         check_keywords(self.filter, overrides, repr(self.filter))  # a misspelt keyword must not be ignored

@@ -1074,9 +1074,8 @@ def forward_dct(rgb, header, to_ycbcr=True):
 
 def _smoothed(rgb, factor):
     """libjpeg's input smoothing (jcsample.c): each pixel becomes (1 - 8 SF) itself + SF each of its 8
-    neighbours, SF = factor / 1024, edges repeated; applied to every channel before the transform."""
-    if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or not 0 <= factor <= 100:
-        raise ValueError(f"smooth must be an integer in [0, 100], got {factor!r}")
+    neighbours, SF = factor / 1024, edges repeated; applied to every channel before the transform. ``factor``
+    was checked by :func:`_check_options` (every mode)."""
     sf = factor / 1024.0
     padded = np.pad(rgb.astype(np.float32), [(1, 1), (1, 1)] + [(0, 0)] * (rgb.ndim - 2), mode="edge")
     h, w = rgb.shape[:2]
